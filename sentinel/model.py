@@ -180,3 +180,11 @@ class Finding:
             "connection": self.connection.to_record() if self.connection else None,
             "evidence": self.evidence,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A detector's word that the condition behind (rule, subject) has ended."""
+
+    rule: str
+    subject: str

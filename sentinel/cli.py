@@ -1,0 +1,86 @@
+"""Command-line entry points: agent, scan, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from sentinel import __version__, config
+
+EX_OK, EX_FINDINGS, EX_ERROR, EX_CONFIG = 0, 1, 2, 78
+
+
+def _load_config(path: str | None) -> config.Config:
+    return config.load(path)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from sentinel.engine import Engine
+    from sentinel.intel import IntelError
+
+    cfg = _load_config(args.config)
+    if args.procfs != "/proc":
+        logging.getLogger("sentinel").info("reading processes from %s", args.procfs)
+    try:
+        engine = Engine(cfg, procfs=args.procfs, config_path=args.config)
+    except IntelError as exc:
+        raise config.ConfigError(str(exc)) from None
+    return asyncio.run(engine.run())
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from sentinel import engine, intel
+
+    cfg = _load_config(args.config)
+    try:
+        engine.Engine(cfg)
+    except intel.IntelError as exc:
+        raise config.ConfigError(str(exc)) from None
+    print(f"{cfg.source}: OK")
+    return EX_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sentinel", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sentinel {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    agent = sub.add_parser("agent", help="run the real-time agent")
+    agent.add_argument("-c", "--config", help="TOML config (default /etc/sentinel/sentinel.toml)")
+    agent.add_argument("--procfs", default="/proc", help=argparse.SUPPRESS)
+    agent.set_defaults(func=cmd_agent)
+
+    check = sub.add_parser("check-config", help="validate the config, rules and lists")
+    check.add_argument("-c", "--config", help="TOML config to check")
+    check.set_defaults(func=cmd_check_config)
+
+    for module in ("cli_scan",):
+        try:
+            mod = __import__(f"sentinel.{module}", fromlist=["add_parser"])
+        except ImportError:
+            continue
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="sentinel: %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.func(args)
+    except config.ConfigError as exc:
+        print(f"sentinel: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return EX_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Collectors: one source per file. Each observes and emits typed events; none decides.
+
+To add a source, write a module here with a `Collector` subclass decorated by `@register`
+and add its module name to `MODULES`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+from sentinel import metrics
+from sentinel.context import Context
+from sentinel.events import CollectorState, Event
+
+MODULES = ["procs", "files", "net", "gpu", "load"]
+
+REGISTRY: dict[str, type[Collector]] = {}
+
+Emit = Callable[[Event], None]
+
+
+def register(cls: type[Collector]) -> type[Collector]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def load_all() -> dict[str, type[Collector]]:
+    for module in MODULES:
+        importlib.import_module(f"{__name__}.{module}")
+    return REGISTRY
+
+
+class Collector:
+    """Base class: `run` loops until cancelled and reports its state through `report`."""
+
+    name: ClassVar[str]
+
+    def __init__(self, ctx: Context, emit: Emit) -> None:
+        self.ctx = ctx
+        self.emit = emit
+        self.ok: bool | None = None
+        self.reason = ""
+
+    def enabled(self) -> bool:
+        """False when configuration turns this source off entirely."""
+        return True
+
+    def report(self, ok: bool, reason: str = "", **detail: object) -> None:
+        """Tell the engine this collector runs (ok) or runs degraded (not ok), on change."""
+        if ok == self.ok and reason == self.reason:
+            return
+        self.ok, self.reason = ok, reason
+        metrics.collector_up.labels(self.name).set(1 if ok else 0)
+        self.emit(
+            CollectorState(
+                time=time.time(), collector=self.name, ok=ok, reason=reason, detail=dict(detail)
+            )
+        )
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)

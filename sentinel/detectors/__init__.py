@@ -1,0 +1,44 @@
+"""Detectors: one per file. Pure logic: events in, findings out, no I/O of their own.
+
+To add one, write a module here with a `Detector` subclass decorated by `@register`
+and add its module name to `MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from typing import ClassVar
+
+from sentinel.context import Context
+from sentinel.events import Event
+from sentinel.model import Finding
+
+MODULES = ["process", "network", "persistence", "canary", "filesig", "daemons", "load"]
+
+REGISTRY: dict[str, type[Detector]] = {}
+
+
+def register(cls: type[Detector]) -> type[Detector]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def load_all() -> dict[str, type[Detector]]:
+    for module in MODULES:
+        importlib.import_module(f"{__name__}.{module}")
+    return REGISTRY
+
+
+class Detector:
+    """Base class. `events` lists the event types handled; `blocking` runs it off the loop."""
+
+    name: ClassVar[str]
+    events: ClassVar[tuple[type[Event], ...]] = ()
+    blocking: ClassVar[bool] = False
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def handle(self, event: Event) -> Iterable[Finding]:
+        raise NotImplementedError

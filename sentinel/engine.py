@@ -1,0 +1,347 @@
+"""The agent's asyncio core: runs collectors, feeds detectors, dedups, fans out to sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from sentinel import collectors, config, detectors, intel, metrics, sinks
+from sentinel.config import Config, SinkConfig
+from sentinel.context import Context
+from sentinel.events import CollectorState, Event, ProcExit, Tick
+from sentinel.model import Category, Finding, Resolved, Severity
+
+log = logging.getLogger("sentinel")
+
+BLOCKING_QUEUE = 4096
+RESTART_DELAY = 5.0
+
+
+class Engine:
+    """Owns time: the event queue, dedup and incident windows, health, reload, shutdown."""
+
+    def __init__(self, cfg: Config, procfs: str = "/proc", config_path: str | None = None):
+        self.cfg = cfg
+        self.procfs = procfs
+        self.config_path = config_path
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=cfg.agent.queue_size)
+        self.blocking: asyncio.Queue[tuple[detectors.Detector, Event]] = asyncio.Queue(
+            maxsize=BLOCKING_QUEUE
+        )
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sentinel-scan")
+        self.stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.states: dict[str, CollectorState] = {}
+        self.recent: dict[tuple[str, str], tuple[float, str]] = {}
+        self.incidents: dict[tuple[str, ...], float] = {}
+        self.alerted_pids: dict[str, dict[int, float]] = defaultdict(dict)
+        self.active: dict[tuple[str, str], Finding] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.reload_task: asyncio.Future[bool] | None = None
+        self.collector_tasks: list[asyncio.Task[None]] = []
+        self._build(cfg)
+
+    # construction and reload
+    def _build(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.ctx = Context(cfg, intel.load(cfg.scan.rules), self.procfs)
+        self.detectors = [cls(self.ctx) for cls in detectors.load_all().values()]
+        self.routes: dict[type[Event], list[detectors.Detector]] = defaultdict(list)
+        for det in self.detectors:
+            for etype in det.events:
+                self.routes[etype].append(det)
+        builtin = [SinkConfig(type="jsonl", name="log", min_severity=cfg.log.min_severity)]
+        if cfg.log.stdout:
+            builtin.append(SinkConfig(type="stdout", name="stdout", min_severity="info"))
+        registry = sinks.load_all()
+        self.sinks: list[sinks.Sink] = []
+        for sc in [*builtin, *cfg.sinks]:
+            if sc.type not in registry:
+                raise config.ConfigError(
+                    f"{cfg.source}: sinks: unknown type {sc.type!r} (known: {', '.join(registry)})"
+                )
+            self.sinks.append(registry[sc.type](sc, self.ctx))
+        self.collectors = [
+            c
+            for c in (cls(self.ctx, self.emit) for cls in collectors.load_all().values())
+            if c.enabled()
+        ]
+
+    # event intake (any thread)
+    def emit(self, event: Event) -> None:
+        """Queue an event; safe from any thread; drops and counts when the queue is full."""
+        loop = self.loop
+        if loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._put(event)
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._put, event)
+
+    def _put(self, event: Event) -> None:
+        try:
+            self.queue.put_nowait(event)
+            metrics.events.labels(type(event).__name__).inc()
+        except asyncio.QueueFull:
+            metrics.events_dropped.labels("queue").inc()
+
+    # main
+    async def run(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        for sig, handler in (
+            (signal.SIGTERM, self.stop),
+            (signal.SIGINT, self.stop),
+            (signal.SIGHUP, self.request_reload),
+        ):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self.loop.add_signal_handler(sig, handler)
+        for sink in self.sinks:
+            await sink.start()
+        self.tasks = [
+            asyncio.create_task(self._dispatch(), name="dispatch"),
+            asyncio.create_task(self._ticker(), name="ticker"),
+            *(asyncio.create_task(self._blocking_worker(), name="scan") for _ in range(2)),
+        ]
+        self._start_collectors()
+        if not self.collectors:
+            self._mark_ready()
+        await self.stopping.wait()
+        await self._shutdown()
+        return 0
+
+    def stop(self) -> None:
+        log.info("stopping")
+        self.stopping.set()
+
+    def request_reload(self) -> None:
+        self.reload_task = asyncio.ensure_future(self.reload())
+
+    async def reload(self) -> bool:
+        """Re-read the config file; on error keep running on the old one."""
+        try:
+            cfg = config.load(self.config_path)
+            old_sinks, old_collectors = self.sinks, self.collector_tasks
+            self._build(cfg)
+        except (config.ConfigError, intel.IntelError) as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            metrics.errors.labels("reload").inc()
+            return False
+        for task in old_collectors:
+            task.cancel()
+        await asyncio.gather(*old_collectors, return_exceptions=True)
+        for sink in old_sinks:
+            await sink.close()
+        for sink in self.sinks:
+            await sink.start()
+        self.states.clear()
+        self._start_collectors()
+        log.info("configuration reloaded from %s", cfg.source)
+        return True
+
+    def _start_collectors(self) -> None:
+        self.collector_tasks = [
+            asyncio.create_task(self._guard(c), name=f"collector:{c.name}") for c in self.collectors
+        ]
+
+    async def _guard(self, collector: collectors.Collector) -> None:
+        """Run a collector; if it crashes, log, count, report degraded and restart it."""
+        while not self.stopping.is_set():
+            try:
+                await collector.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception(
+                    "collector %s failed; restarting in %ss", collector.name, RESTART_DELAY
+                )
+                metrics.errors.labels(f"collector.{collector.name}").inc()
+                collector.report(False, f"crashed: {type(exc).__name__}: {exc}")
+                await asyncio.sleep(RESTART_DELAY)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.agent.interval)
+            self._put(Tick(time=time.time()))
+
+    async def _dispatch(self) -> None:
+        while True:
+            event = await self.queue.get()
+            try:
+                self._handle(event)
+            except Exception:
+                log.exception("engine failed on %s", type(event).__name__)
+                metrics.errors.labels("engine").inc()
+
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, CollectorState):
+            self._collector_state(event)
+        elif isinstance(event, ProcExit):
+            self._resolve_process(event)
+        for det in self.routes.get(type(event), ()):
+            if det.blocking:
+                try:
+                    self.blocking.put_nowait((det, event))
+                except asyncio.QueueFull:
+                    metrics.events_dropped.labels(f"detector.{det.name}").inc()
+            else:
+                self.publish_all(self._run_detector(det, event))
+        if isinstance(event, ProcExit):
+            self.ctx.procs.forget(event.pid)
+
+    async def _blocking_worker(self) -> None:
+        assert self.loop is not None
+        while True:
+            det, event = await self.blocking.get()
+            results = await self.loop.run_in_executor(self.pool, self._run_detector, det, event)
+            self.publish_all(results)
+
+    @staticmethod
+    def _run_detector(det: detectors.Detector, event: Event) -> list[Finding | Resolved]:
+        start = time.perf_counter()
+        try:
+            return list(det.handle(event))
+        except Exception:
+            log.exception("detector %s failed on %s", det.name, type(event).__name__)
+            metrics.detector_errors.labels(det.name).inc()
+            return []
+        finally:
+            metrics.detector_duration.labels(det.name).observe(time.perf_counter() - start)
+
+    # collector health
+    def _collector_state(self, ev: CollectorState) -> None:
+        first = ev.collector not in self.states
+        self.states[ev.collector] = ev
+        if not ev.ok:
+            log.warning("collector %s degraded: %s", ev.collector, ev.reason)
+            self.publish(
+                Finding(
+                    rule="integrity.collector_degraded",
+                    category=Category.INTEGRITY,
+                    severity=Severity.LOW,
+                    summary=f"collector {ev.collector} degraded: {ev.reason}",
+                    detector="engine",
+                    evidence={"collector": ev.collector, "reason": ev.reason, **ev.detail},
+                    subject=f"collector:{ev.collector}:{ev.reason}",
+                    time=ev.time,
+                )
+            )
+        if first and not self.ready.is_set() and self._all_reported():
+            self._mark_ready()
+
+    def _all_reported(self) -> bool:
+        return all(c.name in self.states for c in self.collectors)
+
+    def _mark_ready(self) -> None:
+        self.ready.set()
+        summary = ", ".join(
+            f"{name}={'ok' if st.ok else 'degraded (' + st.reason + ')'}"
+            for name, st in sorted(self.states.items())
+        )
+        print(f"sentinel: ready; collectors: {summary or 'none'}", file=sys.stderr, flush=True)
+
+    def health(self) -> tuple[bool, str]:
+        """(True, '') once every collector runs; else False and why."""
+        if not self.ready.is_set():
+            missing = [c.name for c in self.collectors if c.name not in self.states]
+            return False, f"starting: waiting for {', '.join(missing)}"
+        down = [f"{n}: {s.reason}" for n, s in sorted(self.states.items()) if not s.ok]
+        return (not down, "; ".join(down))
+
+    # findings
+    def publish_all(self, results: Iterable[Finding | Resolved]) -> None:
+        for item in results:
+            if isinstance(item, Resolved):
+                self._resolve((item.rule, item.subject))
+            else:
+                self.publish(item)
+
+    def publish(self, finding: Finding) -> bool:
+        """Dedup, fold incidents, then hand to every sink that wants it. True if sent."""
+        now = time.time()
+        reason = self._suppress_reason(finding, now)
+        if reason:
+            metrics.suppressed.labels(reason).inc()
+            return False
+        if self.cfg.agent.hostname:
+            finding.host = self.cfg.agent.hostname
+        self.active[finding.dedup_key] = finding
+        metrics.findings.labels(str(finding.category), str(finding.severity)).inc()
+        self._fan_out(finding, lambda s, f: s.submit(f))
+        return True
+
+    def _suppress_reason(self, f: Finding, now: float) -> str:
+        window = self.cfg.engine.dedup_window
+        fingerprint = f"{f.severity}|{f.summary}"
+        prev = self.recent.get(f.dedup_key)
+        if prev and now - prev[0] < window and prev[1] == fingerprint:
+            return "dedup"
+        self.recent[f.dedup_key] = (now, fingerprint)
+        if f.process is not None:
+            pids = self.alerted_pids[f.rule]
+            iw = self.cfg.engine.incident_window
+            if any(a.pid in pids and now - pids[a.pid] < window for a in f.process.ancestors):
+                pids[f.process.pid] = now
+                return "incident"
+            group = (f.rule, str(f.process.ppid), f.process.exe or f.process.name)
+            last = self.incidents.get(group)
+            self.incidents[group] = now
+            if last is not None and now - last < iw and f.process.pid not in pids:
+                pids[f.process.pid] = now
+                return "incident"
+            pids[f.process.pid] = now
+        if len(self.recent) > 50000:
+            self._expire(now)
+        return ""
+
+    def _expire(self, now: float) -> None:
+        window = self.cfg.engine.dedup_window
+        self.recent = {k: v for k, v in self.recent.items() if now - v[0] < window}
+        self.incidents = {
+            k: v for k, v in self.incidents.items() if now - v < self.cfg.engine.incident_window
+        }
+        for rule, pids in self.alerted_pids.items():
+            self.alerted_pids[rule] = {p: t for p, t in pids.items() if now - t < window}
+
+    def _resolve_process(self, ev: ProcExit) -> None:
+        for key, f in list(self.active.items()):
+            p = f.process
+            if p is not None and p.pid == ev.pid and abs(p.start_time - ev.start_time) < 0.05:
+                self._resolve(key)
+
+    def _resolve(self, key: tuple[str, str]) -> None:
+        finding = self.active.pop(key, None)
+        if finding is None:
+            return
+        self.recent.pop(key, None)
+        self._fan_out(finding, lambda s, f: s.resolve(f))
+
+    def _fan_out(self, finding: Finding, action: Callable[[sinks.Sink, Finding], None]) -> None:
+        for sink in self.sinks:
+            if not sink.wants(finding):
+                continue
+            try:
+                action(sink, finding)
+            except Exception:
+                log.exception("sink %s failed", sink.name)
+                metrics.errors.labels(f"sink.{sink.type}").inc()
+
+    async def _shutdown(self) -> None:
+        for task in [*self.collector_tasks, *self.tasks]:
+            task.cancel()
+        await asyncio.gather(*self.collector_tasks, *self.tasks, return_exceptions=True)
+        for sink in self.sinks:
+            with contextlib.suppress(Exception):
+                await sink.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)

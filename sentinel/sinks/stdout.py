@@ -1,0 +1,33 @@
+"""One readable line per finding on stdout."""
+
+from __future__ import annotations
+
+import sys
+
+from sentinel.model import Finding, rfc3339
+from sentinel.sinks import Sink, register
+
+
+def describe(finding: Finding) -> str:
+    """`time severity category rule: summary [pid N name | path | raddr:port]`."""
+    where = []
+    if finding.process is not None:
+        p = finding.process
+        where.append(f"pid={p.pid} {p.name}")
+    if finding.file is not None:
+        where.append(finding.file.path)
+    if finding.connection is not None:
+        c = finding.connection
+        where.append(f"{c.domain or c.raddr}:{c.rport}")
+    tail = f" [{'; '.join(where)}]" if where else ""
+    head = f"{rfc3339(finding.time)} {str(finding.severity).upper():8} {finding.category:11}"
+    return f"{head} {finding.rule}: {finding.summary}{tail}"
+
+
+@register
+class StdoutSink(Sink):
+    type = "stdout"
+
+    def submit(self, finding: Finding) -> None:
+        sys.stdout.write(describe(finding) + "\n")
+        sys.stdout.flush()
