@@ -16,7 +16,7 @@ from sentinel import metrics
 from sentinel.context import Context
 from sentinel.events import CollectorState, Event
 
-MODULES = ["procs", "files", "net", "gpu", "load"]
+MODULES = ["procs", "files", "net", "gpu"]
 
 REGISTRY: dict[str, type[Collector]] = {}
 
