@@ -1,0 +1,55 @@
+"""Canary rules: any open, read, change or removal of a canary file, with who did it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sentinel.detectors import Detector, register
+from sentinel.events import Event, FileAccess
+from sentinel.model import Category, FileFacts, Finding, Severity
+
+# access kind -> (rule, verb); an open and the read after it are one alert
+RULES = {
+    "opened": ("canary.read", "read"),
+    "read": ("canary.read", "read"),
+    "modified": ("canary.modified", "modified"),
+    "deleted": ("canary.deleted", "deleted"),
+}
+
+
+@register
+class CanaryDetector(Detector):
+    """One finding per process that touched a canary (or one for the file when none is known)."""
+
+    name = "canary"
+    events = (FileAccess,)
+
+    def handle(self, event: Event) -> Iterable[Finding]:
+        if not isinstance(event, FileAccess):
+            return
+        rule, verb = RULES.get(event.kind, ("canary.read", "read"))
+        facts = FileFacts(event.path, None, -1)
+        evidence = {"access": event.kind, "pids": list(event.pids)}
+        if not event.procs:
+            yield Finding(
+                rule=rule,
+                category=Category.CANARY,
+                severity=Severity.HIGH,
+                summary=f"canary {event.path} {verb} by an unknown process",
+                detector=self.name,
+                file=facts,
+                evidence=evidence,
+            )
+            return
+        for proc in event.procs:
+            yield Finding(
+                rule=rule,
+                category=Category.CANARY,
+                severity=Severity.HIGH,
+                summary=f"canary {event.path} {verb} by {proc.name} (pid {proc.pid})",
+                detector=self.name,
+                process=proc,
+                file=facts,
+                evidence=evidence,
+                subject=f"{event.path}|pid:{proc.pid}:{proc.start_time:.2f}",
+            )
