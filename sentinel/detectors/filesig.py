@@ -1,0 +1,92 @@
+"""YARA on dropped files that could run or configure a miner: executables, ELF, scripts,
+config candidates. A stat and a peek at the first bytes decide; the rules do the rest."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterable
+
+from sentinel.detectors import Detector, register
+from sentinel.events import Event, FileChange
+from sentinel.model import Finding
+from sentinel.rules import Unscannable
+
+log = logging.getLogger(__name__)
+
+MAGICS = (b"\x7fELF", b"#!")
+CONFIG_SUFFIXES = frozenset(
+    {".json", ".conf", ".cfg", ".ini", ".toml", ".yaml", ".yml", ".txt", ".sh", ".py", ".pl"}
+)
+CONFIG_WORDS = ("config", "pool", "miner", "wallet")
+MAX_CONFIG_SIZE = 4 * 1024 * 1024
+PEEK = len(MAGICS[0])
+
+
+def peek(path: str) -> bytes:
+    """The first bytes of a regular file, read without following links or blocking."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        return os.read(fd, PEEK)
+    finally:
+        os.close(fd)
+
+
+def candidate(path: str, st: os.stat_result, max_size: int) -> str | None:
+    """Why a dropped file is worth a scan ('executable', 'elf', 'script', 'config'), or None."""
+    if not stat.S_ISREG(st.st_mode) or st.st_size == 0 or st.st_size > max_size:
+        return None
+    if st.st_mode & 0o111:
+        return "executable"
+    name = os.path.basename(path).lower()
+    _, suffix = os.path.splitext(name)
+    if st.st_size <= MAX_CONFIG_SIZE and (
+        suffix in CONFIG_SUFFIXES or any(w in name for w in CONFIG_WORDS)
+    ):
+        return "config"
+    head = peek(path)
+    if head.startswith(MAGICS[0]):
+        return "elf"
+    if head.startswith(MAGICS[1]):
+        return "script"
+    return None
+
+
+@register
+class FileSigDetector(Detector):
+    """Scans dropped candidates with the compiled rules (in a worker thread)."""
+
+    name = "filesig"
+    events = (FileChange,)
+    blocking = True
+
+    def own_path(self, path: str) -> bool:
+        """The agent's own state, log and rule files, never scanned."""
+        cfg = self.ctx.config
+        own = [cfg.agent.state_dir, cfg.alert_log, *cfg.scan.rules]
+        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in own if p)
+
+    def handle(self, event: Event) -> Iterable[Finding]:
+        if not isinstance(event, FileChange) or event.role != "drop" or self.own_path(event.path):
+            return []
+        scan = self.ctx.config.scan
+        try:
+            why = candidate(event.path, os.lstat(event.path), scan.max_file_size)
+        except OSError as exc:
+            log.debug("not scanning %s: %s", event.path, exc.strerror)
+            return []
+        if why is None:
+            return []
+        try:
+            findings = self.ctx.rules.match_file(
+                event.path, max_size=scan.max_file_size, timeout=scan.timeout
+            )
+        except Unscannable as exc:
+            log.debug("not scanning %s: %s", event.path, exc)
+            return []
+        for f in findings:
+            f.evidence["candidate"] = why
+        return findings
