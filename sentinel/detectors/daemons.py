@@ -1,0 +1,130 @@
+"""New long-lived daemons: processes that detached from their parent and stayed."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from sentinel import cmdline, metrics
+from sentinel.context import Context
+from sentinel.detectors import Detector, register
+from sentinel.events import Event, ProcExec, ProcExit, Tick
+from sentinel.model import Category, Finding, Proc, Severity
+
+INIT_PID = 1
+MAX_TRACKED = 8192
+MAX_EXITS = 4096
+START_SLACK = 1.0  # seconds: a process this much older than the agent counts as existing
+
+
+@register
+class DaemonDetector(Detector):
+    """Tracks new processes until they exit; one whose parent died first and that lives past
+    `daemons.min_age` without a tty, a runbook job or an allow pattern is reported on Tick.
+
+    A process seen first with pid 1 as parent counts as detached too (a double fork that
+    never exec'd is only seen by the sweep, after it was re-parented).
+    """
+
+    name = "daemons"
+    events = (ProcExec, ProcExit, Tick)
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.started = time.time()
+        self.allow = [re.compile(p) for p in ctx.config.daemons.allow]
+        self.attached: OrderedDict[int, Proc] = OrderedDict()  # alive, parent alive
+        self.children: dict[int, set[int]] = {}  # parent pid -> attached pids
+        self.detached: OrderedDict[int, Proc] = OrderedDict()  # waiting for min_age
+        self.exits: OrderedDict[int, float] = OrderedDict()  # recently exited pid -> time
+
+    def handle(self, event: Event) -> Iterable[Finding]:
+        if isinstance(event, ProcExec):
+            self.seen(event.proc)
+        elif isinstance(event, ProcExit):
+            self.exited(event)
+        elif isinstance(event, Tick):
+            yield from self.due(event.time)
+
+    def seen(self, proc: Proc) -> None:
+        if proc.start_time < self.started - START_SLACK or (not proc.exe and not proc.cmdline):
+            return  # existed before the agent, or a kernel thread
+        if self.explained(proc):
+            self.forget(proc.pid)
+            return
+        if proc.pid in self.detached:  # a later exec of a process already detached
+            self.detached[proc.pid] = proc
+            return
+        self.forget(proc.pid)
+        parent_gone = proc.ppid in self.exits and self.exits[proc.ppid] >= proc.start_time - 1
+        if proc.ppid == INIT_PID or parent_gone:
+            self.track(self.detached, proc)
+        else:
+            self.track(self.attached, proc)
+            self.children.setdefault(proc.ppid, set()).add(proc.pid)
+
+    def track(self, table: OrderedDict[int, Proc], proc: Proc) -> None:
+        table[proc.pid] = proc
+        if len(table) > MAX_TRACKED:
+            _, old = table.popitem(last=False)
+            self.unlink(old)
+            metrics.events_dropped.labels(f"detector.{self.name}").inc()
+
+    def unlink(self, proc: Proc) -> None:
+        siblings = self.children.get(proc.ppid)
+        if siblings is not None:
+            siblings.discard(proc.pid)
+            if not siblings:
+                del self.children[proc.ppid]
+
+    def forget(self, pid: int) -> None:
+        proc = self.attached.pop(pid, None) or self.detached.pop(pid, None)
+        if proc is not None:
+            self.unlink(proc)
+
+    def exited(self, ev: ProcExit) -> None:
+        for table in (self.attached, self.detached):
+            proc = table.get(ev.pid)
+            if proc is not None and abs(proc.start_time - ev.start_time) < 0.05:
+                self.forget(ev.pid)
+        for pid in self.children.pop(ev.pid, set()):
+            proc = self.attached.pop(pid, None)
+            if proc is not None:
+                self.track(self.detached, proc)
+        self.exits[ev.pid] = ev.time
+        self.exits.move_to_end(ev.pid)
+        if len(self.exits) > MAX_EXITS:
+            self.exits.popitem(last=False)
+
+    def explained(self, proc: Proc) -> bool:
+        """Declared by a runbook job or matched by a daemons.allow pattern."""
+        if self.ctx.runbook.explains(proc, self.ctx.procs):
+            return True
+        fields = (proc.exe, proc.name, proc.argv0)
+        return any(p.search(f) for p in self.allow for f in fields if f)
+
+    def due(self, now: float) -> Iterable[Finding]:
+        min_age = self.ctx.config.daemons.min_age
+        for pid, proc in list(self.detached.items()):
+            age = now - proc.start_time
+            if age < min_age:
+                continue
+            del self.detached[pid]
+            if proc.tty or self.explained(proc):
+                continue
+            where = cmdline.exec_location(proc)
+            yield Finding(
+                rule="daemon.new_detached",
+                category=Category.DAEMON,
+                severity=Severity.MEDIUM if where else Severity.LOW,
+                summary=f"new detached daemon {proc.name} (pid {proc.pid}) alive {age:.0f}s",
+                detector=self.name,
+                process=proc,
+                evidence={
+                    "age_seconds": round(age, 1),
+                    "exe": proc.exe,
+                    "exec_location": where[0] if where else None,
+                },
+            )
