@@ -44,6 +44,10 @@ PLAIN = proc(name="python3", exe="/usr/bin/python3.11", cmdline=["python3", "cli
         ),
         (proc(name="w", exe="/tmp/x/w", cmdline=["w", "-c", "cfg.json"]), Severity.MEDIUM),
         (proc(name="w", exe="/opt/w", cmdline=["w"], exe_deleted=True), Severity.MEDIUM),
+        (
+            proc(name="s", exe="/usr/bin/python3.11", cmdline=["python3", "/tmp/j/s"]),
+            Severity.MEDIUM,
+        ),
         (PLAIN, Severity.LOW),
         (None, Severity.LOW),
     ],

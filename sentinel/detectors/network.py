@@ -58,21 +58,7 @@ class NetworkDetector(Detector):
             return
         if conn.rport not in intel.pool_ports or conn.rport in intel.dev_ports:
             return
-        why: list[str] = []
-        severity = Severity.LOW
-        if proc is not None:
-            miner = cmdline.miner_name(proc, intel)
-            if miner:
-                why.append(f"miner name {miner[1]}")
-            rules = {h.rule for h in cmdline.all_hits(text, intel)} & STRONG_MINER_RULES
-            why.extend(sorted(rules))
-            if why:
-                severity = Severity.HIGH
-            else:
-                where = cmdline.exec_location(proc)
-                if where:
-                    why.append(f"executable in {where[0]}")
-                    severity = Severity.MEDIUM
+        severity, why = self.corroboration(proc, text)
         summary = f"connection to mining-pool port {conn.rport}"
         if why:
             summary += f" ({', '.join(why)})"
@@ -80,10 +66,30 @@ class NetworkDetector(Detector):
             "network.pool_port", Category.NETWORK, severity, summary, ev, {"corroboration": why}
         )
 
+    def corroboration(self, proc: Proc | None, text: str) -> tuple[Severity, list[str]]:
+        """How much the owner of a pool-port connection looks like a miner, and why."""
+        if proc is None:
+            return Severity.LOW, []
+        intel = self.ctx.intel
+        why = sorted({h.rule for h in cmdline.all_hits(text, intel)} & STRONG_MINER_RULES)
+        miner = cmdline.miner_name(proc, intel)
+        if miner:
+            why.insert(0, f"miner name {miner[1]}")
+        if why:
+            return Severity.HIGH, why
+        where = cmdline.exec_location(proc)
+        if where:
+            return Severity.MEDIUM, [f"executable in {where[0]}"]
+        script_dir = cmdline.in_temp_dir(cmdline.script_path(proc))
+        if script_dir:
+            return Severity.MEDIUM, [f"script in {script_dir}"]
+        return Severity.LOW, []
+
     def named_services(self, ev: NetConn, used: set[str], seen: set[str]) -> Iterable[Finding]:
-        """Tunnel-service and dynamic-DNS names the process used (in its command line) or the
-        collector saw for this socket; pool domains only for the socket itself, since the
-        process rules already report a pool domain in a command line."""
+        """Tunnel and dynamic-DNS names used in the command line or seen on the socket.
+
+        Pool domains count only on the socket: the process rules report them in command lines.
+        """
         intel = self.ctx.intel
         checks = (
             (
