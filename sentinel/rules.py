@@ -308,7 +308,7 @@ def _syntax_error(path: Path, exc: Exception) -> RulesError:
 
 
 def _rule_line(text: str, name: str) -> int:
-    m = re.search(rf"^\s*(?:(?:private|global)\s+)*rule\s+{re.escape(name)}\b", text, re.M)
+    m = re.search(rf"^[ \t]*(?:(?:private|global)\s+)*rule\s+{re.escape(name)}\b", text, re.M)
     return text.count("\n", 0, m.start()) + 1 if m else 1
 
 
