@@ -7,9 +7,11 @@ and add its module name to `MODULES`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 from sentinel import metrics
@@ -66,3 +68,18 @@ class Collector:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    @contextlib.contextmanager
+    def measure(self, what: str = "pass") -> Iterator[None]:
+        """Time one pass into collector_duration and count its outcome; an error is logged
+        and counted, not raised, so one bad read never stops the collector."""
+        start = time.perf_counter()
+        try:
+            yield
+        except Exception:
+            logging.getLogger(f"sentinel.collectors.{self.name}").exception("%s failed", what)
+            metrics.collector_success.labels(self.name, "error").inc()
+        else:
+            metrics.collector_success.labels(self.name, "ok").inc()
+        finally:
+            metrics.collector_duration.labels(self.name).observe(time.perf_counter() - start)

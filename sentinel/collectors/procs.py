@@ -1,0 +1,325 @@
+"""Processes: netlink exec/fork/exit events as root, a /proc sweep that reconciles (and is
+the fallback), and CPU samples per process and for the host."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sentinel import metrics, proctable
+from sentinel.collectors import Collector, Emit, register
+from sentinel.context import Context
+from sentinel.events import HostCpu, ProcCpu, ProcExec, ProcExit
+from sentinel.model import Proc
+
+log = logging.getLogger(__name__)
+
+# linux/netlink.h, linux/connector.h, linux/cn_proc.h
+NETLINK_CONNECTOR = 11
+CN_IDX_PROC = 1
+CN_VAL_PROC = 1
+NLMSG_DONE = 3
+PROC_CN_MCAST_LISTEN = 1
+PROC_CN_MCAST_IGNORE = 2
+PROC_EVENT_FORK = 0x00000001
+PROC_EVENT_EXEC = 0x00000002
+PROC_EVENT_COMM = 0x00000200
+PROC_EVENT_EXIT = 0x80000000
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, port id
+CN_MSG = struct.Struct("=IIIIHH")  # cb_id.idx, cb_id.val, seq, ack, len, flags
+PROC_EVENT = struct.Struct("=IIQ")  # what, cpu, timestamp_ns; event_data follows
+TWO_IDS = struct.Struct("=II")  # exec, exit, comm: process pid, tgid
+FOUR_IDS = struct.Struct("=IIII")  # fork: parent pid, parent tgid, child pid, child tgid
+EVENT_DATA = NLMSGHDR.size + CN_MSG.size + PROC_EVENT.size
+
+RCVBUF = 4 * 1024 * 1024
+READ_BATCH = 1024  # datagrams per wake-up, so a storm cannot starve the loop
+FORK_GRACE = 1.0  # a child that has not exec'd after this long is reported as it is
+ACK_TIMEOUT = 0.5
+START_SLACK = 0.05  # start times read from procfs carry clock-tick rounding
+
+
+@dataclass(frozen=True, slots=True)
+class NlEvent:
+    """One process connector event: what happened to which task (pid) of which process."""
+
+    what: int
+    pid: int
+    tgid: int
+    parent_tgid: int = 0
+
+
+def listen_message(op: int) -> bytes:
+    """A netlink datagram asking the process connector to start or stop sending events."""
+    payload = struct.pack("=I", op)
+    cn = CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(payload), 0) + payload
+    return NLMSGHDR.pack(NLMSGHDR.size + len(cn), NLMSG_DONE, 0, 0, 0) + cn
+
+
+def parse(data: bytes) -> Iterator[NlEvent]:
+    """The proc events in one datagram; anything short or foreign is skipped."""
+    off = 0
+    while off + EVENT_DATA <= len(data):
+        length = NLMSGHDR.unpack_from(data, off)[0]
+        if length < NLMSGHDR.size or off + length > len(data):
+            return
+        idx, val = CN_MSG.unpack_from(data, off + NLMSGHDR.size)[:2]
+        body = off + EVENT_DATA
+        if (idx, val) == (CN_IDX_PROC, CN_VAL_PROC) and off + length >= body + TWO_IDS.size:
+            what = PROC_EVENT.unpack_from(data, off + NLMSGHDR.size + CN_MSG.size)[0]
+            if what == PROC_EVENT_FORK and off + length >= body + FOUR_IDS.size:
+                _, ptgid, pid, tgid = FOUR_IDS.unpack_from(data, body)
+                yield NlEvent(what, pid, tgid, ptgid)
+            elif what in (PROC_EVENT_EXEC, PROC_EVENT_EXIT, PROC_EVENT_COMM):
+                pid, tgid = TWO_IDS.unpack_from(data, body)
+                yield NlEvent(what, pid, tgid)
+        off += (length + 3) & ~3
+
+
+def open_netlink() -> socket.socket:
+    """A non-blocking socket subscribed to the process connector; raises OSError if denied.
+
+    The kernel answers a listen request at once, and silently ignores one from outside the
+    initial pid and user namespaces (a container): no answer means no events will come.
+    """
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+    try:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.bind((0, CN_IDX_PROC))
+        sock.settimeout(ACK_TIMEOUT)
+        sock.send(listen_message(PROC_CN_MCAST_LISTEN))
+        try:
+            sock.recv(8192)  # the answer, or an event: either proves events flow
+        except TimeoutError:
+            raise OSError(errno.ENOMSG, "no answer to the listen request") from None
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def read_host_cpu(procfs: str) -> tuple[int, int, int]:
+    """(busy ticks, total ticks, cores) from the first lines of /proc/stat."""
+    with open(os.path.join(procfs, "stat"), "rb") as f:
+        text = f.read(65536)
+    lines = text.split(b"\n")
+    fields = [int(x) for x in lines[0].split()[1:9]]  # user..steal; guest is inside user
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    cores = sum(1 for line in lines[1:] if line.startswith(b"cpu"))
+    total = sum(fields)
+    return total - idle, total, max(cores, 1)
+
+
+@register
+class ProcsCollector(Collector):
+    """Emits ProcExec for each new process, ProcExit when it ends, and CPU samples."""
+
+    name = "procs"
+
+    def __init__(self, ctx: Context, emit: Emit) -> None:
+        super().__init__(ctx, emit)
+        self.procfs = self.ctx.procfs
+        self.known: dict[int, Proc] = {}
+        self.forks: dict[int, float] = {}  # forked, not exec'd yet: pid -> time of fork
+        self.sock: socket.socket | None = None
+        self.wake = asyncio.Event()
+        self.cpu_prev: dict[int, float] = {}
+        self.host_prev: tuple[int, int, int] | None = None
+        self.sampled_at = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        degraded = self.start_netlink(loop)
+        try:
+            with self.measure("initial sweep"):
+                self.sweep()
+            if degraded:
+                self.report(False, degraded)
+            else:
+                self.report(True)
+            interval = self.ctx.config.agent.interval
+            sample_every = self.ctx.config.load.sample_interval
+            sampling = self.ctx.config.load.enabled and sample_every > 0
+            next_sweep = time.monotonic() + interval
+            next_sample = time.monotonic()
+            while True:
+                now = time.monotonic()
+                due = min(next_sweep, next_sample) if sampling else next_sweep
+                if due > now:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(), due - now)
+                now = time.monotonic()
+                if self.wake.is_set() or now >= next_sweep:
+                    self.wake.clear()
+                    with self.measure("sweep"):
+                        self.sweep()
+                    next_sweep = now + interval
+                if sampling and now >= next_sample:
+                    with self.measure("cpu sample"):
+                        self.sample()
+                    next_sample = now + sample_every
+        finally:
+            self.stop_netlink(loop)
+
+    # netlink
+    def start_netlink(self, loop: asyncio.AbstractEventLoop) -> str:
+        """Subscribe to exec/exit events; '' on success, else why the sweep is all there is."""
+        if not self.ctx.config.agent.netlink:
+            return "netlink off (agent.netlink = false): new processes seen by the /proc sweep"
+        if os.path.realpath(self.procfs) != "/proc":
+            return f"procfs is {self.procfs}: netlink describes the real /proc, sweep only"
+        try:
+            self.sock = open_netlink()
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            return f"netlink process connector unavailable ({why}): sweeping /proc instead"
+        loop.add_reader(self.sock.fileno(), self.on_readable)
+        return ""
+
+    def stop_netlink(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.sock is None:
+            return
+        loop.remove_reader(self.sock.fileno())
+        with contextlib.suppress(OSError):
+            self.sock.send(listen_message(PROC_CN_MCAST_IGNORE))
+        self.sock.close()
+        self.sock = None
+
+    def on_readable(self) -> None:
+        assert self.sock is not None
+        for _ in range(READ_BATCH):
+            try:
+                data = self.sock.recv(8192)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:  # the kernel dropped events: reconcile now
+                    metrics.events_dropped.labels("procs.netlink").inc()
+                    self.wake.set()
+                    continue
+                log.error("netlink read failed: %s", exc)
+                metrics.errors.labels("collector.procs").inc()
+                return
+            for ev in parse(data):
+                try:
+                    self.on_event(ev)
+                except Exception:
+                    log.exception("netlink event %s failed", ev)
+                    metrics.errors.labels("collector.procs").inc()
+
+    def on_event(self, ev: NlEvent) -> None:
+        if ev.pid != ev.tgid:
+            return  # a thread, not a process
+        if ev.what == PROC_EVENT_EXEC:
+            self.forks.pop(ev.tgid, None)
+            self.ctx.procs.forget(ev.tgid)  # same pid and start time, new image
+            self.discover(ev.tgid, "netlink")
+        elif ev.what == PROC_EVENT_FORK:
+            self.forks[ev.tgid] = time.monotonic()
+            asyncio.get_running_loop().call_later(FORK_GRACE, self.fork_due, ev.tgid)
+        elif ev.what == PROC_EVENT_EXIT:
+            self.forks.pop(ev.tgid, None)
+            self.exited(ev.tgid)
+        elif ev.what == PROC_EVENT_COMM:
+            self.renamed(ev.tgid)
+
+    def fork_due(self, pid: int) -> None:
+        """A forked child that never exec'd (a daemonising fork, a worker) is reported as is."""
+        if self.forks.pop(pid, None) is None or pid in self.known:
+            return
+        proc = self.ctx.procs.get(pid)
+        if proc is not None:
+            self.known[pid] = proc
+            self.emit(ProcExec(time=time.time(), proc=proc, source="fork"))
+
+    def renamed(self, pid: int) -> None:
+        """A process changed its own name (prctl PR_SET_NAME): report it again if it differs."""
+        old = self.known.get(pid)
+        if old is None:
+            return
+        self.ctx.procs.forget(pid)
+        proc = self.ctx.procs.get(pid)
+        if proc is None:
+            return
+        self.known[pid] = proc
+        if proc.name != old.name or proc.cmdline != old.cmdline:
+            self.emit(ProcExec(time=time.time(), proc=proc, source="comm"))
+
+    # discovery shared by events and sweeps
+    def discover(self, pid: int, source: str) -> None:
+        proc = self.ctx.procs.get(pid)
+        if proc is None:  # gone before its facts could be read
+            metrics.events_dropped.labels("procs.vanished").inc()
+            return
+        old = self.known.get(pid)
+        if old is not None and abs(old.start_time - proc.start_time) > START_SLACK:
+            self.emit(ProcExit(time=time.time(), pid=pid, start_time=old.start_time))
+        self.known[pid] = proc
+        self.emit(ProcExec(time=time.time(), proc=proc, source=source))
+
+    def exited(self, pid: int) -> None:
+        proc = self.known.pop(pid, None)
+        self.cpu_prev.pop(pid, None)
+        if proc is not None:
+            self.emit(ProcExit(time=time.time(), pid=pid, start_time=proc.start_time))
+
+    def sweep(self) -> None:
+        """Diff the pid set of procfs against what is known; read details of new pids only."""
+        pids = {int(n) for n in os.listdir(self.procfs) if n.isdigit()}
+        for pid in self.known.keys() - pids:
+            self.exited(pid)
+        for pid in pids - self.known.keys():
+            self.forks.pop(pid, None)
+            self.discover(pid, "sweep")
+
+    # CPU
+    def sample(self) -> None:
+        """CPU seconds each process used since the last sample (utime+stime only) and the
+        host's busy fraction. Processes that used none are left out of ProcCpu."""
+        now = time.time()
+        span = now - self.sampled_at if self.sampled_at else 0.0
+        cpu: dict[int, float] = {}
+        reused: list[int] = []
+        for pid, proc in self.known.items():
+            used = proctable.cpu_seconds(pid, self.procfs)
+            if used is None:
+                continue
+            prev = self.cpu_prev.get(pid)
+            self.cpu_prev[pid] = used
+            if prev is None:
+                if span and proc.start_time >= self.sampled_at:
+                    prev = 0.0  # born within the span: all it used counts
+                else:
+                    continue
+            if used < prev:
+                reused.append(pid)  # the pid now belongs to another process
+            elif used > prev:
+                cpu[pid] = used - prev
+        for pid in reused:
+            self.cpu_prev.pop(pid, None)
+            cpu.pop(pid, None)
+            self.ctx.procs.forget(pid)
+            self.discover(pid, "sweep")
+        if span:
+            procs = {pid: self.known[pid] for pid in cpu if pid in self.known}
+            self.emit(ProcCpu(time=now, span=span, cpu=cpu, procs=procs))
+        self.sampled_at = now
+        host = read_host_cpu(self.procfs)
+        prev_host, self.host_prev = self.host_prev, host
+        if prev_host is not None and host[1] > prev_host[1]:
+            busy = (host[0] - prev_host[0]) / (host[1] - prev_host[1])
+            self.emit(HostCpu(time=now, busy=min(max(busy, 0.0), 1.0), cores=host[2]))
