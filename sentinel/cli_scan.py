@@ -7,19 +7,18 @@ import json
 import os
 import sys
 import time
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from sentinel import config, intel
-from sentinel.context import Context
-from sentinel.detectors.process import ProcessDetector
 from sentinel.model import Finding, Severity
 from sentinel.rules import RulesError, load_rules
 from sentinel.scan import CACHE_FILE, Scanner, ScanOptions, ScanStats
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# rich and the process detector are imported where used: every `sentinel` command imports
+# this module to build its parser, and `scan --json PATH` needs neither.
 
 EX_OK, EX_FINDINGS, EX_ERROR, EX_CONFIG = 0, 1, 2, 78
 PROGRESS_AFTER = 1.0  # seconds before a progress display appears
@@ -63,16 +62,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 class _LiveStatus:
     """Progress callback: a live status line on stderr once a scan has run a while."""
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
         self.start = time.monotonic()
-        self.progress: Progress | None = None
+        self.progress: Any = None
         self.task: Any = None
 
     def __call__(self, stats: ScanStats) -> None:
         if self.progress is None:
             if time.monotonic() - self.start < PROGRESS_AFTER:
                 return
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
             self.progress = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
@@ -103,6 +106,9 @@ def _subject(f: Finding) -> str:
 
 def _print_report(console: Console, findings: list[Finding], stats: dict[str, Any]) -> None:
     """A table on a terminal; one tab-separated line per finding otherwise (for grep)."""
+    from rich.markup import escape
+    from rich.table import Table
+
     say = console.print
     if not findings:
         say("no findings")
@@ -137,7 +143,6 @@ def _print_report(console: Console, findings: list[Finding], stats: dict[str, An
 
 def run(args: argparse.Namespace) -> int:
     """Run the scan; returns the exit code."""
-    err = Console(stderr=True)
     files = not args.no_files
     pids = args.pids or args.no_files or (not args.paths and os.geteuid() == 0)
     if args.no_files and args.paths:
@@ -161,12 +166,16 @@ def run(args: argparse.Namespace) -> int:
         timeout=cfg.scan.timeout,
         exclude=cfg.scan.exclude,
         cache_path=None if args.no_cache else os.path.join(cfg.agent.state_dir, CACHE_FILE),
+        own_paths=[cfg.agent.state_dir, cfg.alert_log],
     )
-    progress = _LiveStatus(err) if err.is_terminal else None
+    progress = _LiveStatus() if sys.stderr.isatty() else None
     try:
         scanner = Scanner(rules, options, progress)
         try:
             if pids:
+                from sentinel.context import Context
+                from sentinel.detectors.process import ProcessDetector
+
                 detector = ProcessDetector(Context(cfg, indicators))
                 scanner.scan_processes(detector.check, args.procfs)
             if files:
@@ -183,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
         doc = {"findings": [f.to_record() for f in findings], "stats": record}
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
+        from rich.console import Console
+
         _print_report(Console(), findings, record)
     if any(f.severity >= fail for f in findings):
         return EX_FINDINGS

@@ -120,11 +120,13 @@ def _text(data: bytes) -> str:
 class Rules:
     """One compiled yara.Rules shared by every scanning thread."""
 
-    def __init__(self, compiled: yara.Rules, infos: dict[str, RuleInfo], files: list[Path]):
+    def __init__(
+        self, compiled: yara.Rules, infos: dict[str, RuleInfo], files: list[Path], digest: str
+    ) -> None:
         self.compiled = compiled
         self.infos = infos
         self.files = files
-        self.digest = rules_digest(files)
+        self.digest = digest
 
     @property
     def dirs(self) -> list[Path]:
@@ -284,87 +286,88 @@ def rule_files(dirs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return out
 
 
-def rules_digest(files: Iterable[Path]) -> str:
+def rules_digest(texts: dict[Path, bytes]) -> str:
     """sha256 over the rule files' names and contents (and this version's post-processing)."""
     h = hashlib.sha256(f"sentinel {__version__}\0".encode())
-    for p in files:
-        h.update(p.name.encode() + b"\0")
-        h.update(p.read_bytes())
-        h.update(b"\0")
+    for path, raw in texts.items():
+        h.update(path.name.encode() + b"\0" + raw + b"\0")
     return h.hexdigest()
 
 
 _ERR_LOCATION = re.compile(r"^(?P<file>.*)\((?P<line>\d+)\): (?P<msg>.*)$", re.S)
+_RULE_DECL = re.compile(r"^[ \t]*(?:(?:private|global)\s+)*rule\s+(\w+)", re.M)
 
 
-def _syntax_error(path: Path, exc: Exception) -> RulesError:
+def _syntax_error(exc: Exception, texts: dict[Path, bytes]) -> RulesError:
     m = _ERR_LOCATION.match(str(exc))
     if not m:
-        return RulesError(f"{path}: {exc}")
-    line = int(m["line"])
-    if line == 0:  # libyara reports errors at end of file as line 0
-        line = max(1, path.read_text("utf-8", "replace").count("\n"))
+        return RulesError(f"rules: cannot compile: {exc}")
+    path, line = Path(m["file"]), int(m["line"])
+    if line == 0:  # libyara reports errors at the end of a file as line 0
+        line = max(1, texts.get(path, b"").count(b"\n"))
     return RulesError(f"{path}:{line}: {m['msg']}")
 
 
-def _rule_line(text: str, name: str) -> int:
-    m = re.search(rf"^[ \t]*(?:(?:private|global)\s+)*rule\s+{re.escape(name)}\b", text, re.M)
-    return text.count("\n", 0, m.start()) + 1 if m else 1
+def _declarations(texts: dict[Path, bytes]) -> dict[str, list[tuple[Path, int]]]:
+    """Where each rule name is declared: (file, line), in file order."""
+    out: dict[str, list[tuple[Path, int]]] = {}
+    for path, raw in texts.items():
+        text = raw.decode("utf-8", "replace")
+        for m in _RULE_DECL.finditer(text):
+            line = text.count("\n", 0, m.start()) + 1
+            out.setdefault(m[1], []).append((path, line))
+    return out
 
 
-def _rule_infos(path: Path) -> list[RuleInfo]:
-    """Compile one file alone: checks its syntax and reads each public rule's meta."""
+def _info(rule: yara.Rule, path: Path, line: int) -> RuleInfo:
+    """The validated meta of one rule; RulesError names file and line."""
+    meta = rule.meta
+    where = f"{path}:{line}: rule {rule.identifier}"
     try:
-        compiled = yara.compile(filepath=str(path))
-    except yara.SyntaxError as exc:
-        raise _syntax_error(path, exc) from None
-    except yara.Error as exc:
-        raise RulesError(f"{path}: cannot compile: {exc}") from None
-    text = path.read_text("utf-8", "replace")
-    infos = []
-    for rule in compiled:
-        if rule.is_private:
-            continue
-        meta = rule.meta
-        where = f"{path}:{_rule_line(text, rule.identifier)}: rule {rule.identifier}"
-        try:
-            category = Category(meta.get("category", DEFAULT_CATEGORY))
-        except ValueError:
-            known = ", ".join(c.value for c in Category)
-            raise RulesError(
-                f"{where}: meta category {meta['category']!r} is not one of {known}"
-            ) from None
-        try:
-            severity = Severity.parse(meta.get("severity", DEFAULT_SEVERITY))
-        except ValueError as exc:
-            raise RulesError(f"{where}: meta severity: {exc}") from None
-        description = str(meta.get("description") or rule.identifier)
-        infos.append(RuleInfo(rule.identifier, category, severity, description, str(path)))
-    return infos
+        category = Category(meta.get("category", DEFAULT_CATEGORY))
+    except ValueError:
+        known = ", ".join(c.value for c in Category)
+        raise RulesError(
+            f"{where}: meta category {meta['category']!r} is not one of {known}"
+        ) from None
+    try:
+        severity = Severity.parse(meta.get("severity", DEFAULT_SEVERITY))
+    except ValueError as exc:
+        raise RulesError(f"{where}: meta severity: {exc}") from None
+    description = str(meta.get("description") or rule.identifier)
+    return RuleInfo(rule.identifier, category, severity, description, str(path))
 
 
 def compile_rules(files: list[Path]) -> Rules:
-    """Compile the given rule files into one Rules; RulesError names file and line."""
-    infos: dict[str, RuleInfo] = {}
+    """Compile the given rule files into one Rules; RulesError names file and line.
+
+    Each file is its own namespace, so libyara accepts one rule name in two files;
+    Sentinel's rule ids ('yara.<name>') must be unique, so that is an error here.
+    """
+    texts: dict[Path, bytes] = {}
     for path in files:
         try:
-            path.read_bytes()
+            texts[path] = path.read_bytes()
         except OSError as exc:
             raise RulesError(f"{path}: cannot read: {exc.strerror}") from None
-        for info in _rule_infos(path):
-            if info.name in infos:
-                first = infos[info.name].file
-                text = path.read_text("utf-8", "replace")
-                raise RulesError(
-                    f"{path}:{_rule_line(text, info.name)}: rule {info.name} "
-                    f"is already defined in {first}"
-                )
-            infos[info.name] = info
     try:
         compiled = yara.compile(filepaths={str(p): str(p) for p in files})
-    except yara.Error as exc:  # each file compiled alone, so this is a cross-file clash
-        raise RulesError(f"rules: cannot compile together: {exc}") from None
-    return Rules(compiled, infos, files)
+    except yara.SyntaxError as exc:
+        raise _syntax_error(exc, texts) from None
+    except yara.Error as exc:
+        raise RulesError(f"rules: cannot compile: {exc}") from None
+    declared = _declarations(texts)
+    infos: dict[str, RuleInfo] = {}
+    for rule in compiled:
+        places = declared.get(rule.identifier) or [(Path("?"), 0)]
+        if rule.identifier in infos or len(places) > 1:
+            (first, _), (again, line) = places[0], places[-1]
+            raise RulesError(
+                f"{again}:{line}: rule {rule.identifier} is already defined in {first}"
+            )
+        if not rule.is_private:
+            infos[rule.identifier] = _info(rule, *places[0])
+    return Rules(compiled, infos, files, rules_digest(texts))
 
 
 def load_rules(extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> Rules:

@@ -3,7 +3,7 @@
 The walker runs in the calling thread and only lstat()s; reading and matching happen in a
 thread pool sharing one compiled Rules (yara-python releases the GIL while it scans).
 Nothing but regular files is ever opened, symlinks are not followed, pseudo filesystems
-(/proc, /sys, cgroup, ...) and the agent's own rule directories are skipped, and every
+(/proc, /sys, cgroup, ...) and the agent's own rules, state and log are skipped, and every
 skip is recorded with a reason. Results are cached per (device, inode) and validated by
 size, mtime, ctime and the rules digest, so a rescan of an unchanged tree reads nothing.
 """
@@ -48,6 +48,7 @@ PSEUDO_FS = frozenset((
 ))  # fmt: skip
 ALWAYS_SKIP = (b"/proc", b"/sys")
 PROGRESS_EVERY = 0.1  # seconds between progress callbacks
+FLUSH_ROWS = 1000  # cache rows written per transaction during a walk
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,7 @@ class ScanOptions:
     timeout: int = 60
     exclude: list[str] = field(default_factory=list)
     cache_path: str | None = None  # None: no cache
+    own_paths: list[str] = field(default_factory=list)  # the agent's state and log: never scanned
 
 
 class ScanCache:
@@ -137,6 +139,9 @@ class ScanCache:
             raise
 
     def _prepare(self, digest: str) -> None:
+        # WAL without a sync per commit: a crash may lose recent rows, never the database
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
         with self.db:
             self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             self.db.execute(
@@ -167,8 +172,11 @@ class ScanCache:
         with self._lock:
             self._pending.append(row)
 
-    def flush(self) -> None:
+    def flush(self, at_least: int = 1) -> None:
+        """Write queued rows, if there are at least `at_least` of them."""
         with self._lock:
+            if len(self._pending) < at_least:
+                return
             rows, self._pending = self._pending, []
         if rows:
             with self.db:
@@ -243,24 +251,25 @@ class Scanner:
         self._pool = ThreadPoolExecutor(self.stats.threads, thread_name_prefix="sentinel-scan")
         self._visited: set[tuple[int, int]] = set()
         self._pseudo = pseudo_fs_devices()
-        self._own = self._own_files()
+        self._own = self._own_files([*map(str, rules.dirs), *options.own_paths])
         self._exes: dict[tuple[int, int], _ExeJob] = {}
         self._last_progress = 0.0
         self._started = time.monotonic()
         self.cache: ScanCache | None = None
         if options.cache_path:
             self.cache, self.stats.cache = open_cache(options.cache_path, rules.digest)
-            if self.cache:
-                self._own.add(_devino(os.stat(self.cache.path)))
 
-    def _own_files(self) -> set[tuple[int, int]]:
-        """(dev, inode) of the rule directories and everything in them."""
+    @staticmethod
+    def _own_files(paths: list[str]) -> set[tuple[int, int]]:
+        """(dev, inode) of the given files and directories and of what the directories hold."""
         own = set()
-        for d in self.rules.dirs:
+        for p in paths:
             try:
-                own.add(_devino(os.stat(d)))
-                with os.scandir(d) as it:
-                    own.update(_devino(e.stat()) for e in it)
+                st = os.stat(p)
+                own.add(_devino(st))
+                if stat.S_ISDIR(st.st_mode):
+                    with os.scandir(p) as it:
+                        own.update(_devino(e.stat(follow_symlinks=False)) for e in it)
             except OSError:
                 continue
         return own
@@ -294,7 +303,8 @@ class Scanner:
 
     def _read_and_match(
         self, path: bytes, expect: tuple[int, int], follow: bool = False
-    ) -> tuple[str | None, int, list[Hit], os.stat_result]:
+    ) -> tuple[str | None, int, list[Hit]]:
+        """(sha256 if any hit, bytes read, hits) of one file; the cache learns the result."""
         data, st = read_regular(path, self.opts.max_file_size, follow=follow, expect=expect)
         try:
             hits = self.rules.hits(data, self.opts.timeout)
@@ -308,11 +318,11 @@ class Scanner:
             self.stats.bytes_scanned += len(data)
         if self.cache:
             self.cache.put(st, sha, hits)
-        return sha, len(data), hits, st
+        return sha, len(data), hits
 
     def _file_job(self, path: bytes, expect: tuple[int, int]) -> None:
         try:
-            sha, size, hits, _ = self._read_and_match(path, expect)
+            sha, size, hits = self._read_and_match(path, expect)
         except Unscannable as exc:
             self._skip(path, exc.reason, exc.detail)
             return
@@ -336,7 +346,7 @@ class Scanner:
         self.stats.files_seen += 1
         key = _devino(st)
         if key in self._own:
-            self._skip(path, "sentinel-rules", "the agent's own rule files")
+            self._skip(path, "sentinel-own", "the agent's own rules, state or log")
         elif st.st_size > self.opts.max_file_size:
             self._skip(
                 path, "too-large", f"{st.st_size} bytes > max_file_size {self.opts.max_file_size}"
@@ -367,7 +377,7 @@ class Scanner:
             self._skip(path, "pseudo-fs", fstype or "procfs/sysfs")
             return False
         if key in self._own:
-            self._skip(path, "sentinel-rules", "the agent's own rule directory")
+            self._skip(path, "sentinel-own", "the agent's own rules, state or log")
             return False
         if self._excluded(path):
             self._skip(path, "excluded", "matches scan.exclude")
@@ -409,7 +419,7 @@ class Scanner:
             except OSError as exc:
                 self._skip_error(directory, exc)
             if self.cache:
-                self.cache.flush()
+                self.cache.flush(at_least=FLUSH_ROWS)
 
     def scan_paths(self, paths: Iterable[str]) -> None:
         """Scan files and trees; a path given here is followed if it is a symlink."""
@@ -433,11 +443,9 @@ class Scanner:
 
     def _exe_job(self, job: _ExeJob, link: bytes, key: tuple[int, int]) -> None:
         try:
-            sha, size, hits, _ = self._read_and_match(link, key, follow=True)
+            job.result = self._read_and_match(link, key, follow=True)
         except Unscannable as exc:
             self._skip(job.path, exc.reason, exc.detail)
-            return
-        job.result = (sha, size, hits)
 
     def scan_processes(self, check: Callable[[Proc], list[Finding]], procfs: str = "/proc") -> None:
         """Every running process: `check` on its facts (the agent's process rules), and

@@ -221,11 +221,18 @@ def test_file_vanishing_between_listing_and_stat_is_reported(tmp_path, monkeypat
     assert stats.files_scanned == 1
 
 
-def test_pseudo_filesystems_and_own_rules_are_skipped(tmp_path) -> None:
-    doc = _json(_scan("--json", "--no-cache", "/proc", str(intel.builtin_dir())))
+def test_pseudo_filesystems_and_own_files_are_skipped(tmp_path) -> None:
+    cfg = _config(tmp_path, f'[log]\npath = "{tmp_path / "alerts.jsonl"}"\n')
+    (tmp_path / "state").mkdir()
+    evidence = '{"evidence": {"data": "stratum+tcp://127.0.0.1:3333"}}\n'
+    (tmp_path / "state" / "quarantined.json").write_text(evidence)
+    (tmp_path / "alerts.jsonl").write_text(evidence)
+    doc = _json(_scan("--json", "-c", str(cfg), "/proc", str(intel.builtin_dir()), str(tmp_path)))
     reasons = {s["path"]: s["reason"] for s in doc["stats"]["skipped"]}
     assert reasons["/proc"] == "pseudo-fs"
-    assert reasons[str(intel.builtin_dir())] == "sentinel-rules"
+    assert reasons[str(intel.builtin_dir())] == "sentinel-own"
+    assert reasons[str(tmp_path / "state")] == "sentinel-own"
+    assert reasons[str(tmp_path / "alerts.jsonl")] == "sentinel-own"
     assert doc["findings"] == []
 
 
