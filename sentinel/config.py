@@ -101,6 +101,8 @@ class WatchConfig:
             ".config/autostart",
         ]
     )
+    # home directories (glob patterns) in which each of home_files is watched
+    homes: list[str] = field(default_factory=lambda: ["/root", "/home/*"])
     max_depth: int = 4
     max_watches: int = 65536
 
