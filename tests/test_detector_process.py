@@ -142,7 +142,7 @@ def test_runc_memfd_and_ordinary_paths_are_quiet(det: ProcessDetector) -> None:
     [
         proc(name="sleep", exe="/tmp/x/sleep", cmdline=["[kworker/0:1]", "60"]),
         proc(name="kworker/0:2", exe="/usr/bin/python3.11", cmdline=["python3"]),
-        proc(name="kthreadd", exe="", cmdline=[], ppid=777),
+        proc(name="kthreadd", exe="", cmdline=["kthreadd"], ppid=777),
         proc(name="ksoftirqd/3", exe="/opt/k", cmdline=[], ppid=2),
     ],
 )
@@ -151,9 +151,10 @@ def test_kernel_thread_masquerade(det: ProcessDetector, p: Proc) -> None:
     assert f.severity == Severity.HIGH and f.category == Category.EVASION
 
 
-def test_real_kernel_threads_are_quiet(det: ProcessDetector) -> None:
+def test_real_kernel_threads_and_zombies_are_quiet(det: ProcessDetector) -> None:
     assert run(det, proc(pid=2, name="kthreadd", exe="", cmdline=[], ppid=0)) == {}
     assert run(det, proc(pid=30, name="kworker/0:1-events", exe="", cmdline=[], ppid=2)) == {}
+    assert run(det, proc(pid=31, name="xmrig", exe="", cmdline=[], ppid=1)) == {}  # a zombie
 
 
 @pytest.mark.parametrize(

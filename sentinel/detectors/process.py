@@ -262,6 +262,8 @@ class ProcessDetector(Detector):
         ]
 
     def hits(self, proc: Proc) -> Iterable[Hit]:
+        if not proc.exe and not proc.cmdline:
+            return  # a kernel thread, or a zombie whose image is gone: nothing to judge
         intel = self.ctx.intel
         names = cmdline.names(proc)
         miner = cmdline.miner_name(proc, intel)
