@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import re
 import stat
@@ -30,6 +31,7 @@ DETECTOR = "yara"
 MAX_STRINGS = 8  # matched strings kept per hit
 MAX_INSTANCES = 3  # occurrences kept per string
 MAX_TEXT = 80  # characters kept per occurrence
+MAX_WALLET_CANDIDATES = 256  # wallet matches checksummed per hit (Keccak in Python is slow)
 DEFAULT_CATEGORY = Category.INTEGRITY
 DEFAULT_SEVERITY = Severity.MEDIUM
 
@@ -159,11 +161,12 @@ class Rules:
 
     @staticmethod
     def _wallet_evidence(m: yara.Match) -> dict[str, Any]:
+        """Checksum-valid addresses among the first MAX_WALLET_CANDIDATES matches."""
         found: dict[str, str] = {}
-        for s in m.strings:
-            for inst in s.instances:
-                for kind, address in wallets.find_wallets(inst.matched_data.decode("latin-1")):
-                    found.setdefault(address, kind)
+        candidates = (i.matched_data for s in m.strings for i in s.instances)
+        for data in itertools.islice(candidates, MAX_WALLET_CANDIDATES):
+            for kind, address in wallets.find_wallets(data.decode("latin-1")):
+                found.setdefault(address, kind)
         return {"wallets": [{"kind": k, "address": a} for a, k in found.items()]} if found else {}
 
     def match_data(
