@@ -154,6 +154,12 @@ async def test_connection_in_another_network_namespace(procs: list[subprocess.Po
         ev = await run.wait(NetConn, lambda e: e.conn.rport == port)
         assert ev.proc is not None and ev.proc.pid == child.pid  # sh exec'd python
         assert ev.conn.raddr == "127.0.0.1"
+        ns = os.readlink(f"/proc/{child.pid}/ns/net")
+        assert run.collector.diags[ns] is not None  # listed by sock_diag inside it
+        child.kill()
+        child.wait()
+        await asyncio.sleep(0.5)
+        assert ns not in run.collector.diags  # let go with the namespace's last process
 
 
 def test_decode_kernel_addresses() -> None:

@@ -1,22 +1,29 @@
-"""Network: outbound sockets not seen before, with their owner, from /proc/net tables.
+"""Network: outbound sockets not seen before, with their owner, in every network namespace.
 
-Every `agent.interval` the tcp, tcp6, udp and udp6 tables of each network namespace are
-read (cheap); only a socket inode not seen before has its owner looked for in /proc/*/fd.
-Listening sockets and connections accepted by a local listener are not reported. Names are
-never resolved: Connection.domain stays None here.
+Every `agent.interval` the TCP and UDP sockets (v4 and v6) of each network namespace are
+listed with sock_diag (netlink; one dump walks only the sockets in the asked states) or,
+where that is not available, read from the /proc/net tables, whose generation walks the
+whole connection hash on every read. Only a socket inode not seen before has its owner
+looked for in /proc/*/fd. Listening sockets and connections accepted by a local listener
+are not reported. Names are never resolved: Connection.domain stays None here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import errno
 import logging
 import os
 import socket
+import struct
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sentinel import proctable
+from sentinel import metrics, proctable
 from sentinel.collectors import Collector, Emit, register
 from sentinel.context import Context
 from sentinel.events import NetConn
@@ -24,72 +31,167 @@ from sentinel.model import Connection
 
 log = logging.getLogger(__name__)
 
-TABLES = (
-    ("tcp", "tcp", socket.AF_INET),
-    ("tcp6", "tcp", socket.AF_INET6),
-    ("udp", "udp", socket.AF_INET),
-    ("udp6", "udp", socket.AF_INET6),
-)
-ESTABLISHED, SYN_SENT, LISTEN, CLOSE = "01", "02", "0A", "07"
-STATES = {ESTABLISHED: "ESTABLISHED", SYN_SENT: "SYN_SENT"}
+# kernel TCP states (UDP reuses ESTABLISHED for connected and CLOSE for unconnected)
+ESTABLISHED, SYN_SENT, CLOSE, LISTEN = 1, 2, 7, 10
+STATE_NAMES = {ESTABLISHED: "ESTABLISHED", SYN_SENT: "SYN_SENT"}
+WILDCARD = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
 MAPPED = "::ffff:"
+PROTOS = (("tcp", socket.IPPROTO_TCP), ("udp", socket.IPPROTO_UDP))
+FAMILIES = ((socket.AF_INET, ""), (socket.AF_INET6, "6"))
+WANTED = {
+    "tcp": (1 << ESTABLISHED) | (1 << SYN_SENT) | (1 << LISTEN),
+    "udp": (1 << ESTABLISHED) | (1 << CLOSE),
+}
+
+# linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+CLONE_NEWNET = 0x40000000
+NLMSGHDR = struct.Struct("=IHHII")
+DIAG_REQ = struct.Struct("=BBBBI48s")  # family, protocol, ext, pad, states, sockid
+DIAG_MSG = struct.Struct("=BBBB2s2s16s16sI8sIIIII")  # ..., sport, dport, src, dst, ..., inode
+DIAG_TIMEOUT = 2.0
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True, slots=True)
-class Row:
-    """One socket of a /proc/net table that may be reported."""
-
+class Sock:
     inode: int
     proto: str
     family: int
-    local: str  # hex address:port as the kernel prints it
-    remote: str
-    state: str
+    lip: str
+    lport: int
+    rip: str
+    rport: int
+    state: int
+
+
+def normal(ip: str) -> str:
+    """An IPv4-mapped IPv6 address as the IPv4 address it is."""
+    return ip[len(MAPPED) :] if ip.startswith(MAPPED) and "." in ip else ip
 
 
 def decode(hexaddr: str, family: int) -> tuple[str, int]:
-    """'0100007F:0CEA' -> ('127.0.0.1', 3306): words are printed in host byte order."""
+    """'0100007F:0D05' -> ('127.0.0.1', 3333): /proc/net words are in host byte order."""
     addr, port = hexaddr.split(":")
     raw = bytes.fromhex(addr)
     if sys.byteorder == "little":
         raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-    ip = socket.inet_ntop(family, raw)
-    if family == socket.AF_INET6 and ip.startswith(MAPPED) and "." in ip:
-        ip = ip[len(MAPPED) :]
-    return ip, int(port, 16)
+    return normal(socket.inet_ntop(family, raw)), int(port, 16)
 
 
 def endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def read_table(path: str, proto: str, family: int) -> list[Row]:
-    """Connected sockets of one table, accepted ones (local port of a listener) left out."""
-    with open(path, "rb") as f:
-        lines = f.read().decode("ascii", "replace").splitlines()[1:]
-    listeners: set[tuple[str, str]] = set()
-    rows = []
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 10:
-            continue
-        local, remote, state, inode = fields[1], fields[2], fields[3], int(fields[9])
-        if proto == "tcp" and state == LISTEN:
-            addr, port = local.split(":")
-            listeners.add((addr, port))
-        elif inode and state in STATES and (proto == "tcp" or state == ESTABLISHED):
-            rows.append(Row(inode, proto, family, local, remote, state))
-        elif proto == "udp" and state == CLOSE:
-            addr, port = local.split(":")
-            listeners.add((addr, port))
-    wild = "0" * (8 if family == socket.AF_INET else 32)
+def outbound(socks: Iterable[Sock]) -> list[Sock]:
+    """Connected TCP (established, connecting) and connected UDP sockets, less those on a
+    local listener's port (accepted: inbound)."""
+    socks = list(socks)
+    listeners = {
+        (s.proto, s.lip, s.lport)
+        for s in socks
+        if s.state == LISTEN or (s.proto == "udp" and s.state == CLOSE)
+    }
     out = []
-    for row in rows:
-        addr, port = row.local.split(":")
-        if (addr, port) in listeners or (wild, port) in listeners:
-            continue  # accepted from a local listener (or sharing its port): inbound
-        out.append(row)
+    for s in socks:
+        connected = s.state == ESTABLISHED or (s.proto == "tcp" and s.state == SYN_SENT)
+        if not s.inode or not connected:
+            continue
+        if {(s.proto, s.lip, s.lport), (s.proto, WILDCARD[s.family], s.lport)} & listeners:
+            continue
+        out.append(s)
     return out
+
+
+def read_tables(net_dir: str) -> list[Sock]:
+    """All sockets of the tcp, tcp6, udp and udp6 tables in a /proc/.../net directory."""
+    socks = []
+    for proto, _ in PROTOS:
+        for family, suffix in FAMILIES:
+            try:
+                with open(f"{net_dir}/{proto}{suffix}", "rb") as f:
+                    lines = f.read().decode("ascii", "replace").splitlines()[1:]
+            except OSError:
+                continue  # no IPv6, or the namespace's last process just left
+            for line in lines:
+                fields = line.split()
+                if len(fields) < 10 or not WANTED[proto] & (1 << int(fields[3], 16)):
+                    continue
+                lip, lport = decode(fields[1], family)
+                rip, rport = decode(fields[2], family)
+                state = int(fields[3], 16)
+                socks.append(Sock(int(fields[9]), proto, family, lip, lport, rip, rport, state))
+    return socks
+
+
+def diag_socket(ns_file: str | None = None) -> socket.socket:
+    """A sock_diag socket in the agent's network namespace or in the one of `ns_file`
+    (entered for the socket() call only; the socket stays in it)."""
+    if ns_file is None:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+        sock.settimeout(DIAG_TIMEOUT)
+        return sock
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(ns_file, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if _libc.setns(target, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns: {os.strerror(err)}", ns_file)
+            try:
+                return diag_socket()
+            finally:
+                if _libc.setns(own, CLONE_NEWNET) != 0:
+                    raise SystemExit("sentinel: cannot return to its own network namespace")
+        finally:
+            os.close(target)
+    finally:
+        os.close(own)
+
+
+def diag_dump(sock: socket.socket) -> list[Sock]:
+    """The wanted sockets of one namespace: four dumps (TCP, UDP; v4, v6)."""
+    socks = []
+    for proto, number in PROTOS:
+        for family, _ in FAMILIES:
+            req = DIAG_REQ.pack(family, number, 0, 0, WANTED[proto], bytes(48))
+            head = NLMSGHDR.pack(
+                NLMSGHDR.size + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 0, 0
+            )
+            sock.send(head + req)
+            socks.extend(diag_replies(sock, proto))
+    return socks
+
+
+def diag_replies(sock: socket.socket, proto: str) -> list[Sock]:
+    """Read one dump's answer up to NLMSG_DONE."""
+    out = []
+    while True:
+        data = sock.recv(1 << 16)
+        off = 0
+        while off + NLMSGHDR.size <= len(data):
+            length, kind = NLMSGHDR.unpack_from(data, off)[:2]
+            if length < NLMSGHDR.size:
+                raise OSError(errno.EIO, "sock_diag: malformed answer")
+            if kind == NLMSG_DONE:
+                return out
+            if kind == NLMSG_ERROR:
+                err = -struct.unpack_from("=i", data, off + NLMSGHDR.size)[0]
+                raise OSError(err, f"sock_diag: {os.strerror(err)}")
+            if length >= NLMSGHDR.size + DIAG_MSG.size:
+                fam, state, _, _, sport, dport, src, dst, *_, inode = DIAG_MSG.unpack_from(
+                    data, off + NLMSGHDR.size
+                )
+                n = 4 if fam == socket.AF_INET else 16
+                lip = normal(socket.inet_ntop(fam, src[:n]))
+                rip = normal(socket.inet_ntop(fam, dst[:n]))
+                lport, rport = int.from_bytes(sport, "big"), int.from_bytes(dport, "big")
+                out.append(Sock(inode, proto, fam, lip, lport, rip, rport, state))
+            off += (length + 3) & ~3
 
 
 @register
@@ -101,28 +203,40 @@ class NetCollector(Collector):
     def __init__(self, ctx: Context, emit: Emit) -> None:
         super().__init__(ctx, emit)
         self.procfs = ctx.procfs
+        self.live = os.path.realpath(self.procfs) == "/proc"
         self.seen: set[int] = set()
         self.ns_of: dict[int, str] = {}  # pid -> network namespace
+        self.diags: dict[str, socket.socket | None] = {}  # namespace -> sock_diag socket
 
     async def run(self) -> None:
         first = True
-        while True:
-            with self.measure("sweep"):
-                self.sweep()
-                if first:
-                    first = False
-                    if os.geteuid() != 0:
-                        self.report(
-                            False,
-                            "not root: owners of other users' sockets and other network "
-                            "namespaces cannot be read",
-                        )
-                    else:
-                        self.report(True)
-            await asyncio.sleep(self.ctx.config.agent.interval)
+        try:
+            while True:
+                with self.measure("sweep"):
+                    self.sweep()
+                    if first:
+                        first = False
+                        self.report_state()
+                await asyncio.sleep(self.ctx.config.agent.interval)
+        finally:
+            for sock in self.diags.values():
+                if sock is not None:
+                    sock.close()
+            self.diags.clear()
 
-    def table_dirs(self) -> list[str]:
-        """The agent's own /proc/net, and one /proc/PID/net per other network namespace."""
+    def report_state(self) -> None:
+        problems = []
+        if os.geteuid() != 0:
+            problems.append("not root: owners of other users' sockets cannot be read")
+        if self.live and self.diags.get("") is None:
+            problems.append("sock_diag unavailable: reading the slower /proc/net tables")
+        if problems:
+            self.report(False, "; ".join(problems))
+        else:
+            self.report(True)
+
+    def namespaces(self) -> dict[str, int]:
+        """Each network namespace seen ('' for the agent's own) and a pid inside it."""
         pids = set(proctable.list_pids(self.procfs))
         for pid in self.ns_of.keys() - pids:
             del self.ns_of[pid]
@@ -135,37 +249,56 @@ class NetCollector(Collector):
             own = os.readlink(f"{self.procfs}/self/ns/net")
         except OSError:
             own = ""
-        others: dict[str, int] = {}
+        found = {"": 0}
         for pid, ns in self.ns_of.items():
             if ns and ns != own:
-                others.setdefault(ns, pid)
-        return [f"{self.procfs}/net", *(f"{self.procfs}/{pid}/net" for pid in others.values())]
+                found.setdefault(ns, pid)
+        return found
+
+    def sockets(self, ns: str, pid: int) -> list[Sock]:
+        """The sockets of one namespace, by sock_diag when it can be had, else the tables."""
+        if self.live and ns not in self.diags:
+            try:
+                self.diags[ns] = diag_socket(f"{self.procfs}/{pid}/ns/net" if ns else None)
+            except OSError as exc:
+                log.info("sock_diag for %s unavailable (%s): reading tables", ns or "own", exc)
+                self.diags[ns] = None
+        sock = self.diags.get(ns)
+        if sock is not None:
+            try:
+                return diag_dump(sock)
+            except OSError as exc:
+                log.warning("sock_diag dump failed (%s): reading tables from now on", exc)
+                metrics.errors.labels("collector.net").inc()
+                sock.close()
+                self.diags[ns] = None
+                self.report_state()
+        return read_tables(f"{self.procfs}/{pid}/net" if ns else f"{self.procfs}/net")
 
     def sweep(self) -> None:
+        namespaces = self.namespaces()
+        for ns in self.diags.keys() - namespaces.keys():  # its last process left
+            sock = self.diags.pop(ns)
+            if sock is not None:
+                sock.close()
         live: set[int] = set()
-        fresh: list[Row] = []
-        for table_dir in self.table_dirs():
-            for name, proto, family in TABLES:
-                try:
-                    rows = read_table(f"{table_dir}/{name}", proto, family)
-                except OSError:
-                    continue  # no IPv6, or the namespace's last process just left
-                for row in rows:
-                    if row.inode not in live:
-                        live.add(row.inode)
-                        if row.inode not in self.seen:
-                            fresh.append(row)
+        fresh: list[Sock] = []
+        for ns, pid in namespaces.items():
+            for s in outbound(self.sockets(ns, pid)):
+                if s.inode not in live:
+                    live.add(s.inode)
+                    if s.inode not in self.seen:
+                        fresh.append(s)
         self.seen = live  # closed sockets are forgotten
         if not fresh:
             return
-        owners = self.owners({row.inode for row in fresh})
-        for row in fresh:
-            lip, lport = decode(row.local, row.family)
-            rip, rport = decode(row.remote, row.family)
-            pid = owners.get(row.inode)
+        owners = self.owners({s.inode for s in fresh})
+        for s in fresh:
+            pid = owners.get(s.inode)
             proc = self.ctx.procs.get(pid) if pid else None
-            conn = Connection(laddr=endpoint(lip, lport), raddr=rip, rport=rport, proto=row.proto)
-            state = STATES[row.state] if row.proto == "tcp" else "CONNECTED"
+            laddr = endpoint(s.lip, s.lport)
+            conn = Connection(laddr=laddr, raddr=s.rip, rport=s.rport, proto=s.proto)
+            state = STATE_NAMES[s.state] if s.proto == "tcp" else "CONNECTED"
             self.emit(NetConn(time=time.time(), conn=conn, proc=proc, state=state))
 
     def owners(self, inodes: set[int]) -> dict[int, int]:
@@ -179,15 +312,11 @@ class NetCollector(Collector):
             except OSError:
                 continue
             for fd in fds:
-                try:
+                with contextlib.suppress(OSError):
                     link = os.readlink(f"{fd_dir}/{fd}")
-                except OSError:
-                    continue
-                if link.startswith("socket:["):
-                    inode = int(link[8:-1])
-                    if inode in want:
-                        found[inode] = pid
-                        want.discard(inode)
+                    if link.startswith("socket:[") and int(link[8:-1]) in want:
+                        found[int(link[8:-1])] = pid
+                        want.discard(int(link[8:-1]))
             if not want:
                 break
         return found
