@@ -48,6 +48,7 @@ PSEUDO_FS = frozenset((
 ))  # fmt: skip
 ALWAYS_SKIP = (b"/proc", b"/sys")
 PROGRESS_EVERY = 0.1  # seconds between progress callbacks
+QUEUED_PER_THREAD = 64  # enough that workers never wait for a descheduled walker
 FLUSH_ROWS = 1000  # cache rows written per transaction during a walk
 
 
@@ -247,7 +248,7 @@ class Scanner:
         self.stats = ScanStats(rules_digest=rules.digest, rules_count=len(rules.infos))
         self.stats.threads = options.threads or os.cpu_count() or 1
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(self.stats.threads * 4)
+        self._slots = threading.BoundedSemaphore(QUEUED_PER_THREAD * self.stats.threads)
         self._pool = ThreadPoolExecutor(self.stats.threads, thread_name_prefix="sentinel-scan")
         self._visited: set[tuple[int, int]] = set()
         self._pseudo = pseudo_fs_devices()
@@ -329,7 +330,8 @@ class Scanner:
         self._report(path, size, sha, hits)
 
     def _submit(self, fn: Callable[..., None], label: str | bytes, *args: Any) -> None:
-        """Run fn(*args) in the pool, at most 4 jobs per thread queued at a time."""
+        """Run fn(*args) in the pool; the walker waits while QUEUED_PER_THREAD jobs per thread
+        are pending (a job holds a path, not data: files are read by the workers)."""
         self._slots.acquire()
 
         def run() -> None:
