@@ -9,12 +9,14 @@ is a local asyncio server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import secrets
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from sentinel import config, intel
@@ -114,7 +116,10 @@ while time.time() < deadline:
     n += 1
     if sock is not None and n % 200000 == 0:
         submit = {{"id": 2, "jsonrpc": "2.0", "method": "submit", "params": {{"nonce": n}}}}
-        sock.sendall((json.dumps(submit) + "\\n").encode())
+        try:
+            sock.sendall((json.dumps(submit) + "\\n").encode())
+        except OSError:
+            break  # the pool went away
 """
 
 
@@ -143,11 +148,13 @@ class FakePool:
         self.port = port
         self.methods: list[str] = []
         self.logins: list[str] = []
+        self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while line := await reader.readline():
                 try:
@@ -167,6 +174,7 @@ class FakePool:
         except ConnectionError:
             pass
         finally:
+            self._writers.discard(writer)
             writer.close()
 
     def __enter__(self) -> FakePool:
@@ -180,8 +188,30 @@ class FakePool:
         async def stop() -> None:
             assert self._server is not None
             self._server.close()
+            for writer in list(self._writers):
+                writer.close()  # the client's readline() ends and its task returns
+            clients = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if clients:
+                await asyncio.wait(clients, timeout=5)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
+
+
+@contextlib.contextmanager
+def free_pool_port() -> Iterator[FakePool]:
+    """A fake pool on 127.0.0.1 at the first free port of the built-in pool-port list."""
+    lists = intel.load()
+    for port in sorted(lists.pool_ports - lists.dev_ports):
+        try:
+            pool = FakePool(port).__enter__()
+        except OSError:
+            continue
+        try:
+            yield pool
+        finally:
+            pool.__exit__()
+        return
+    raise OSError("no pool port free on 127.0.0.1")
