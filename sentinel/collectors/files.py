@@ -279,20 +279,25 @@ class FilesCollector(Collector):
         return True
 
     def limit_reached(self, what: str, depth: int | None = None) -> None:
+        """Count every hit; say it once per kind. Drops shrink to the depth fully watched."""
         metrics.errors.labels("files.watch_limit").inc()
+        if depth is not None:
+            self.drop_depth = min(self.drop_depth, max(depth - 1, 0))
+        key = f"limit:{what}"
+        if key in self.problems:
+            return
         limits = (
             f"watch.max_watches={self.budget}, fs.inotify.max_user_watches={kernel_watch_limit()}"
         )
         if depth is None:
             reason = f"watch limit reached ({self.watches()} watches; {limits}): {what}"
         else:
-            self.drop_depth = max(depth - 1, 0)
             reason = (
                 f"watch limit reached ({self.watches()} watches; {limits}): drops watched "
                 f"to depth {self.drop_depth} instead of {self.max_depth}"
             )
         log.warning("files: %s", reason)
-        self.problems[f"limit:{what}"] = reason
+        self.problems[key] = reason
         self.report_state()
 
     # drops
