@@ -17,7 +17,7 @@ INTERPRETERS = re.compile(r"^(python[\d.]*|perl[\d.]*|ruby[\d.]*|node|bash|sh|da
 
 STRATUM_URL = re.compile(
     r"(?<![\w+])(?P<scheme>stratum\d?(?:\+(?:tcp|ssl|tls|udp|ws|wss))?|daemon\+https?)://"
-    r"(?:[^\s@/'\"]*@)?(?P<host>\[[0-9a-f:.]+\]|[\w.-]+)(?::(?P<port>\d{1,5}))?",
+    r"(?:[^\s@/'\"]*@)?(?:\[[0-9a-f:.]+\]|[\w.-]+)(?::(?P<port>\d{1,5}))?",
     re.IGNORECASE,
 )
 MINER_FLAGS = re.compile(
@@ -153,8 +153,9 @@ def names(proc: Proc) -> dict[str, str]:
     out = {"comm": proc.name.lower()}
     if proc.exe:
         out["exe"] = base(proc.exe)
-    if proc.argv0:
-        out["argv0"] = base(proc.argv0.split()[0]) if proc.argv0.split() else ""
+    argv0 = proc.argv0.split()
+    if argv0:
+        out["argv0"] = base(argv0[0])
     script = script_path(proc)
     if script:
         out["script"] = base(script)
@@ -180,10 +181,10 @@ def exec_location(proc: Proc) -> tuple[str, Severity] | None:
         if exe.startswith("/memfd:runc_cloned"):  # runc re-executes itself from a memfd
             return None
         return "memfd", Severity.HIGH
-    where = in_temp_dir(exe)
-    if proc.exe_deleted:
+    if proc.exe_deleted:  # a package upgrade replaces system binaries under running daemons
         system = exe.startswith(("/usr/", "/bin/", "/sbin/", "/lib/", "/opt/"))
-        return "deleted", Severity.LOW if system and not where else Severity.MEDIUM
+        return "deleted", Severity.LOW if system else Severity.MEDIUM
+    where = in_temp_dir(exe)
     if where == "/dev/shm":
         return where, Severity.MEDIUM
     if where:
@@ -191,13 +192,12 @@ def exec_location(proc: Proc) -> tuple[str, Severity] | None:
     return None
 
 
-def stratum_urls(text: str) -> list[tuple[str, str, int | None]]:
-    """(url, host, port) for each stratum-style URL in the text."""
-    out = []
-    for m in STRATUM_URL.finditer(text):
-        port = int(m.group("port")) if m.group("port") else None
-        out.append((m.group(0), m.group("host").strip("[]").lower(), port))
-    return out
+def stratum_urls(text: str) -> list[tuple[str, int | None]]:
+    """(url, port) for each stratum-style URL in the text."""
+    return [
+        (m.group(0), int(m.group("port")) if m.group("port") else None)
+        for m in STRATUM_URL.finditer(text)
+    ]
 
 
 def hostnames(text: str) -> list[tuple[str, int | None]]:
@@ -229,7 +229,7 @@ def miner_hits(text: str, intel: Intel) -> list[Hit]:
                 "miner.cmdline.stratum_url",
                 Severity.HIGH,
                 f"stratum URL {urls[0][0]}",
-                {"urls": [u for u, _, _ in urls]},
+                {"urls": [u for u, _ in urls]},
             )
         )
     flags = sorted({m.group(1).lower() for m in MINER_FLAGS.finditer(text)})

@@ -42,10 +42,10 @@ class NetworkDetector(Detector):
         yield from self.named_services(event, used, {conn.domain.lower()} if conn.domain else set())
 
     def pool(
-        self, ev: NetConn, proc: Proc | None, text: str, urls: list[tuple[str, str, int | None]]
+        self, ev: NetConn, proc: Proc | None, text: str, urls: list[tuple[str, int | None]]
     ) -> Iterable[Finding]:
         conn, intel = ev.conn, self.ctx.intel
-        url_ports = {port for _, _, port in urls if port}
+        url_ports = {port for _, port in urls if port}
         if conn.rport in url_ports:
             yield self.finding(
                 "network.stratum_connection",
@@ -53,7 +53,7 @@ class NetworkDetector(Detector):
                 Severity.HIGH,
                 f"connection to port {conn.rport} named in its own stratum URL",
                 ev,
-                {"urls": [u for u, _, _ in urls]},
+                {"urls": [u for u, _ in urls]},
             )
             return
         if conn.rport not in intel.pool_ports or conn.rport in intel.dev_ports:

@@ -104,10 +104,7 @@ def name_masquerade(proc: Proc) -> tuple[str, str] | None:
         return None
     exe_base = base(proc.exe)
     for which, claim in (("comm", proc.name.lower()), ("argv0", claimed_name(proc.argv0))):
-        if not claim:
-            continue
-        known = claim in CLAIMED or claim.startswith("systemd-")
-        if not known:
+        if not (claim in CLAIMED or claim.startswith("systemd-")):
             continue
         if which == "comm" and len(claim) == 15 and exe_base[:15] == claim:
             continue
