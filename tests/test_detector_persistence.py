@@ -121,6 +121,12 @@ def test_no_additions_no_finding_but_new_files_count(det: PersistenceDetector) -
     )
 
 
+def test_unit_summary_names_its_exec_line(det: PersistenceDetector) -> None:
+    unit = ["[Unit]", "Description=x", "[Service]", "ExecStart=/var/tmp/.k/run", "[Install]"]
+    (f,) = run(det, f"{ROOT}/systemd/system/x.service", unit, kind="created")
+    assert f.summary.endswith(": ExecStart=/var/tmp/.k/run") and f.evidence["added"] == unit
+
+
 def test_secrets_in_added_lines_are_redacted(det: PersistenceDetector) -> None:
     lines = [
         "export API_TOKEN=s3cr3t-value",

@@ -89,7 +89,9 @@ class PersistenceDetector(Detector):
             severity = Severity.MEDIUM
             indicators.append("starts a background process")
         shown = [redact(line) for line in added[:50]]
-        what = shown[0][:160] if shown else f"file {event.kind}"
+        # a unit's Exec line says more than its [Service] header
+        telling = [line for line in shown if kind == "systemd" and line.startswith("Exec")]
+        what = (telling or shown or [f"file {event.kind}"])[0][:160]
         yield Finding(
             rule=f"persistence.{kind}",
             category=Category.PERSISTENCE,
