@@ -145,6 +145,7 @@ class LoadConfig:
     gpu_ceiling: float = 30.0  # percent SM utilisation
     power_ceiling: float = 0.0  # watts; 0 disables
     min_history: int = 30
+    grace: float = 30.0  # seconds below the threshold that do not end a sustained run
 
 
 @dataclass
