@@ -153,7 +153,8 @@ class GpuConfig:
     enabled: bool = True
     interval: float = 2.0
     timeout: float = 5.0
-    backend: str = "nvml"
+    backend: str = "nvml"  # or "fake" (tests), scripted by `script`
+    script: str = ""  # JSON script of the fake backend
 
 
 @dataclass

@@ -229,7 +229,7 @@ class Engine:
                 Finding(
                     rule="integrity.collector_degraded",
                     category=Category.INTEGRITY,
-                    severity=Severity.LOW,
+                    severity=Severity.parse(ev.detail.get("severity", Severity.LOW)),
                     summary=f"collector {ev.collector} degraded: {ev.reason}",
                     detector="engine",
                     evidence={"collector": ev.collector, "reason": ev.reason, **ev.detail},
