@@ -31,6 +31,7 @@ def test_unknown_reader_and_other_kinds() -> None:
     det = CanaryDetector(context())
     (f,) = det.handle(FileAccess(time.time(), PATH, "read", [999], []))
     assert f.process is None and f.evidence["pids"] == [999] and f.severity == Severity.HIGH
+    assert f.subject == f"file:{PATH}" and "unknown process" in f.summary
     (f,) = det.handle(FileAccess(time.time(), PATH, "deleted"))
     assert f.rule == "canary.deleted"
     (f,) = det.handle(FileAccess(time.time(), PATH, "modified", [5], [proc(pid=5)]))

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from sentinel.detectors import Detector, register
 from sentinel.events import Event, FileAccess
-from sentinel.model import Category, FileFacts, Finding, Severity
+from sentinel.model import Category, FileFacts, Finding, Proc, Severity
 
 # access kind -> (rule, verb); an open and the read after it are one alert
 RULES = {
@@ -30,26 +30,18 @@ class CanaryDetector(Detector):
         rule, verb = RULES.get(event.kind, ("canary.read", "read"))
         facts = FileFacts(event.path, None, -1)
         evidence = {"access": event.kind, "pids": list(event.pids)}
-        if not event.procs:
+        readers: list[Proc | None] = list(event.procs) or [None]
+        for proc in readers:
+            who = f"{proc.name} (pid {proc.pid})" if proc else "an unknown process"
             yield Finding(
                 rule=rule,
                 category=Category.CANARY,
                 severity=Severity.HIGH,
-                summary=f"canary {event.path} {verb} by an unknown process",
-                detector=self.name,
-                file=facts,
-                evidence=evidence,
-            )
-            return
-        for proc in event.procs:
-            yield Finding(
-                rule=rule,
-                category=Category.CANARY,
-                severity=Severity.HIGH,
-                summary=f"canary {event.path} {verb} by {proc.name} (pid {proc.pid})",
+                summary=f"canary {event.path} {verb} by {who}",
                 detector=self.name,
                 process=proc,
                 file=facts,
                 evidence=evidence,
-                subject=f"{event.path}|pid:{proc.pid}:{proc.start_time:.2f}",
+                # one alert per reader; with no reader known, one per file (the default)
+                subject=f"{event.path}|pid:{proc.pid}:{proc.start_time:.2f}" if proc else "",
             )
