@@ -350,25 +350,15 @@ def tiny_wheel(dest: Path) -> Path:
 
 def test_control_pip_install_into_venv(agent: AgentRun, tmp_path: Path, procs) -> None:
     venv = agent.watch / f"venv-{secrets.token_hex(3)}"
-    mk = spawn(procs, [PYTHON, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)])
+    mk = spawn(procs, [sys.executable, "-m", "venv", "--without-pip", str(venv)])
     assert mk.wait(60) == 0
-    wheel = tiny_wheel(tmp_path)
-    pip = spawn(
-        procs,
-        [
-            str(venv / "bin" / "python"),
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-index",
-            "--no-deps",
-            str(wheel),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    assert pip.wait(60) == 0
-    assert (venv / "lib").exists()
+    target = str(venv / "bin" / "python")
+    install = ["install", "-q", "--no-index", "--no-deps", str(tiny_wheel(tmp_path))]
+    # this interpreter's pip, installing into the new venv
+    pip = spawn(procs, [sys.executable, "-m", "pip", "--python", target, *install])
+    assert pip.wait(120) == 0
+    probe = [target, "-c", "import tinypkg; assert tinypkg.VALUE == 42"]
+    assert subprocess.run(probe, check=False, timeout=30).returncode == 0
     marker(agent, tmp_path, procs)
     assert_quiet(agent, [mk.pid, pip.pid], venv)
 
