@@ -156,8 +156,8 @@ def test_diurnal_drift_stays_quiet_and_a_step_above_baseline_alerts() -> None:
         phase = math.sin(2 * math.pi * i * 10 / day)
         feed.tick([(svc, 0.15 + 0.1 * phase)], hidden=8 * (0.3 + 0.2 * phase))
     assert feed.findings == []
-    host = feed.det.cpu.index["host"]
-    assert feed.det.cpu.med[host] == pytest.approx(0.3, abs=0.06)
+    host = feed.det.host.index["host"]
+    assert feed.det.host.med[host] == pytest.approx(0.3, abs=0.06)
     start = feed.t
     feed.run(200, [(svc, 0.15)], hidden=8 * 0.6)  # +0.3 of all cores no process accounts for
     (f,) = feed.findings  # below the 0.9 ceiling: caught by the baseline

@@ -1,9 +1,10 @@
 """Sustained CPU or GPU load that no runbook job explains, against rolling robust baselines.
 
-Series. CPU set (one column per ProcCpu): unexplained host CPU (busy fraction of all cores
-minus what runbook jobs use) and the unexplained CPU of each process tree (cores). GPU set
-(one column per GpuSample): each device's SM utilisation and power, and the unexplained SM
-utilisation of each process tree (percent, summed over devices).
+Series, in three sets that each take one column per sample: the CPU set (per ProcCpu), the
+unexplained CPU of each process tree (cores); the host set (per HostCpu paired with the
+ProcCpu of the same interval), host CPU busy minus what runbook jobs use (fraction of all
+cores); the GPU set (per GpuSample), each device's SM utilisation and power, and the
+unexplained SM utilisation of each process tree (percent, summed over its devices).
 
 Process trees. A tree is rooted at the highest ancestor below a service manager or session
 boundary (pid 1, kthreadd, systemd, sshd, login, cron, container shims, tmux/screen
@@ -381,8 +382,10 @@ class LoadDetector(Detector):
         self.cfg = ctx.config.load
         self.cpu = SeriesSet(self.cfg)
         self.gpu = SeriesSet(self.cfg)
+        self.host = SeriesSet(self.cfg, capacity=1)
         self.facts: dict[tuple[int, float], _Facts] = {}
-        self.host: HostCpu | None = None
+        self.host_cpu: HostCpu | None = None
+        self.proc_cpu: tuple[ProcCpu, float] | None = None  # with its explained cores
         self.ticks = 0
         self.own_pid = os.getpid()
 
@@ -390,10 +393,10 @@ class LoadDetector(Detector):
         if not self.cfg.enabled:
             return []
         if isinstance(event, HostCpu):
-            self.host = event
-            return []
+            self.host_cpu = event
+            return list(self._on_host())
         if isinstance(event, ProcCpu):
-            return list(self._on_cpu(event))
+            return [*self._on_cpu(event), *self._on_host()]
         if isinstance(event, GpuSample):
             return list(self._on_gpu(event))
         return []
@@ -449,35 +452,44 @@ class LoadDetector(Detector):
             else:
                 members.setdefault(facts.tree, []).append((pid, cores, proc))
         loads = self._tree_values(s, members, "cpu")
-        host, host_slot, host_value = self.host, -1, 0.0
-        if host is not None and host.cores > 0 and abs(host.time - ev.time) <= 3 * ev.span:
-            host_slot = s.index.get("host", -1)
-            if host_slot < 0:
-                meta = _Series(
-                    rule="load.host_cpu",
-                    category=Category.LOAD,
-                    unit="fraction of all cores",
-                    subject="load:host:cpu",
-                    label="unexplained host CPU",
-                )
-                host_slot = s.alloc("host", meta, 1.0, self.cfg.host_cpu_ceiling)
-            host_value = max(0.0, min(1.0, host.busy) - explained / host.cores)
+        self.proc_cpu = (ev, explained)
         values = np.zeros(s.capacity, np.float32)
-        suppress = np.zeros(s.capacity, bool)
         for slot, load in loads.items():
             values[slot] = load
-        extra: dict[int, dict[str, Any]] = {}
-        if host is not None and host_slot >= 0:
-            values[host_slot] = host_value
-            busy = host_value * host.cores
-            in_run = sum(load for sl, load in loads.items() if s.in_run(sl))
-            suppress[host_slot] = busy > 0 and in_run >= COVERED * busy
-            visible = min(1.0, sum(loads.values()) / busy) if busy > 0 else None
-            extra[host_slot] = {"cores": host.cores, "visible_share": visible}
         self._mark_absent(s, loads)
-        fired, ended = s.tick(ev.time, values, suppress)
-        yield from self._results(s, fired, ended, ev.time, total, extra)
+        fired, ended = s.tick(ev.time, values)
+        yield from self._results(s, fired, ended, ev.time, total, {})
         self._release_gone(s)
+
+    def _on_host(self) -> Iterator[Finding | Resolved]:
+        """Host CPU less what runbook jobs use, once both samples of one interval are in."""
+        host, pair = self.host_cpu, self.proc_cpu
+        if host is None or pair is None or host.cores <= 0:
+            return
+        ev, explained = pair
+        if abs(host.time - ev.time) > ev.span / 2 or self.host.last_t == host.time:
+            return  # not the same interval, or already counted
+        s = self.host
+        slot = s.index.get("host")
+        if slot is None:
+            meta = _Series(
+                rule="load.host_cpu",
+                category=Category.LOAD,
+                unit="fraction of all cores",
+                subject="load:host:cpu",
+                label="unexplained host CPU",
+            )
+            slot = s.alloc("host", meta, 1.0, self.cfg.host_cpu_ceiling)
+        value = max(0.0, min(1.0, host.busy) - explained / host.cores)
+        busy = value * host.cores  # in cores
+        trees = [(sl, float(self.cpu.last[sl])) for sl in self.cpu.index.values()]
+        visible = sum(load for _, load in trees)
+        carried = sum(load for sl, load in trees if self.cpu.in_run(sl))
+        values = np.array([value], np.float32)
+        suppress = np.array([busy > 0 and carried >= COVERED * busy])
+        fired, ended = s.tick(host.time, values, suppress)
+        extra = {"cores": host.cores, "visible_share": min(1.0, visible / busy) if busy else None}
+        yield from self._results(s, fired, ended, host.time, 0.0, {slot: extra})
 
     def _tree_values(
         self,
@@ -575,6 +587,9 @@ class LoadDetector(Detector):
         suppress = np.zeros(s.capacity, bool)
         for slot, load in loads.items():
             values[slot] = load
+        for slot in s.index.values():
+            if s.meta[slot].device:
+                values[slot] = np.nan  # no reading this time (none unless given below)
         extra: dict[int, dict[str, Any]] = {}
         for slot, value, covered, info in readings:
             values[slot] = value
@@ -668,7 +683,7 @@ class LoadDetector(Detector):
             "baseline": None if math.isnan(med) else round(med, 4),
             "threshold": None if math.isnan(thr) else round(thr, 4),
             "ceiling": None if math.isinf(ceiling) else round(ceiling, 4),
-            "over": "ceiling" if value > ceiling else "baseline",
+            "over": "baseline" if thr < ceiling else "ceiling",  # the limit that applied
             "since": rfc3339(since),
             "duration": round(duration, 1),
             "history": s.history_of(slot),
@@ -692,7 +707,7 @@ class LoadDetector(Detector):
         elif meta.device:
             process = meta.hint
         else:
-            process = self._heaviest_elsewhere(s)
+            process = self._heaviest_tree_process(self.cpu)
         summary = self._summary(meta, mean, duration, process)
         return Finding(
             rule=meta.rule,
@@ -706,7 +721,7 @@ class LoadDetector(Detector):
             time=t,
         )
 
-    def _heaviest_elsewhere(self, s: SeriesSet) -> Proc | None:
+    def _heaviest_tree_process(self, s: SeriesSet) -> Proc | None:
         """For the host series: the process carrying the heaviest live tree."""
         best, best_load = None, 0.0
         for slot in s.index.values():
