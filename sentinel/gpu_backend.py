@@ -99,6 +99,7 @@ class NvmlBackend:
 
     def __init__(self) -> None:
         self._handles: dict[int, Any] = {}
+        self._count = -1
         self._procs_v3 = True
 
     def _call(self, fn: Any, *args: Any) -> Any:
@@ -127,8 +128,9 @@ class NvmlBackend:
 
     def count(self) -> int:
         n = int(self._call(pynvml.nvmlDeviceGetCount))
-        if n != len(self._handles):
+        if n != self._count:  # indices may now name other devices
             self._handles.clear()
+            self._count = n
         return n
 
     def uuid(self, index: int) -> str:

@@ -10,7 +10,9 @@ Process trees. A tree is rooted at the highest ancestor below a service manager 
 boundary (pid 1, kthreadd, systemd, sshd, login, cron, container shims, tmux/screen
 servers): an SSH login shell, a service, a container, or a daemon reparented to pid 1 is a
 root, and a compile's many short-lived children sum into the shell's tree. A finding
-names the tree's heaviest process (decayed over recent samples) with its share. Runbook
+names the deepest process whose subtree carries over half the tree's recent (decayed)
+load: the miner itself, or the make of a compile, with its share, the tree's root and its
+top processes. Runbook
 explanation is per process (the process or an ancestor matches a job of that kind), so a
 miner started beside a declared job, not under it, is still counted. The agent's own pid
 is left out.
@@ -25,6 +27,10 @@ ceilings (load.cpu_ceiling, host_cpu_ceiling, gpu_ceiling, power_ceiling) hold w
 history at all. Host and device series are suppressed while the load they show is carried
 by trees already in a run (or, for a device, while a runbook job uses it), so one miner
 gives one alert; they speak for load no visible tree carries.
+
+Findings (severity medium): load.cpu and load.host_cpu (category load), gpu.process,
+gpu.device_util and gpu.device_power (category gpu); evidence carries `history` (the
+series' last <= 60 raw values) and `unit` for sparklines.
 
 Cost. Every tick is a handful of vectorised operations over all series; baselines are
 recomputed for a rotating 1/(history/10) of the series per tick (each series at least every
