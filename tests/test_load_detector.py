@@ -162,7 +162,8 @@ def test_diurnal_drift_stays_quiet_and_a_step_above_baseline_alerts() -> None:
     feed.run(200, [(svc, 0.15)], hidden=8 * 0.6)  # +0.3 of all cores no process accounts for
     (f,) = feed.findings  # below the 0.9 ceiling: caught by the baseline
     assert f.rule == "load.host_cpu" and f.evidence["over"] == "baseline"
-    assert f.evidence["visible_share"] < 0.1
+    assert f.evidence["visible_share"] < 0.1 and f.process is None
+    assert [t["pid"] for t in f.evidence["top_trees"]] == [svc.pid]
     assert feed.elapsed(start) == pytest.approx(120)
 
 

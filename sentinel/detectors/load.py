@@ -26,7 +26,9 @@ anomalous series stays frozen and a miner running for days never becomes normal.
 ceilings (load.cpu_ceiling, host_cpu_ceiling, gpu_ceiling, power_ceiling) hold with no
 history at all. Host and device series are suppressed while the load they show is carried
 by trees already in a run (or, for a device, while a runbook job uses it), so one miner
-gives one alert; they speak for load no visible tree carries.
+gives one alert; they speak for load no visible tree carries, so a host finding names no
+process (its evidence lists the busiest trees) and a device finding names the heaviest
+unexplained process seen on that device, if any.
 
 Findings (severity medium): load.cpu and load.host_cpu (category load), gpu.process,
 gpu.device_util and gpu.device_power (category gpu); evidence carries `history` (the
@@ -713,7 +715,7 @@ class LoadDetector(Detector):
         elif meta.device:
             process = meta.hint
         else:
-            process = self._heaviest_tree_process(self.cpu)
+            evidence["top_trees"] = self._top_trees(self.cpu)
         summary = self._summary(meta, mean, duration, process)
         return Finding(
             rule=meta.rule,
@@ -727,18 +729,18 @@ class LoadDetector(Detector):
             time=t,
         )
 
-    def _heaviest_tree_process(self, s: SeriesSet) -> Proc | None:
-        """For the host series: the process carrying the heaviest live tree."""
-        best, best_load = None, 0.0
-        for slot in s.index.values():
-            other: _Series = s.meta[slot]
-            if other.tree is None or not other.tree.current or s.last[slot] <= best_load:
-                continue
-            best, best_load = other.tree, float(s.last[slot])
-        if best is None:
-            return None
-        pid = best.dominant()[0]
-        return best.procs.get(pid) or self.ctx.procs.lookup(pid)
+    @staticmethod
+    def _top_trees(s: SeriesSet, n: int = 3) -> list[dict[str, Any]]:
+        """For the host series: the live trees carrying the most CPU now, and who in each."""
+        live = [(float(s.last[sl]), s.meta[sl].tree) for sl in s.index.values()]
+        live = [(load, tree) for load, tree in live if tree is not None and tree.current]
+        out = []
+        for load, tree in sorted(live, key=lambda lt: -lt[0])[:n]:
+            pid = tree.dominant()[0]
+            proc = tree.procs.get(pid)
+            name = proc.name if proc is not None else ""
+            out.append({"root": tree.root[0], "pid": pid, "name": name, "cores": round(load, 3)})
+        return out
 
     @staticmethod
     def _summary(meta: _Series, mean: float, duration: float, proc: Proc | None) -> str:
@@ -754,5 +756,5 @@ class LoadDetector(Detector):
             who = f"{proc.name} (pid {proc.pid})" if proc is not None else meta.label
             where = f" in the {meta.label}" if proc is not None else ""
             return f"{who} keeps {kind} busy at {amount}{where} {tail}"
-        who = f" (heaviest: {proc.name}, pid {proc.pid})" if proc is not None else ""
+        who = f"; heaviest process on it {proc.name} (pid {proc.pid})" if proc is not None else ""
         return f"{meta.label} at {amount} {tail}{who}"
