@@ -104,6 +104,20 @@ def test_sustained_burner_alerts_once_after_sustain_and_resolves() -> None:
     assert feed.resolved == [Resolved("load.cpu", f.subject)]
 
 
+def test_firing_tree_names_a_new_carrier_once_when_the_old_one_is_gone() -> None:
+    feed = Feed()
+    loop = proc(300, ["bash", "respawn.sh"])
+    first = proc(301, ["./.m", "-t1"], loop)
+    feed.run(120, [(loop, 0.01), (first, 1.0)])
+    feed.tick([(loop, 0.01)])  # one idle sample of the miner: still the one carrying it
+    feed.run(60, [(loop, 0.01), (first, 1.0)])
+    second = proc(302, ["./.m", "-t1"], loop)  # the miner died and was respawned
+    feed.run(300, [(loop, 0.01), (second, 1.0)])
+    assert [f.process.pid for f in feed.findings] == [first.pid, second.pid]
+    assert {f.subject for f in feed.findings} == {f"load:tree:{SHELL}:bash:cpu"}
+    assert feed.resolved == []
+
+
 def test_throttled_burners_are_caught() -> None:
     rng = random.Random(7)
     steady = Feed()

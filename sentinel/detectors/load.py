@@ -669,7 +669,9 @@ class LoadDetector(Detector):
             meta = s.meta[int(slot)]
             named = meta.finding.process if meta.finding is not None else None
             tree = meta.tree
-            if tree and named and tree.current and not tree.carries(named.pid):
+            if tree is None or named is None or not tree.current or tree.carries(named.pid):
+                continue
+            if tree.dominant()[0] != named.pid:
                 meta.finding = self._finding(s, int(slot), t, total, {})
                 yield meta.finding
 
