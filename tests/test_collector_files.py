@@ -289,10 +289,13 @@ def test_canary_falls_back_to_inotify_without_fanotify(
 ) -> None:
     canary = tmp_path / "id_rsa"
     canary.write_text("-----BEGIN FAKE KEY-----\n")
+    locked = tmp_path / "locked"  # another user's private dir: no DAC override without caps
+    locked.mkdir(mode=0o700)
+    os.chown(locked, 65534, 65534)
     cfg_file = tmp_path / "sentinel.toml"
     cfg_file.write_text(
         f"[agent]\nstate_dir = {json.dumps(str(tmp_path / 'state'))}\n"
-        f"[watch]\npaths = []\npersistence = []\nhomes = []\n"
+        f"[watch]\npaths = [{json.dumps(str(locked))}]\npersistence = []\nhomes = []\n"
         f"[canaries]\npaths = [{json.dumps(str(canary))}]\n"
     )
     agent = subprocess.Popen(
@@ -301,6 +304,7 @@ def test_canary_falls_back_to_inotify_without_fanotify(
     procs.append(agent)
     state = next_event(agent, "CollectorState")
     assert not state["ok"] and "fanotify unavailable" in state["reason"]
+    assert "1 directory cannot be watched (permission denied)" in state["reason"]
     code = "import sys, time; f = open(sys.argv[1]); f.read(); time.sleep(30)"
     reader = subprocess.Popen([*NO_CAPS, sys.executable, "-c", code, str(canary)])
     procs.append(reader)

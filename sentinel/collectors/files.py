@@ -193,6 +193,7 @@ class FilesCollector(Collector):
         self.canary_seen: dict[tuple[str, str, int], float] = {}
         self.wake = asyncio.Event()
         self.problems: dict[str, str] = {}
+        self.denied = 0  # directories that could not be watched for lack of permission
 
     # lifecycle
     async def run(self) -> None:
@@ -237,6 +238,11 @@ class FilesCollector(Collector):
         self.setup_canaries()
         self.setup_persistence()
         self.watch_drop_tree(deque((r, 0) for r in self.roots))
+        if self.denied:
+            self.problems["denied"] = (
+                f"{self.denied} director{'y' if self.denied == 1 else 'ies'} cannot be watched "
+                "(permission denied)"
+            )
 
     def guarded(self, handler: Callable[[InotifyEvent], None]) -> Callable[[InotifyEvent], None]:
         def run(ev: InotifyEvent) -> None:
@@ -274,6 +280,8 @@ class FilesCollector(Collector):
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise WatchLimit from None
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                self.denied += 1
             log.debug("not watching %s: %s", path, exc.strerror)
             return False
         return True
