@@ -51,13 +51,19 @@ def read_stat(pid: int, procfs: str = "/proc") -> tuple[str, int, float, float, 
     return comm, int(rest[1]), start, cpu, int(rest[4])
 
 
-def cpu_seconds(pid: int, procfs: str = "/proc") -> float | None:
-    """utime + stime of one process, the cheap per-sweep read."""
+def cpu_times(pid: int, procfs: str = "/proc") -> tuple[float, float] | None:
+    """(utime + stime, cutime + cstime of reaped children) in seconds; the cheap read."""
     try:
         _, rest = parse_stat(_read(f"{procfs}/{pid}/stat"))
     except (OSError, ValueError):
         return None
-    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK, (int(rest[13]) + int(rest[14])) / CLK_TCK
+
+
+def cpu_seconds(pid: int, procfs: str = "/proc") -> float | None:
+    """utime + stime of one process."""
+    times = cpu_times(pid, procfs)
+    return None if times is None else times[0]
 
 
 def list_pids(procfs: str = "/proc") -> list[int]:

@@ -173,6 +173,37 @@ async def test_cpu_samples_per_process_and_host(procs: list[subprocess.Popen]) -
         assert 0.0 <= host.busy <= 1.0 and host.cores == os.cpu_count()
 
 
+SPAWNER = """
+import subprocess, sys, time
+burn = "import time\\nt = time.process_time()\\nwhile time.process_time() - t < 0.1: pass"
+end = time.time() + 2.5
+while time.time() < end:
+    subprocess.run([sys.executable, "-c", burn])
+time.sleep(30)
+"""
+
+
+async def test_reaped_children_cpu_lands_on_the_parent_once(
+    procs: list[subprocess.Popen],
+) -> None:
+    """A compile-like parent whose short-lived workers end between samples still carries
+    their CPU, and nothing is counted twice."""
+    async with Running(ProcsCollector, cfg(netlink=True, sample=0.5)) as run:
+        parent = subprocess.Popen([sys.executable, "-c", SPAWNER])
+        procs.append(parent)
+        await asyncio.sleep(4.0)  # 2.5 s of workers, then the parent only sleeps
+        total = proctable.cpu_times(parent.pid)
+        assert total is not None and total[1] > 0.5
+        await asyncio.sleep(1.2)  # two more samples see the final reaped time
+        samples = run.of(ProcCpu)
+        on_parent = sum(e.cpu.get(parent.pid, 0.0) for e in samples)
+        workers = {pid for e in samples for pid, p in e.procs.items() if p.ppid == parent.pid}
+        on_workers = sum(e.cpu.get(pid, 0.0) for e in samples for pid in workers)
+    true_total = sum(total)
+    assert on_parent > 0.3 * total[1]  # most workers ended unsampled: their time is here
+    assert abs(on_parent + on_workers - true_total) <= 0.1 + 0.1 * true_total
+
+
 def write_proc(root: Path, pid: int, name: str, ticks: int, start: int = 1000) -> None:
     d = root / str(pid)
     d.mkdir(parents=True, exist_ok=True)

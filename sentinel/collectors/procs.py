@@ -47,6 +47,7 @@ READ_BATCH = 1024  # datagrams per wake-up, so a storm cannot starve the loop
 FORK_GRACE = 1.0  # a child that has not exec'd after this long is reported as it is
 ACK_TIMEOUT = 0.5
 START_SLACK = 0.05  # start times read from procfs carry clock-tick rounding
+START_CLOCK_SLACK = 1.0  # procfs start times use a whole-second boot time: up to 1 s early
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +138,11 @@ class ProcsCollector(Collector):
         self.forks: dict[int, float] = {}  # forked, not exec'd yet: pid -> time of fork
         self.sock: socket.socket | None = None
         self.wake = asyncio.Event()
-        self.cpu_prev: dict[int, float] = {}
+        # per pid: (own CPU, reaped children's CPU) at the last sample, and the CPU already
+        # counted for it (own and children), so a reaped child's time lands on its parent once
+        self.cpu_prev: dict[int, tuple[float, float]] = {}
+        self.counted: dict[int, float] = {}
+        self.reaped: dict[int, float] = {}  # parent pid -> counted CPU of children that ended
         self.host_prev: tuple[int, int, int] | None = None
         self.sampled_at = 0.0
 
@@ -274,6 +279,10 @@ class ProcsCollector(Collector):
     def exited(self, pid: int) -> None:
         proc = self.known.pop(pid, None)
         self.cpu_prev.pop(pid, None)
+        counted = self.counted.pop(pid, 0.0)
+        self.reaped.pop(pid, None)
+        if proc is not None and counted and proc.ppid in self.known:
+            self.reaped[proc.ppid] = self.reaped.get(proc.ppid, 0.0) + counted
         if proc is not None:
             self.emit(ProcExit(time=time.time(), pid=pid, start_time=proc.start_time))
 
@@ -288,29 +297,38 @@ class ProcsCollector(Collector):
 
     # CPU
     def sample(self) -> None:
-        """CPU seconds each process used since the last sample (utime+stime only) and the
-        host's busy fraction. Processes that used none are left out of ProcCpu."""
+        """CPU seconds each process used since the last sample, plus what its reaped
+        children used that no earlier sample counted (a compile's short-lived workers), and
+        the host's busy fraction. Processes that used none are left out of ProcCpu."""
         now = time.time()
         span = now - self.sampled_at if self.sampled_at else 0.0
         cpu: dict[int, float] = {}
         reused: list[int] = []
         for pid, proc in self.known.items():
-            used = proctable.cpu_seconds(pid, self.procfs)
-            if used is None:
+            times = proctable.cpu_times(pid, self.procfs)
+            if times is None:
                 continue
             prev = self.cpu_prev.get(pid)
-            self.cpu_prev[pid] = used
+            self.cpu_prev[pid] = times
             if prev is None:
-                if span and proc.start_time >= self.sampled_at:
-                    prev = 0.0  # born within the span: all it used counts
+                # born within the span (start times are only good to a second): all counts
+                if span and proc.start_time >= self.sampled_at - START_CLOCK_SLACK:
+                    prev = (0.0, 0.0)
                 else:
+                    self.reaped.pop(pid, None)
                     continue
-            if used < prev:
+            if times[0] < prev[0] or times[1] < prev[1]:
                 reused.append(pid)  # the pid now belongs to another process
-            elif used > prev:
-                cpu[pid] = used - prev
+                continue
+            children = times[1] - prev[1] - self.reaped.pop(pid, 0.0)
+            used = times[0] - prev[0] + max(children, 0.0)
+            if used > 0:
+                cpu[pid] = used
+                self.counted[pid] = self.counted.get(pid, 0.0) + used
         for pid in reused:
             self.cpu_prev.pop(pid, None)
+            self.counted.pop(pid, None)
+            self.reaped.pop(pid, None)
             cpu.pop(pid, None)
             self.ctx.procs.forget(pid)
             self.discover(pid, "sweep")
