@@ -173,6 +173,8 @@ class SinkConfig:
     rate: float = 0.0  # messages per second; 0 uses the type's default
     timeout: float = 10.0
     max_retries: int = 8
+    retry_initial: float = 1.0  # seconds; full-jitter backoff doubles it per failure
+    retry_max_delay: float = 300.0
     resend_interval: float = 60.0
     resolve_after: float = 300.0
     spool_max_count: int = 10000
