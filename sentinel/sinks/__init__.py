@@ -13,7 +13,7 @@ from sentinel.config import SinkConfig
 from sentinel.context import Context
 from sentinel.model import Finding, Severity
 
-MODULES = ["jsonl", "stdout"]
+MODULES = ["jsonl", "stdout", "webhook", "slack", "discord", "teams", "alertmanager"]
 
 REGISTRY: dict[str, type[Sink]] = {}
 
