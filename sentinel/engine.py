@@ -13,10 +13,19 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from sentinel import collectors, config, detectors, intel, metrics, sinks
+from sentinel import (
+    collectors,
+    config,
+    detectors,
+    httpserver,
+    intel,
+    metrics,
+    sinks,
+    systemd_notify,
+)
 from sentinel.config import Config, SinkConfig
 from sentinel.context import Context
-from sentinel.events import CollectorState, Event, ProcExit, Tick
+from sentinel.events import CollectorState, Event, GpuSample, ProcExit, Tick
 from sentinel.model import Category, Finding, Resolved, Severity
 
 log = logging.getLogger("sentinel")
@@ -108,10 +117,14 @@ class Engine:
                 self.loop.add_signal_handler(sig, handler)
         for sink in self.sinks:
             await sink.start()
+        self.http = httpserver.MetricsServer(self.cfg.metrics, self.health)
+        await self.http.start()
+        self.notifier = systemd_notify.Notifier.from_env()
         self.tasks = [
             asyncio.create_task(self._dispatch(), name="dispatch"),
             asyncio.create_task(self._ticker(), name="ticker"),
             *(asyncio.create_task(self._blocking_worker(), name="scan") for _ in range(2)),
+            asyncio.create_task(self.notifier.run(self.ready, self.health), name="sd_notify"),
         ]
         self._start_collectors()
         if not self.collectors:
@@ -189,6 +202,8 @@ class Engine:
             self._collector_state(event)
         elif isinstance(event, ProcExit):
             self._resolve_process(event)
+        elif isinstance(event, GpuSample):
+            metrics.observe_gpu(event)
         for det in self.routes.get(type(event), ()):
             if det.blocking:
                 try:
@@ -338,6 +353,8 @@ class Engine:
                 metrics.errors.labels(f"sink.{sink.type}").inc()
 
     async def _shutdown(self) -> None:
+        self.notifier.stopping()
+        await self.http.close()
         for task in [*self.collector_tasks, *self.tasks]:
             task.cancel()
         await asyncio.gather(*self.collector_tasks, *self.tasks, return_exceptions=True)

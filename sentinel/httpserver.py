@@ -1,0 +1,79 @@
+"""`/metrics` (Prometheus text) and `/healthz` on the engine's event loop.
+
+Listens on `[metrics] listen`, loopback by default. A port that cannot be bound is
+logged and counted; the agent goes on without the endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sentinel import metrics
+from sentinel.config import ConfigError, MetricsConfig
+
+log = logging.getLogger("sentinel.http")
+
+Health = Callable[[], tuple[bool, str]]
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or `:port` (all interfaces) into (host, port)."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]*):(\d+)", value.strip())
+    if not m:
+        raise ConfigError(f"metrics.listen: expected host:port or [ipv6]:port, got {value!r}")
+    host = m.group(1) if m.group(1) is not None else m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if port > 65535:
+        raise ConfigError(f"metrics.listen: port {port} out of range")
+    return host or "0.0.0.0", port
+
+
+class MetricsServer:
+    """aiohttp app serving the agent's registry and its health."""
+
+    def __init__(self, cfg: MetricsConfig, health: Health) -> None:
+        self.cfg = cfg
+        self.health = health
+        self.host, self.port = parse_listen(cfg.listen)
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        if not self.cfg.enabled:
+            return
+        app = web.Application()
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/healthz", self.healthz)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            log.error(
+                "metrics endpoint off: cannot listen on %s: %s", self.cfg.listen, exc.strerror
+            )
+            metrics.errors.labels("http").inc()
+            return
+        self.runner = runner
+        self.port = runner.addresses[0][1]
+        log.info("metrics on http://%s:%d/metrics", self.host, self.port)
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        resp = web.Response(body=generate_latest(metrics.REGISTRY))
+        resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        resp.charset = "utf-8"
+        return resp
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        ok, reason = self.health()
+        return web.Response(status=200 if ok else 503, text=("ok" if ok else reason) + "\n")
