@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", help="TOML config to check")
     check.set_defaults(func=cmd_check_config)
 
-    for module in ("cli_scan",):
+    for module in ("cli_scan", "cli_test_alert"):
         try:
             mod = __import__(f"sentinel.{module}", fromlist=["add_parser"])
         except ImportError:
