@@ -213,7 +213,9 @@ class Engine:
             else:
                 self.publish_all(self._run_detector(det, event))
         if isinstance(event, ProcExit):
-            self.ctx.procs.forget(event.pid)
+            cached = self.ctx.procs.lookup(event.pid)
+            if cached is not None and abs(cached.start_time - event.start_time) < 0.05:
+                self.ctx.procs.forget(event.pid)  # not a newer process that reused the pid
 
     async def _blocking_worker(self) -> None:
         assert self.loop is not None
@@ -258,20 +260,29 @@ class Engine:
     def _all_reported(self) -> bool:
         return all(c.name in self.states for c in self.collectors)
 
+    @staticmethod
+    def _label(st: CollectorState) -> str:
+        """ok, off (an info-level limit of this box, such as no GPU) or degraded."""
+        if st.ok:
+            return "ok"
+        kind = "off" if _is_off(st) else "degraded"
+        return f"{kind} ({st.reason})"
+
     def _mark_ready(self) -> None:
         self.ready.set()
-        summary = ", ".join(
-            f"{name}={'ok' if st.ok else 'degraded (' + st.reason + ')'}"
-            for name, st in sorted(self.states.items())
-        )
+        summary = ", ".join(f"{n}={self._label(st)}" for n, st in sorted(self.states.items()))
         print(f"sentinel: ready; collectors: {summary or 'none'}", file=sys.stderr, flush=True)
 
     def health(self) -> tuple[bool, str]:
-        """(True, '') once every collector runs; else False and why."""
+        """(True, '') once every collector runs or is off by design; else False and why."""
         if not self.ready.is_set():
             missing = [c.name for c in self.collectors if c.name not in self.states]
             return False, f"starting: waiting for {', '.join(missing)}"
-        down = [f"{n}: {s.reason}" for n, s in sorted(self.states.items()) if not s.ok]
+        down = [
+            f"{n}: {s.reason}"
+            for n, s in sorted(self.states.items())
+            if not s.ok and not _is_off(s)
+        ]
         return (not down, "; ".join(down))
 
     # findings
@@ -362,3 +373,8 @@ class Engine:
             with contextlib.suppress(Exception):
                 await sink.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _is_off(st: CollectorState) -> bool:
+    """A collector that reported an info-level state runs as well as this box allows."""
+    return Severity.parse(st.detail.get("severity", Severity.LOW)) == Severity.INFO

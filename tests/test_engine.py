@@ -62,6 +62,14 @@ class Feeder(collectors.Collector):
         await asyncio.Event().wait()
 
 
+class NoDevice(collectors.Collector):
+    name = "nodevice"
+
+    async def run(self) -> None:
+        self.report(False, "no GPU on this box", severity="info")
+        await asyncio.Event().wait()
+
+
 class Crasher(collectors.Collector):
     name = "crasher"
     runs = 0
@@ -73,8 +81,14 @@ class Crasher(collectors.Collector):
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> config.Config:
-    c = config.parse(f"[agent]\nstate_dir = '{tmp_path}'\ninterval = 0.1\n[log]\nstdout = false\n")
+    c = config.parse(
+        f"[agent]\nstate_dir = '{tmp_path}'\ninterval = 0.1\n[log]\nstdout = false\n"
+        "[metrics]\nenabled = false\n"
+    )
     return c
+
+
+NO_HTTP = "[metrics]\nenabled = false\n"
 
 
 def patch_plugins(monkeypatch: pytest.MonkeyPatch, cols, dets) -> None:
@@ -160,15 +174,27 @@ async def test_reload_keeps_old_config_on_error(cfg, monkeypatch, tmp_path) -> N
     patch_plugins(monkeypatch, [Feeder], [])
     Feeder.script = []
     path = tmp_path / "s.toml"
-    path.write_text(f"[agent]\nstate_dir = '{tmp_path}'\n[log]\nstdout = false\n")
+    path.write_text(f"[agent]\nstate_dir = '{tmp_path}'\n[log]\nstdout = false\n{NO_HTTP}")
     engine = Engine(config.load(path), config_path=str(path))
     task = asyncio.create_task(engine.run())
     await asyncio.wait_for(engine.ready.wait(), 5)
     path.write_text("[agent]\nbogus = 1\n")
     assert await engine.reload() is False
     assert engine.cfg.agent.state_dir == str(tmp_path)
-    path.write_text(f"[agent]\nstate_dir = '{tmp_path}'\ninterval = 3\n[log]\nstdout = false\n")
+    path.write_text(f"[agent]\nstate_dir='{tmp_path}'\ninterval=3\n[log]\nstdout=false\n{NO_HTTP}")
     assert await engine.reload() is True
     assert engine.cfg.agent.interval == 3.0
     engine.stop()
     assert await asyncio.wait_for(task, 5) == 0
+
+
+async def test_collector_off_by_design_is_healthy(cfg, monkeypatch, capsys) -> None:
+    patch_plugins(monkeypatch, [Feeder, NoDevice], [])
+    Feeder.script = []
+    engine = Engine(cfg)
+    rec = Recorder()
+    engine.sinks.append(rec)
+    await run_until(engine, lambda: engine.ready.is_set())
+    assert engine.health() == (True, "")
+    assert "nodevice=off (no GPU on this box)" in capsys.readouterr().err
+    assert [str(f.severity) for f in rec.got] == ["info"]
