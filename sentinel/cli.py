@@ -1,13 +1,12 @@
-"""Command-line entry points: agent, scan, check-config."""
+"""Command-line entry points: agent, scan, check-config, test-alert."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
-from sentinel import __version__, config
+from sentinel import __version__, cli_scan, cli_test_alert, config
 
 EX_OK, EX_FINDINGS, EX_ERROR, EX_CONFIG = 0, 1, 2, 78
 
@@ -17,27 +16,22 @@ def _load_config(path: str | None) -> config.Config:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
+    import asyncio
+
     from sentinel.engine import Engine
-    from sentinel.intel import IntelError
 
     cfg = _load_config(args.config)
     if args.procfs != "/proc":
         logging.getLogger("sentinel").info("reading processes from %s", args.procfs)
-    try:
-        engine = Engine(cfg, procfs=args.procfs, config_path=args.config)
-    except IntelError as exc:
-        raise config.ConfigError(str(exc)) from None
+    engine = Engine(cfg, procfs=args.procfs, config_path=args.config)
     return asyncio.run(engine.run())
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from sentinel import engine, intel
+    from sentinel.engine import Engine
 
     cfg = _load_config(args.config)
-    try:
-        engine.Engine(cfg)
-    except intel.IntelError as exc:
-        raise config.ConfigError(str(exc)) from None
+    Engine(cfg)  # builds every plugin and compiles the rules and lists
     print(f"{cfg.source}: OK")
     return EX_OK
 
@@ -57,12 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", help="TOML config to check")
     check.set_defaults(func=cmd_check_config)
 
-    for module in ("cli_scan", "cli_test_alert"):
-        try:
-            mod = __import__(f"sentinel.{module}", fromlist=["add_parser"])
-        except ImportError:
-            continue
-        mod.add_parser(sub)
+    cli_scan.add_parser(sub)
+    cli_test_alert.add_parser(sub)
     return parser
 
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import TYPE_CHECKING
 
-from sentinel import config, intel, sinks
-from sentinel.context import Context
+from sentinel import config
 from sentinel.model import Category, Finding, Severity
-from sentinel.sinks.delivery import HttpSink
-from sentinel.sinks.format import TEST_RULE
+
+if TYPE_CHECKING:
+    from sentinel import sinks
+
+# The sinks (aiohttp) are imported where used: every `sentinel` command imports this
+# module to build its parser.
 
 EX_OK, EX_FAILED, EX_USAGE = 0, 1, 2
 
@@ -29,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def test_finding(cfg: config.Config) -> Finding:
+    from sentinel.sinks.format import TEST_RULE
+
     finding = Finding(
         rule=TEST_RULE,
         category=Category.INTEGRITY,
@@ -45,6 +51,8 @@ def test_finding(cfg: config.Config) -> Finding:
 
 async def send(sink: sinks.Sink, finding: Finding) -> tuple[bool, str]:
     """Deliver `finding` through one sink; (delivered, what the endpoint answered)."""
+    from sentinel.sinks.delivery import HttpSink
+
     if isinstance(sink, HttpSink):
         answer = await sink.probe(finding)
         return answer.ok, answer.detail + (f": {answer.body}" if answer.body else "")
@@ -61,6 +69,9 @@ async def send_all(chosen: list[sinks.Sink], finding: Finding) -> list[tuple[boo
 
 
 def cmd_test_alert(args: argparse.Namespace) -> int:
+    from sentinel import intel, sinks
+    from sentinel.context import Context
+
     cfg = config.load(args.config)
     names = [s.name for s in cfg.sinks]
     unknown = [n for n in args.sink or [] if n not in names]

@@ -291,6 +291,10 @@ def _validate(cfg: Config, source: str) -> None:
             raise ConfigError(
                 f"{source}: daemons.allow[{i}]: bad regex: {exc}", "daemons.allow"
             ) from None
+    try:
+        parse_listen(cfg.metrics.listen)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}", exc.where) from None
     if cfg.agent.interval <= 0:
         raise ConfigError(f"{source}: agent.interval: must be > 0", "agent.interval")
     seen: set[str] = set()
@@ -303,6 +307,20 @@ def _validate(cfg: Config, source: str) -> None:
                 f"{source}: sinks[{i}].name: duplicate name {sink.name!r}", f"sinks[{i}].name"
             )
         seen.add(sink.name)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or `:port` (all interfaces) into (host, port)."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]*):(\d+)", value.strip())
+    if not m:
+        raise ConfigError(
+            f"metrics.listen: expected host:port or [ipv6]:port, got {value!r}", "metrics.listen"
+        )
+    host = m.group(1) if m.group(1) is not None else m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if port > 65535:
+        raise ConfigError(f"metrics.listen: port {port} out of range", "metrics.listen")
+    return host or "0.0.0.0", port
 
 
 def parse(text: str, source: str = "<string>") -> Config:

@@ -27,6 +27,7 @@ from sentinel.config import Config, SinkConfig
 from sentinel.context import Context
 from sentinel.events import CollectorState, Event, GpuSample, ProcExit, Tick
 from sentinel.model import Category, Finding, Resolved, Severity
+from sentinel.rules import RulesError
 
 log = logging.getLogger("sentinel")
 
@@ -62,7 +63,11 @@ class Engine:
     # construction and reload
     def _build(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.ctx = Context(cfg, intel.load(cfg.scan.rules), self.procfs)
+        try:
+            self.ctx = Context(cfg, intel.load(cfg.scan.rules), self.procfs)
+            _ = self.ctx.rules  # compile now: a broken rule file stops the start (exit 78)
+        except (intel.IntelError, RulesError) as exc:
+            raise config.ConfigError(str(exc)) from None
         self.detectors = [cls(self.ctx) for cls in detectors.load_all().values()]
         self.routes: dict[type[Event], list[detectors.Detector]] = defaultdict(list)
         for det in self.detectors:
@@ -146,7 +151,7 @@ class Engine:
             cfg = config.load(self.config_path)
             old_sinks, old_collectors = self.sinks, self.collector_tasks
             self._build(cfg)
-        except (config.ConfigError, intel.IntelError) as exc:
+        except config.ConfigError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             metrics.errors.labels("reload").inc()
             return False

@@ -7,30 +7,17 @@ logged and counted; the agent goes on without the endpoint.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sentinel import metrics
-from sentinel.config import ConfigError, MetricsConfig
+from sentinel.config import MetricsConfig, parse_listen
 
 log = logging.getLogger("sentinel.http")
 
 Health = Callable[[], tuple[bool, str]]
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """`host:port`, `[v6]:port` or `:port` (all interfaces) into (host, port)."""
-    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]*):(\d+)", value.strip())
-    if not m:
-        raise ConfigError(f"metrics.listen: expected host:port or [ipv6]:port, got {value!r}")
-    host = m.group(1) if m.group(1) is not None else m.group(3)
-    port = int(m.group(2) or m.group(4))
-    if port > 65535:
-        raise ConfigError(f"metrics.listen: port {port} out of range")
-    return host or "0.0.0.0", port
 
 
 class MetricsServer:

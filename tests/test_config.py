@@ -78,3 +78,20 @@ def test_unreadable_config_is_config_error(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(config.ConfigError, match="not UTF-8"):
         config.load(binary)
+
+
+def test_broken_rule_file_stops_check_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "ours.yar").write_text('rule ours {\n  strings: $a = "x"\n  condition: $a and\n}\n')
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(f"[agent]\nstate_dir = '{tmp_path}'\n[scan]\nrules = ['{rules}']\n")
+    assert main(["check-config", "-c", str(cfg)]) == 78
+    assert f"{rules / 'ours.yar'}:" in capsys.readouterr().err
+
+
+def test_metrics_listen_checked_with_the_config() -> None:
+    with pytest.raises(config.ConfigError, match=r"t\.toml:2: metrics\.listen"):
+        config.parse("[metrics]\nlisten = '0.0.0.0'\n", "t.toml")

@@ -158,7 +158,7 @@ async def test_metrics_port_in_use_is_not_fatal(tmp_path, gated, caplog) -> None
 
 
 def test_metrics_listen_is_validated() -> None:
-    from sentinel.httpserver import parse_listen
+    from sentinel.config import parse_listen
 
     assert parse_listen("127.0.0.1:9812") == ("127.0.0.1", 9812)
     assert parse_listen("[::1]:9812") == ("::1", 9812)
