@@ -10,7 +10,9 @@ from fakes import context, fake_monero_address, proc
 
 from sentinel.detectors.process import ProcessDetector
 from sentinel.events import ProcExec
-from sentinel.model import Category, Finding, Proc, Severity
+from sentinel.model import Ancestor, Category, Finding, Proc, Severity
+
+SSHD = Ancestor(90, "sshd", "/usr/sbin/sshd")
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +165,7 @@ def test_real_kernel_threads_and_zombies_are_quiet(det: ProcessDetector) -> None
         proc(name="sshd", exe="/tmp/.x/miner", cmdline=["sshd"]),
         proc(name="worker", exe="/opt/w/worker", cmdline=["/usr/sbin/sshd", "-D"]),
         proc(name="systemd-journal", exe="/var/tmp/j", cmdline=["systemd-journald"]),
-        proc(name="bash", exe="/opt/w/miner", cmdline=["-bash"]),
+        proc(name="bash", exe="/opt/w/miner", cmdline=["-bash"], ancestors=[SSHD]),
         proc(name="x", exe="/opt/w/miner", cmdline=["postgres: checkpointer"]),
         proc(name="x", exe="/opt/w/miner", cmdline=["nginx: worker process"]),
     ],
@@ -195,6 +197,10 @@ def test_name_masquerade(det: ProcessDetector, p: Proc) -> None:
         proc(pid=1, name="systemd", exe="/usr/lib/systemd/systemd", cmdline=["/sbin/init"]),
         proc(name="python3", exe="/usr/bin/python3.11", cmdline=["celery: worker"]),
         proc(name="sh", exe="/bin/busybox", cmdline=["sh"]),
+        # read while a child of bash (the fixture's parent) was exec'ing /usr/bin/true
+        proc(
+            name="bash", exe="/usr/bin/true", cmdline=["bash", "-c", "for i in 1 2; do true; done"]
+        ),
     ],
 )
 def test_legitimate_renames_are_quiet(det: ProcessDetector, p: Proc) -> None:

@@ -103,8 +103,11 @@ def name_masquerade(proc: Proc) -> tuple[str, str] | None:
     if not proc.exe or proc.pid == 1:
         return None
     exe_base = base(proc.exe)
+    # a forked child carries its parent's comm and argv until it execs, and a read that
+    # straddles the exec pairs them with the new executable: a parent's name is no claim
+    parent = proc.ancestors[0].name.lower() if proc.ancestors else ""
     for which, claim in (("comm", proc.name.lower()), ("argv0", claimed_name(proc.argv0))):
-        if not (claim in CLAIMED or claim.startswith("systemd-")):
+        if claim == parent or not (claim in CLAIMED or claim.startswith("systemd-")):
             continue
         if which == "comm" and len(claim) == 15 and exe_base[:15] == claim:
             continue
