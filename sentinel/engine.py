@@ -31,7 +31,7 @@ from sentinel.rules import RulesError
 
 log = logging.getLogger("sentinel")
 
-BLOCKING_QUEUE = 4096
+BLOCKING_QUEUE = 16384  # scan candidates waiting for a worker thread
 RESTART_DELAY = 5.0
 
 
@@ -211,6 +211,8 @@ class Engine:
             metrics.observe_gpu(event)
         for det in self.routes.get(type(event), ()):
             if det.blocking:
+                if not det.accepts(event):
+                    continue
                 try:
                     self.blocking.put_nowait((det, event))
                 except asyncio.QueueFull:
@@ -325,7 +327,13 @@ class Engine:
             if any(a.pid in pids and now - pids[a.pid] < window for a in f.process.ancestors):
                 pids[f.process.pid] = now
                 return "incident"
-            group = (f.rule, str(f.process.ppid), f.process.exe or f.process.name)
+            # siblings: same rule, parent, program and first argument (a miner's workers)
+            group = (
+                f.rule,
+                str(f.process.ppid),
+                f.process.exe or f.process.name,
+                *f.process.cmdline[1:2],
+            )
             last = self.incidents.get(group)
             self.incidents[group] = now
             if last is not None and now - last < iw and f.process.pid not in pids:
@@ -342,10 +350,16 @@ class Engine:
         self.incidents = {
             k: v for k, v in self.incidents.items() if now - v < self.cfg.engine.incident_window
         }
+        self.active = {
+            k: f for k, f in self.active.items() if f.process is not None or now - f.time < window
+        }
         for rule, pids in self.alerted_pids.items():
             self.alerted_pids[rule] = {p: t for p, t in pids.items() if now - t < window}
 
     def _resolve_process(self, ev: ProcExit) -> None:
+        """The process ended: its alerts resolve and its descendants are no longer folded."""
+        for pids in self.alerted_pids.values():
+            pids.pop(ev.pid, None)
         for key, f in list(self.active.items()):
             p = f.process
             if p is not None and p.pid == ev.pid and abs(p.start_time - ev.start_time) < 0.05:

@@ -13,7 +13,7 @@ import pytest
 
 from sentinel import collectors, config, detectors, metrics
 from sentinel.engine import Engine
-from sentinel.events import Event, ProcExec, ProcExit
+from sentinel.events import Event, FileChange, ProcExec, ProcExit
 from sentinel.model import Ancestor, Category, Finding, Proc, Resolved, Severity
 from sentinel.sinks import Sink
 
@@ -198,3 +198,56 @@ async def test_collector_off_by_design_is_healthy(cfg, monkeypatch, capsys) -> N
     assert engine.health() == (True, "")
     assert "nodevice=off (no GPU on this box)" in capsys.readouterr().err
     assert [str(f.severity) for f in rec.got] == ["info"]
+
+
+async def test_incidents_end_with_the_process_and_differ_by_script(cfg, monkeypatch) -> None:
+    patch_plugins(monkeypatch, [], [])
+    engine = Engine(cfg)
+    rec = Recorder()
+    engine.sinks.append(rec)
+
+    def found(p: Proc) -> Finding:
+        return Finding("miner.test", Category.MINER, Severity.HIGH, "m", "t", process=p)
+
+    parent = make_proc(100)
+    engine.publish(found(parent))
+    child = make_proc(101, 100, ancestors=[Ancestor(100, "xmrig", "/tmp/xmrig")])
+    assert engine.publish(found(child)) is False  # folded while the parent lives
+    engine._handle(ProcExit(time.time(), parent.pid, parent.start_time))
+    orphan = make_proc(102, 100, ancestors=[Ancestor(100, "xmrig", "/tmp/xmrig")])
+    assert engine.publish(found(orphan)) is True  # the parent's incident ended with it
+    a, b = make_proc(300, 7, "/usr/bin/python3"), make_proc(301, 7, "/usr/bin/python3")
+    a.cmdline, b.cmdline = ["python3", "/tmp/a.py"], ["python3", "/tmp/b.py"]
+    assert engine.publish(found(a)) is True
+    assert engine.publish(found(b)) is True  # another script is another story
+    assert [f.process.pid for f in rec.got] == [100, 102, 300, 301]
+
+
+class SlowScanner(detectors.Detector):
+    name = "test-scan"
+    events = (FileChange,)
+    blocking = True
+
+    def accepts(self, event: Event) -> bool:
+        return isinstance(event, FileChange) and not event.path.endswith(".junk")
+
+    def handle(self, event: Event) -> Iterable[Finding]:
+        assert isinstance(event, FileChange)
+        time.sleep(0.001)
+        yield Finding(
+            "file.test", Category.MINER, Severity.HIGH, "hit", self.name, subject=event.path
+        )
+
+
+async def test_flood_of_unwanted_events_cannot_crowd_out_a_scan(cfg, monkeypatch) -> None:
+    junk = [FileChange(time.time(), f"/x/{i}.junk", "created", "drop") for i in range(30000)]
+    Feeder.script = [*junk, FileChange(time.time(), "/x/miner", "created", "drop")]
+    cfg.agent.queue_size = 40000
+    patch_plugins(monkeypatch, [Feeder], [SlowScanner])
+    engine = Engine(cfg)
+    rec = Recorder()
+    engine.sinks.append(rec)
+    dropped = metrics.events_dropped.labels("detector.test-scan")._value.get()
+    await run_until(engine, lambda: rec.got, timeout=20)
+    assert [f.subject for f in rec.got] == ["/x/miner"]
+    assert metrics.events_dropped.labels("detector.test-scan")._value.get() == dropped

@@ -40,5 +40,10 @@ class Detector:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
+    def accepts(self, event: Event) -> bool:
+        """Cheap check on the event loop before a blocking detector's event is queued, so a
+        flood of uninteresting events cannot crowd out the one that matters."""
+        return True
+
     def handle(self, event: Event) -> Iterable[Finding]:
         raise NotImplementedError

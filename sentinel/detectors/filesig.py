@@ -69,17 +69,25 @@ class FileSigDetector(Detector):
         own = [cfg.agent.state_dir, cfg.alert_log, *cfg.scan.rules]
         return any(path == p or path.startswith(p.rstrip("/") + "/") for p in own if p)
 
-    def handle(self, event: Event) -> Iterable[Finding]:
+    def why(self, event: Event) -> str | None:
+        """Why this event's file is worth a scan, or None (a stat and a peek, no scan)."""
         if not isinstance(event, FileChange) or event.role != "drop" or self.own_path(event.path):
-            return []
-        scan = self.ctx.config.scan
+            return None
         try:
-            why = candidate(event.path, os.lstat(event.path), scan.max_file_size)
+            return candidate(event.path, os.lstat(event.path), self.ctx.config.scan.max_file_size)
         except OSError as exc:
             log.debug("not scanning %s: %s", event.path, exc.strerror)
-            return []
+            return None
+
+    def accepts(self, event: Event) -> bool:
+        return self.why(event) is not None
+
+    def handle(self, event: Event) -> Iterable[Finding]:
+        why = self.why(event)  # again: the file may have changed while it waited
         if why is None:
             return []
+        assert isinstance(event, FileChange)
+        scan = self.ctx.config.scan
         try:
             findings = self.ctx.rules.match_file(
                 event.path, max_size=scan.max_file_size, timeout=scan.timeout
