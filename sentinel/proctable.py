@@ -99,7 +99,8 @@ def _cgroup(pid: int, procfs: str) -> str:
 
 
 def read_proc(pid: int, procfs: str = "/proc", table: ProcTable | None = None) -> Proc | None:
-    """All facts of one process, ancestors included; None if it vanished mid-read."""
+    """All facts of one process, ancestors included; None if it vanished mid-read or has
+    no image (zombies, kernel threads)."""
     st = read_stat(pid, procfs)
     if st is None:
         return None
@@ -112,6 +113,8 @@ def read_proc(pid: int, procfs: str = "/proc", table: ProcTable | None = None) -
     if cmdline and cmdline[-1] == "":
         cmdline.pop()
     exe = _readlink(f"{procfs}/{pid}/exe")
+    if not raw and not exe:
+        return None  # a zombie or a kernel thread: no image, nothing to judge
     deleted = exe.endswith(" (deleted)")
     if deleted:
         exe = exe[: -len(" (deleted)")]

@@ -136,6 +136,7 @@ class ProcsCollector(Collector):
         self.procfs = self.ctx.procfs
         self.known: dict[int, Proc] = {}
         self.forks: dict[int, float] = {}  # forked, not exec'd yet: pid -> time of fork
+        self.imageless: set[int] = set()  # zombies and kernel threads the sweep skips
         self.sock: socket.socket | None = None
         self.wake = asyncio.Event()
         # per pid: (own CPU, reaped children's CPU) at the last sample, and the CPU already
@@ -267,9 +268,13 @@ class ProcsCollector(Collector):
     # discovery shared by events and sweeps
     def discover(self, pid: int, source: str) -> None:
         proc = self.ctx.procs.get(pid)
-        if proc is None:  # gone before its facts could be read
-            metrics.events_dropped.labels("procs.vanished").inc()
+        if proc is None:
+            if os.path.exists(f"{self.procfs}/{pid}"):
+                self.imageless.add(pid)  # a zombie or kernel thread: nothing to judge
+            else:  # gone before its facts could be read
+                metrics.events_dropped.labels("procs.vanished").inc()
             return
+        self.imageless.discard(pid)
         old = self.known.get(pid)
         if old is not None and abs(old.start_time - proc.start_time) > START_SLACK:
             self.emit(ProcExit(time=time.time(), pid=pid, start_time=old.start_time))
@@ -291,7 +296,8 @@ class ProcsCollector(Collector):
         pids = {int(n) for n in os.listdir(self.procfs) if n.isdigit()}
         for pid in self.known.keys() - pids:
             self.exited(pid)
-        for pid in pids - self.known.keys():
+        self.imageless &= pids
+        for pid in pids - self.known.keys() - self.imageless:
             self.forks.pop(pid, None)
             self.discover(pid, "sweep")
 
