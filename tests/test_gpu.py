@@ -270,7 +270,8 @@ async def test_gpu_only_miner_caught_training_job_explained(tmp_path, procs, mon
     proc_finding = by_rule["gpu.process"]
     assert proc_finding.process.pid == miner and str(proc_finding.category) == "gpu"
     assert proc_finding.evidence["unit"] == "% SM" and proc_finding.evidence["history"]
-    assert proc_finding.evidence["tree"]["top"] == [{"pid": miner, "name": "python3", "share": 1.0}]
+    comm = Path(f"/proc/{miner}/comm").read_text().strip()  # python or python3 (venv)
+    assert proc_finding.evidence["tree"]["top"] == [{"pid": miner, "name": comm, "share": 1.0}]
     device = by_rule["gpu.device_util"]
     assert device.subject == "gpu:GPU-fake-2:util" and device.process is None
     assert device.evidence["processes"] == []
