@@ -285,8 +285,10 @@ async def test_zombies_are_not_rediscovered_by_the_sweep(procs: list[subprocess.
         procs.append(maker)
         assert maker.stdout is not None
         zombie = int(maker.stdout.readline())
-        with open(f"/proc/{zombie}/stat") as f:
-            assert f.read().split(") ")[1].startswith("Z")
+        deadline = time.monotonic() + 5
+        while not Path(f"/proc/{zombie}/stat").read_text().split(") ")[1].startswith("Z"):
+            assert time.monotonic() < deadline, "the child never became a zombie"
+            await asyncio.sleep(0.01)
         await asyncio.sleep(1.0)  # five sweeps
         assert run.of(ProcExec, lambda e: e.proc.pid == maker.pid)
         assert not run.of(ProcExec, lambda e: e.proc.pid == zombie and e.source == "sweep")
