@@ -8,7 +8,6 @@ delivered, 1 otherwise, 2 for an unknown sink name, 78 for a configuration error
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import TYPE_CHECKING
 
 from sentinel import config
@@ -17,7 +16,7 @@ from sentinel.model import Category, Finding, Severity
 if TYPE_CHECKING:
     from sentinel import sinks
 
-# The sinks (aiohttp) are imported where used: every `sentinel` command imports this
+# The sinks (aiohttp) and asyncio are imported where used: every `sentinel` command imports this
 # module to build its parser.
 
 EX_OK, EX_FAILED, EX_USAGE = 0, 1, 2
@@ -65,6 +64,8 @@ async def send(sink: sinks.Sink, finding: Finding) -> tuple[bool, str]:
 
 
 async def send_all(chosen: list[sinks.Sink], finding: Finding) -> list[tuple[bool, str]]:
+    import asyncio
+
     return list(await asyncio.gather(*(send(s, finding) for s in chosen)))
 
 
@@ -97,6 +98,8 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
             )
         chosen.append(registry[sc.type](sc, ctx))
     finding = test_finding(cfg)
+    import asyncio
+
     results = asyncio.run(send_all(chosen, finding))
     for sink, (ok, detail) in zip(chosen, results, strict=True):
         print(f"{sink.name} ({sink.type}): {'delivered' if ok else 'FAILED'}: {detail}")
