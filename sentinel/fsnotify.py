@@ -80,7 +80,38 @@ class InotifyEvent:
         return os.path.join(self.dir, self.name) if self.name else self.dir
 
 
-class Inotify:
+class _EventFd:
+    """A non-blocking notification fd read on the event loop in bounded batches."""
+
+    fd: int
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        loop.add_reader(self.fd, self.read)
+
+    def read(self) -> None:
+        for _ in range(READS_PER_WAKE):
+            try:
+                data = os.read(self.fd, READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                raise
+            self._dispatch(data)
+
+    def _dispatch(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.remove_reader(self.fd)
+        os.close(self.fd)
+
+
+class Inotify(_EventFd):
     """One inotify instance; `add` returns the watch count so callers can keep a budget."""
 
     def __init__(
@@ -96,14 +127,9 @@ class Inotify:
         self.on_overflow = on_overflow
         self.paths: dict[int, str] = {}
         self.wds: dict[str, int] = {}
-        self.loop: asyncio.AbstractEventLoop | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        loop.add_reader(self.fd, self.read)
 
     def add(self, path: str, mask: int) -> None:
         """Watch a path (raises OSError: ENOSPC at the watch limit, ENOENT, ENOTDIR...)."""
@@ -127,18 +153,6 @@ class Inotify:
             self.paths.pop(wd, None)
             _libc.inotify_rm_watch(self.fd, wd)
 
-    def read(self) -> None:
-        for _ in range(READS_PER_WAKE):
-            try:
-                data = os.read(self.fd, READ_SIZE)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno == errno.EINTR:
-                    continue
-                raise
-            self._dispatch(data)
-
     def _dispatch(self, data: bytes) -> None:
         off = 0
         while off + INOTIFY_EVENT.size <= len(data):
@@ -160,14 +174,12 @@ class Inotify:
                 self.on_event(InotifyEvent(path, name, mask))
 
     def close(self) -> None:
-        if self.loop is not None:
-            self.loop.remove_reader(self.fd)
-        os.close(self.fd)
+        super().close()
         self.paths.clear()
         self.wds.clear()
 
 
-class Fanotify:
+class Fanotify(_EventFd):
     """A notification-class fanotify group (root only): each event names the pid that did it."""
 
     def __init__(self, on_event: Callable[[str, int, int], None], on_overflow: Callable[[], None]):
@@ -179,28 +191,11 @@ class Fanotify:
         self.fd = fd
         self.on_event = on_event  # (path, mask, pid)
         self.on_overflow = on_overflow
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        loop.add_reader(self.fd, self.read)
 
     def mark(self, path: str, mask: int) -> None:
         """Report these events on this file (an inode mark: a replaced file needs a new one)."""
         if _libc.fanotify_mark(self.fd, FAN_MARK_ADD, mask, AT_FDCWD, os.fsencode(path)) < 0:
             _raise("fanotify_mark", path)
-
-    def read(self) -> None:
-        for _ in range(READS_PER_WAKE):
-            try:
-                data = os.read(self.fd, READ_SIZE)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno == errno.EINTR:
-                    continue
-                raise
-            self._dispatch(data)
 
     def _dispatch(self, data: bytes) -> None:
         off = 0
@@ -221,8 +216,3 @@ class Fanotify:
                 with contextlib.suppress(OSError):
                     os.close(fd)
             self.on_event(path, mask, pid)
-
-    def close(self) -> None:
-        if self.loop is not None:
-            self.loop.remove_reader(self.fd)
-        os.close(self.fd)

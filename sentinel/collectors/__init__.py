@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -17,23 +16,15 @@ from typing import ClassVar
 from sentinel import metrics
 from sentinel.context import Context
 from sentinel.events import CollectorState, Event
+from sentinel.plugins import Registry
 
 MODULES = ["procs", "files", "net", "gpu"]
 
-REGISTRY: dict[str, type[Collector]] = {}
+_registry: Registry[Collector] = Registry(__name__, MODULES, "name")
+register = _registry.register
+load_all = _registry.load_all
 
 Emit = Callable[[Event], None]
-
-
-def register(cls: type[Collector]) -> type[Collector]:
-    REGISTRY[cls.name] = cls
-    return cls
-
-
-def load_all() -> dict[str, type[Collector]]:
-    for module in MODULES:
-        importlib.import_module(f"{__name__}.{module}")
-    return REGISTRY
 
 
 class Collector:

@@ -6,28 +6,19 @@ and add its module name to `MODULES`.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from typing import ClassVar
 
 from sentinel.context import Context
 from sentinel.events import Event
 from sentinel.model import Finding
+from sentinel.plugins import Registry
 
 MODULES = ["process", "network", "persistence", "canary", "filesig", "daemons", "load"]
 
-REGISTRY: dict[str, type[Detector]] = {}
-
-
-def register(cls: type[Detector]) -> type[Detector]:
-    REGISTRY[cls.name] = cls
-    return cls
-
-
-def load_all() -> dict[str, type[Detector]]:
-    for module in MODULES:
-        importlib.import_module(f"{__name__}.{module}")
-    return REGISTRY
+_registry: Registry[Detector] = Registry(__name__, MODULES, "name")
+register = _registry.register
+load_all = _registry.load_all
 
 
 class Detector:

@@ -6,27 +6,18 @@ its module name to `MODULES`; `[[sinks]]` entries pick it by its `type`.
 
 from __future__ import annotations
 
-import importlib
 from typing import ClassVar
 
 from sentinel.config import SinkConfig
 from sentinel.context import Context
 from sentinel.model import Finding, Severity
+from sentinel.plugins import Registry
 
 MODULES = ["jsonl", "stdout", "webhook", "slack", "discord", "teams", "alertmanager"]
 
-REGISTRY: dict[str, type[Sink]] = {}
-
-
-def register(cls: type[Sink]) -> type[Sink]:
-    REGISTRY[cls.type] = cls
-    return cls
-
-
-def load_all() -> dict[str, type[Sink]]:
-    for module in MODULES:
-        importlib.import_module(f"{__name__}.{module}")
-    return REGISTRY
+_registry: Registry[Sink] = Registry(__name__, MODULES, "type")
+register = _registry.register
+load_all = _registry.load_all
 
 
 class Sink:
