@@ -155,9 +155,13 @@ class ScanCache:
             if row is None or row[0] != key:
                 self.db.execute("DELETE FROM files")
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('rules', ?)", (key,))
+        # a first scan (or one after a rules change) has nothing to look up: skip the queries
+        self.empty = self.db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None
 
     def get(self, st: os.stat_result) -> tuple[str | None, list[Hit]] | None:
         """(sha256, hits) of an unchanged file, or None."""
+        if self.empty:
+            return None
         row = self.db.execute(
             "SELECT size, mtime_ns, ctime_ns, sha256, hits FROM files WHERE dev = ? AND ino = ?",
             (st.st_dev, st.st_ino),
