@@ -248,13 +248,20 @@ class Engine:
         first = ev.collector not in self.states
         self.states[ev.collector] = ev
         if not ev.ok:
-            log.warning("collector %s degraded: %s", ev.collector, ev.reason)
+            kind = "off" if _is_off(ev) else "degraded"
+            log.log(
+                logging.INFO if kind == "off" else logging.WARNING,
+                "collector %s %s: %s",
+                ev.collector,
+                kind,
+                ev.reason,
+            )
             self.publish(
                 Finding(
-                    rule="integrity.collector_degraded",
+                    rule=f"integrity.collector_{kind}",
                     category=Category.INTEGRITY,
                     severity=Severity.parse(ev.detail.get("severity", Severity.LOW)),
-                    summary=f"collector {ev.collector} degraded: {ev.reason}",
+                    summary=f"collector {ev.collector} {kind}: {ev.reason}",
                     detector="engine",
                     evidence={"collector": ev.collector, "reason": ev.reason, **ev.detail},
                     subject=f"collector:{ev.collector}:{ev.reason}",

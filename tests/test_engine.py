@@ -197,7 +197,7 @@ async def test_collector_off_by_design_is_healthy(cfg, monkeypatch, capsys) -> N
     await run_until(engine, lambda: engine.ready.is_set())
     assert engine.health() == (True, "")
     assert "nodevice=off (no GPU on this box)" in capsys.readouterr().err
-    assert [str(f.severity) for f in rec.got] == ["info"]
+    assert [(f.rule, str(f.severity)) for f in rec.got] == [("integrity.collector_off", "info")]
 
 
 async def test_incidents_end_with_the_process_and_differ_by_script(cfg, monkeypatch) -> None:

@@ -282,7 +282,7 @@ async def test_engine_states_gpu_trouble_with_severity(tmp_path, monkeypatch) ->
     script = {"init_error": "NVML Shared Library Not Found"}
     cfg = gpu_config(tmp_path, script, AGENT.format(tmp=tmp_path))
     (info,) = await run_engine(cfg, monkeypatch, lambda g: bool(g))
-    assert (info.rule, info.severity) == ("integrity.collector_degraded", Severity.INFO)
+    assert (info.rule, info.severity) == ("integrity.collector_off", Severity.INFO)
     assert info.evidence["reason"] == "NVML unavailable: NVML Shared Library Not Found"
 
     script = {
