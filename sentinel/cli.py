@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     except KeyboardInterrupt:
         return EX_OK
+    except Exception:
+        logging.getLogger("sentinel").exception("runtime error")
+        return EX_ERROR
 
 
 if __name__ == "__main__":

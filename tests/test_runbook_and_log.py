@@ -62,3 +62,15 @@ def test_stdout_line_is_readable() -> None:
     f = Finding("miner.name", Category.MINER, Severity.HIGH, "miner process xmrig", "t", p)
     line = describe(f)
     assert "HIGH" in line and "miner.name" in line and "pid=4242 xmrig" in line
+
+
+def test_jsonl_record_with_non_utf8_argv_stays_parseable(tmp_path: Path) -> None:
+    cfg = config.parse(f"[agent]\nstate_dir='{tmp_path}'\n")
+    sink = JsonlSink(SinkConfig(type="jsonl"), Context(cfg, intel.load()))
+    asyncio.run(sink.start())
+    argv = b"xmrig\xff".decode("utf-8", "surrogateescape")
+    p = proc(7, [argv, "-o", "stratum+tcp://127.0.0.1:3333"])
+    sink.submit(Finding("miner.name", Category.MINER, Severity.HIGH, "m", "t", p))
+    asyncio.run(sink.close())
+    rec = json.loads(Path(cfg.alert_log).read_text())
+    assert rec["process"]["cmdline"][0] == argv

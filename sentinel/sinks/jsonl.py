@@ -32,8 +32,8 @@ class JsonlSink(Sink):
         os.fchmod(self.fd, 0o600)
 
     def submit(self, finding: Finding) -> None:
-        line = json.dumps(finding.to_record(), ensure_ascii=False, default=str) + "\n"
-        data = line.encode("utf-8", "surrogateescape")
+        # ASCII escapes keep a record with non-UTF-8 argv bytes (lone surrogates) parseable
+        data = (json.dumps(finding.to_record(), default=str) + "\n").encode("ascii")
         try:
             if self.fd < 0:
                 self._open()
