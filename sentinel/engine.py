@@ -57,38 +57,41 @@ class Engine:
         self.active: dict[tuple[str, str], Finding] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.reload_task: asyncio.Future[bool] | None = None
+        self.reload_lock = asyncio.Lock()
         self.collector_tasks: list[asyncio.Task[None]] = []
         self._build(cfg)
 
     # construction and reload
     def _build(self, cfg: Config) -> None:
-        self.cfg = cfg
+        """Build every plugin for `cfg`; nothing is replaced unless all of it succeeds."""
         try:
-            self.ctx = Context(cfg, intel.load(cfg.scan.rules), self.procfs)
-            _ = self.ctx.rules  # compile now: a broken rule file stops the start (exit 78)
+            ctx = Context(cfg, intel.load(cfg.scan.rules), self.procfs)
+            _ = ctx.rules  # compile now: a broken rule file stops the start (exit 78)
         except (intel.IntelError, RulesError) as exc:
             raise config.ConfigError(str(exc)) from None
-        self.detectors = [cls(self.ctx) for cls in detectors.load_all().values()]
-        self.routes: dict[type[Event], list[detectors.Detector]] = defaultdict(list)
-        for det in self.detectors:
+        dets = [cls(ctx) for cls in detectors.load_all().values()]
+        routes: dict[type[Event], list[detectors.Detector]] = defaultdict(list)
+        for det in dets:
             for etype in det.events:
-                self.routes[etype].append(det)
+                routes[etype].append(det)
         builtin = [SinkConfig(type="jsonl", name="log", min_severity=cfg.log.min_severity)]
         if cfg.log.stdout:
             builtin.append(SinkConfig(type="stdout", name="stdout", min_severity="info"))
         registry = sinks.load_all()
-        self.sinks: list[sinks.Sink] = []
+        new_sinks: list[sinks.Sink] = []
         for sc in [*builtin, *cfg.sinks]:
             if sc.type not in registry:
                 raise config.ConfigError(
                     f"{cfg.source}: sinks: unknown type {sc.type!r} (known: {', '.join(registry)})"
                 )
-            self.sinks.append(registry[sc.type](sc, self.ctx))
-        self.collectors = [
+            new_sinks.append(registry[sc.type](sc, ctx))
+        cols = [
             c
-            for c in (cls(self.ctx, self.emit) for cls in collectors.load_all().values())
+            for c in (cls(ctx, self.emit) for cls in collectors.load_all().values())
             if c.enabled()
         ]
+        self.cfg, self.ctx, self.detectors, self.routes = cfg, ctx, dets, routes
+        self.sinks, self.collectors = new_sinks, cols
 
     # event intake (any thread)
     def emit(self, event: Event) -> None:
@@ -146,12 +149,16 @@ class Engine:
         self.reload_task = asyncio.ensure_future(self.reload())
 
     async def reload(self) -> bool:
-        """Re-read the config file; on error keep running on the old one."""
+        """Re-read the config file; on error keep running on the old one. One at a time."""
+        async with self.reload_lock:
+            return await self._reload()
+
+    async def _reload(self) -> bool:
         try:
             cfg = config.load(self.config_path)
             old_sinks, old_collectors = self.sinks, self.collector_tasks
             self._build(cfg)
-        except config.ConfigError as exc:
+        except Exception as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             metrics.errors.labels("reload").inc()
             return False

@@ -251,3 +251,24 @@ async def test_flood_of_unwanted_events_cannot_crowd_out_a_scan(cfg, monkeypatch
     await run_until(engine, lambda: rec.got, timeout=20)
     assert [f.subject for f in rec.got] == ["/x/miner"]
     assert metrics.events_dropped.labels("detector.test-scan")._value.get() == dropped
+
+
+async def test_reload_with_a_bad_sink_replaces_nothing(cfg, monkeypatch, tmp_path) -> None:
+    patch_plugins(monkeypatch, [Feeder], [])
+    Feeder.script = []
+    path = tmp_path / "s.toml"
+    path.write_text(f"[agent]\nstate_dir = '{tmp_path}'\n[log]\nstdout = false\n{NO_HTTP}")
+    engine = Engine(config.load(path), config_path=str(path))
+    task = asyncio.create_task(engine.run())
+    await asyncio.wait_for(engine.ready.wait(), 5)
+    before = (engine.cfg, engine.ctx, engine.sinks, engine.collector_tasks)
+    path.write_text(
+        f"[agent]\nstate_dir = '{tmp_path}'\n{NO_HTTP}"
+        "[[sinks]]\ntype = 'webhook'\nurl = 'http://127.0.0.1:9/x'\nsecret = 'not-whsec'\n"
+    )
+    results = await asyncio.gather(engine.reload(), engine.reload())
+    assert results == [False, False]
+    assert (engine.cfg, engine.ctx, engine.sinks, engine.collector_tasks) == before
+    assert all(t is before[3][0] for t in engine.collector_tasks)
+    engine.stop()
+    assert await asyncio.wait_for(task, 5) == 0
