@@ -170,7 +170,9 @@ async def test_resolved_from_detector_and_renotify_on_change(cfg, monkeypatch) -
     assert len(rec.got) == 3
 
 
-async def test_reload_keeps_old_config_on_error(cfg, monkeypatch, tmp_path) -> None:
+@pytest.fixture
+async def reloadable(monkeypatch, tmp_path):
+    """A running engine on a config file the test may rewrite; stopped afterwards."""
     patch_plugins(monkeypatch, [Feeder], [])
     Feeder.script = []
     path = tmp_path / "s.toml"
@@ -178,14 +180,19 @@ async def test_reload_keeps_old_config_on_error(cfg, monkeypatch, tmp_path) -> N
     engine = Engine(config.load(path), config_path=str(path))
     task = asyncio.create_task(engine.run())
     await asyncio.wait_for(engine.ready.wait(), 5)
+    yield engine, path
+    engine.stop()
+    assert await asyncio.wait_for(task, 5) == 0
+
+
+async def test_reload_keeps_old_config_on_error(reloadable, tmp_path) -> None:
+    engine, path = reloadable
     path.write_text("[agent]\nbogus = 1\n")
     assert await engine.reload() is False
     assert engine.cfg.agent.state_dir == str(tmp_path)
     path.write_text(f"[agent]\nstate_dir='{tmp_path}'\ninterval=3\n[log]\nstdout=false\n{NO_HTTP}")
     assert await engine.reload() is True
     assert engine.cfg.agent.interval == 3.0
-    engine.stop()
-    assert await asyncio.wait_for(task, 5) == 0
 
 
 async def test_collector_off_by_design_is_healthy(cfg, monkeypatch, capsys) -> None:
@@ -253,14 +260,8 @@ async def test_flood_of_unwanted_events_cannot_crowd_out_a_scan(cfg, monkeypatch
     assert metrics.events_dropped.labels("detector.test-scan")._value.get() == dropped
 
 
-async def test_reload_with_a_bad_sink_replaces_nothing(cfg, monkeypatch, tmp_path) -> None:
-    patch_plugins(monkeypatch, [Feeder], [])
-    Feeder.script = []
-    path = tmp_path / "s.toml"
-    path.write_text(f"[agent]\nstate_dir = '{tmp_path}'\n[log]\nstdout = false\n{NO_HTTP}")
-    engine = Engine(config.load(path), config_path=str(path))
-    task = asyncio.create_task(engine.run())
-    await asyncio.wait_for(engine.ready.wait(), 5)
+async def test_reload_with_a_bad_sink_replaces_nothing(reloadable, tmp_path) -> None:
+    engine, path = reloadable
     before = (engine.cfg, engine.ctx, engine.sinks, engine.collector_tasks)
     path.write_text(
         f"[agent]\nstate_dir = '{tmp_path}'\n{NO_HTTP}"
@@ -270,5 +271,3 @@ async def test_reload_with_a_bad_sink_replaces_nothing(cfg, monkeypatch, tmp_pat
     assert results == [False, False]
     assert (engine.cfg, engine.ctx, engine.sinks, engine.collector_tasks) == before
     assert all(t is before[3][0] for t in engine.collector_tasks)
-    engine.stop()
-    assert await asyncio.wait_for(task, 5) == 0
