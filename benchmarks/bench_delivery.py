@@ -28,9 +28,10 @@ import time
 import aiohttp
 from aiohttp import web
 
-from sentinel import config, intel
-from sentinel.context import Context
-from sentinel.model import Category, Finding, Proc, Severity
+from sentinel.core import config
+from sentinel.core.context import Context
+from sentinel.core.model import Category, Finding, Proc, Severity
+from sentinel.rules import intel
 from sentinel.sinks.webhook import WebhookSink
 
 PACE = 0.01

@@ -21,11 +21,12 @@ import time
 
 import numpy as np
 
-from sentinel import config, intel
-from sentinel.context import Context
-from sentinel.detectors.load import LoadDetector, SeriesSet
-from sentinel.events import HostCpu, ProcCpu
-from sentinel.model import Ancestor, Proc
+from sentinel.core import config
+from sentinel.core.context import Context
+from sentinel.core.events import HostCpu, ProcCpu
+from sentinel.core.model import Ancestor, Proc
+from sentinel.detectors.load.detector import LoadDetector, SeriesSet
+from sentinel.rules import intel
 
 RATIO_TARGET, ABS_TARGET_MS = 2.0, 5.0
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import psutil
 
-from sentinel import config
+from sentinel.core import config
 
 CPU_TARGET = 1.0  # % of one core
 RSS_TARGET = 100.0  # MB

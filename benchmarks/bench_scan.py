@@ -33,9 +33,9 @@ from pathlib import Path
 import yara
 
 import sentinel
-from sentinel import config
-from sentinel.rules import load_rules
-from sentinel.scan import Scanner, ScanOptions
+from sentinel.core import config
+from sentinel.rules.yara import load_rules
+from sentinel.scan.scanner import Scanner, ScanOptions
 
 TREE = "/usr/lib/x86_64-linux-gnu"
 SCAN_TARGET, CACHE_TARGET = 1.15, 0.10

@@ -6,9 +6,14 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+# harnesses, fakes, receivers and recorded data shared by unit and integration tests
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 
 @pytest.fixture

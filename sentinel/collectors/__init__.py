@@ -1,7 +1,7 @@
 """Collectors: one source per file. Each observes and emits typed events; none decides.
 
-To add a source, write a module here with a `Collector` subclass decorated by `@register`
-and add its module name to `MODULES`.
+To add a source, write a module here with a `Collector` subclass decorated by `@register`;
+every module here whose name does not start with `_` is discovered.
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import ClassVar
 
-from sentinel import metrics
-from sentinel.context import Context
-from sentinel.events import CollectorState, Event
-from sentinel.plugins import Registry
+from sentinel.core.context import Context
+from sentinel.core.events import CollectorState, Event
+from sentinel.core.plugins import Registry
+from sentinel.ops import metrics
 
-MODULES = ["procs", "files", "net", "gpu"]
-
-_registry: Registry[Collector] = Registry(__name__, MODULES, "name")
+_registry: Registry[Collector] = Registry(__name__, "name")
 register = _registry.register
 load_all = _registry.load_all
 

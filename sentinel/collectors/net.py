@@ -23,11 +23,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sentinel import metrics, proctable
 from sentinel.collectors import Collector, Emit, register
-from sentinel.context import Context
-from sentinel.events import NetConn
-from sentinel.model import Connection
+from sentinel.core import proctable
+from sentinel.core.context import Context
+from sentinel.core.events import NetConn
+from sentinel.core.model import Connection
+from sentinel.ops import metrics
 
 log = logging.getLogger(__name__)
 

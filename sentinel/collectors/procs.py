@@ -14,11 +14,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sentinel import metrics, proctable
 from sentinel.collectors import Collector, Emit, register
-from sentinel.context import Context
-from sentinel.events import HostCpu, ProcCpu, ProcExec, ProcExit
-from sentinel.model import Proc
+from sentinel.core import proctable
+from sentinel.core.context import Context
+from sentinel.core.events import HostCpu, ProcCpu, ProcExec, ProcExit
+from sentinel.core.model import Proc, same_start
+from sentinel.ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ RCVBUF = 4 * 1024 * 1024
 READ_BATCH = 1024  # datagrams per wake-up, so a storm cannot starve the loop
 FORK_GRACE = 1.0  # a child that has not exec'd after this long is reported as it is
 ACK_TIMEOUT = 0.5
-START_SLACK = 0.05  # start times read from procfs carry clock-tick rounding
 START_CLOCK_SLACK = 1.0  # procfs start times use a whole-second boot time: up to 1 s early
 
 
@@ -276,7 +276,7 @@ class ProcsCollector(Collector):
             return
         self.imageless.discard(pid)
         old = self.known.get(pid)
-        if old is not None and abs(old.start_time - proc.start_time) > START_SLACK:
+        if old is not None and not same_start(old.start_time, proc.start_time):
             self.emit(ProcExit(time=time.time(), pid=pid, start_time=old.start_time))
         self.known[pid] = proc
         self.emit(ProcExec(time=time.time(), proc=proc, source=source))

@@ -1,7 +1,7 @@
 """Detectors: one per file. Pure logic: events in, findings out, no I/O of their own.
 
-To add one, write a module here with a `Detector` subclass decorated by `@register`
-and add its module name to `MODULES`.
+To add one, write a module here with a `Detector` subclass decorated by `@register`;
+every module here whose name does not start with `_` is discovered.
 """
 
 from __future__ import annotations
@@ -9,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar
 
-from sentinel.context import Context
-from sentinel.events import Event
-from sentinel.model import Finding
-from sentinel.plugins import Registry
+from sentinel.core.context import Context
+from sentinel.core.events import Event
+from sentinel.core.model import Finding
+from sentinel.core.plugins import Registry
 
-MODULES = ["process", "network", "persistence", "canary", "filesig", "daemons", "load"]
-
-_registry: Registry[Detector] = Registry(__name__, MODULES, "name")
+_registry: Registry[Detector] = Registry(__name__, "name")
 register = _registry.register
 load_all = _registry.load_all
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from sentinel.core.events import Event, FileAccess
+from sentinel.core.model import Category, FileFacts, Finding, Proc, Severity
 from sentinel.detectors import Detector, register
-from sentinel.events import Event, FileAccess
-from sentinel.model import Category, FileFacts, Finding, Proc, Severity
 
 # access kind -> (rule, verb); an open and the read after it are one alert
 RULES = {

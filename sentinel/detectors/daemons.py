@@ -7,11 +7,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from sentinel import cmdline, metrics
-from sentinel.context import Context
+from sentinel.core.context import Context
+from sentinel.core.events import Event, ProcExec, ProcExit, Tick
+from sentinel.core.model import Category, Finding, Proc, Severity, same_start
 from sentinel.detectors import Detector, register
-from sentinel.events import Event, ProcExec, ProcExit, Tick
-from sentinel.model import Category, Finding, Proc, Severity
+from sentinel.ops import metrics
+from sentinel.rules import cmdline
 
 INIT_PID = 1
 MAX_TRACKED = 8192
@@ -87,7 +88,7 @@ class DaemonDetector(Detector):
     def exited(self, ev: ProcExit) -> None:
         for table in (self.attached, self.detached):
             proc = table.get(ev.pid)
-            if proc is not None and abs(proc.start_time - ev.start_time) < 0.05:
+            if proc is not None and same_start(proc.start_time, ev.start_time):
                 self.forget(ev.pid)
         for pid in self.children.pop(ev.pid, set()):
             proc = self.attached.pop(pid, None)

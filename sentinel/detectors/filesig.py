@@ -8,10 +8,11 @@ import os
 import stat
 from collections.abc import Iterable
 
+from sentinel.core.events import Event, FileChange
+from sentinel.core.model import Finding
+from sentinel.core.paths import under
 from sentinel.detectors import Detector, register
-from sentinel.events import Event, FileChange
-from sentinel.model import Finding
-from sentinel.rules import Unscannable
+from sentinel.rules.yara import Unscannable
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class FileSigDetector(Detector):
         """The agent's own state, log and rule files, never scanned."""
         cfg = self.ctx.config
         own = [cfg.agent.state_dir, cfg.alert_log, *cfg.scan.rules]
-        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in own if p)
+        return any(under(path, p) for p in own if p)
 
     def why(self, event: Event) -> str | None:
         """Why this event's file is worth a scan, or None (a stat and a peek, no scan)."""

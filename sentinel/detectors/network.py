@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sentinel import cmdline
+from sentinel.core.events import Event, NetConn
+from sentinel.core.model import Category, Finding, Proc, Severity
 from sentinel.detectors import Detector, register
-from sentinel.events import Event, NetConn
-from sentinel.model import Category, Finding, Proc, Severity
+from sentinel.rules import cmdline
 
 UNCONNECTED = frozenset({"", "0.0.0.0", "::", "*"})
 STRONG_MINER_RULES = frozenset(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from sentinel import cmdline
+from sentinel.core.events import Event, FileChange
+from sentinel.core.model import Category, FileFacts, Finding, Severity
 from sentinel.detectors import Detector, register
-from sentinel.events import Event, FileChange
-from sentinel.model import Category, FileFacts, Finding, Severity
+from sentinel.rules import cmdline
 
 # (kind, path pattern, severity of a plain addition); the first match wins
 KINDS: tuple[tuple[str, re.Pattern[str], Severity], ...] = (

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from sentinel import cmdline
-from sentinel.cmdline import Hit, base, is_local_host
+from sentinel.core.events import Event, ProcExec
+from sentinel.core.model import Category, Finding, Proc, Severity
 from sentinel.detectors import Detector, register
-from sentinel.events import Event, ProcExec
-from sentinel.model import Category, Finding, Proc, Severity
+from sentinel.rules import cmdline
+from sentinel.rules.cmdline import Hit, base, is_local_host
 
 KTHREAD_NAME = re.compile(
     r"^(?:kthreadd|kworker.*|ksoftirqd.*|kswapd\d*|kcompactd\d*|khugepaged|kdevtmpfs|kauditd"

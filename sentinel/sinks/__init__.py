@@ -1,21 +1,20 @@
 """Sinks: one destination per file. A sink only delivers; it never blocks the engine.
 
-To add one, write a module here with a `Sink` subclass decorated by `@register` and add
-its module name to `MODULES`; `[[sinks]]` entries pick it by its `type`.
+To add one, write a module here with a `Sink` subclass decorated by `@register`; every
+module here whose name does not start with `_` is discovered. `[[sinks]]` entries pick a
+sink by its `type`.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from sentinel.config import SinkConfig
-from sentinel.context import Context
-from sentinel.model import Finding, Severity
-from sentinel.plugins import Registry
+from sentinel.core.config import SinkConfig
+from sentinel.core.context import Context
+from sentinel.core.model import Finding, Severity
+from sentinel.core.plugins import Registry
 
-MODULES = ["jsonl", "stdout", "webhook", "slack", "discord", "teams", "alertmanager"]
-
-_registry: Registry[Sink] = Registry(__name__, MODULES, "type")
+_registry: Registry[Sink] = Registry(__name__, "type")
 register = _registry.register
 load_all = _registry.load_all
 

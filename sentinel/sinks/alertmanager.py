@@ -17,12 +17,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sentinel.config import ConfigError, SinkConfig
-from sentinel.context import Context
-from sentinel.model import Finding, rfc3339
+from sentinel.core.config import ConfigError, SinkConfig
+from sentinel.core.context import Context
+from sentinel.core.model import Finding, rfc3339
 from sentinel.sinks import register
-from sentinel.sinks.delivery import HttpSink, Outbound, to_json
-from sentinel.sinks.format import cut, plain_text
+from sentinel.sinks._format import cut, plain_text
+from sentinel.sinks._http.delivery import HttpSink, Outbound, to_json
 
 API_PATH = "/api/v2/alerts"
 LEASE_INTERVALS = 4  # endsAt of a firing alert, in resend intervals

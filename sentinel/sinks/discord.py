@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from sentinel.sinks import register
-from sentinel.sinks.delivery import HttpSink, Outbound, parse_retry_after, to_json
-from sentinel.sinks.format import code, cut, fit, untrusted, view
+from sentinel.sinks._format import code, cut, fit, untrusted, view
+from sentinel.sinks._http.delivery import HttpSink, Outbound, parse_retry_after, to_json
 
 TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 4096

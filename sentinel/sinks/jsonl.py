@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 
-from sentinel import metrics
-from sentinel.config import SinkConfig
-from sentinel.context import Context
-from sentinel.model import Finding
+from sentinel.core.config import SinkConfig
+from sentinel.core.context import Context
+from sentinel.core.model import Finding
+from sentinel.ops import metrics
 from sentinel.sinks import Sink, register
 
 

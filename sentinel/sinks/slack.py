@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from sentinel.sinks import register
-from sentinel.sinks.delivery import HttpSink, Outbound, to_json
-from sentinel.sinks.format import code, cut, fit, plain_text, untrusted, view
+from sentinel.sinks._format import code, cut, fit, plain_text, untrusted, view
+from sentinel.sinks._http.delivery import HttpSink, Outbound, to_json
 
 TEXT_LIMIT = 4000  # Slack truncates longer messages
 HEADER_LIMIT = 150

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from sentinel.model import Finding, rfc3339
+from sentinel.core.model import Finding, rfc3339
 from sentinel.sinks import Sink, register
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from sentinel.sinks import register
-from sentinel.sinks.delivery import HttpSink, Outbound, to_json
-from sentinel.sinks.format import View, view
+from sentinel.sinks._format import View, view
+from sentinel.sinks._http.delivery import HttpSink, Outbound, to_json
 
 MAX_BYTES = 28 * 1024
 FIELD_LIMITS = (4000, 2000, 1000, 500, 250, 120, 60)

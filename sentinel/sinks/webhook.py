@@ -14,10 +14,10 @@ import hashlib
 import hmac
 import time
 
-from sentinel.config import ConfigError, SinkConfig
-from sentinel.context import Context
+from sentinel.core.config import ConfigError, SinkConfig
+from sentinel.core.context import Context
 from sentinel.sinks import register
-from sentinel.sinks.delivery import HttpSink, Outbound, to_json
+from sentinel.sinks._http.delivery import HttpSink, Outbound, to_json
 
 SECRET_PREFIX = "whsec_"
 

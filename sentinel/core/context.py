@@ -1,0 +1,35 @@
+"""What collectors, detectors and sinks share: config, indicator lists, process table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sentinel.core.config import Config
+from sentinel.core.proctable import ProcTable
+from sentinel.core.runbook import Runbook
+from sentinel.rules.intel import Intel
+
+if TYPE_CHECKING:
+    from sentinel.rules.yara import Rules
+
+
+@dataclass
+class Context:
+    config: Config
+    intel: Intel
+    procfs: str = "/proc"
+    procs: ProcTable = field(init=False)
+    runbook: Runbook = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.procs = ProcTable(self.procfs)
+        self.runbook = Runbook(self.config.runbook.jobs)
+
+    @cached_property
+    def rules(self) -> Rules:
+        """The compiled YARA rules, built on first use."""
+        from sentinel.rules.yara import load_rules
+
+        return load_rules(self.config.scan.rules)

@@ -1,0 +1,120 @@
+"""Typed events that collectors emit and detectors consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sentinel.core.model import Connection, Proc
+
+
+@dataclass(slots=True)
+class Event:
+    time: float
+
+
+@dataclass(slots=True)
+class ProcExec(Event):
+    """A process seen for the first time (exec event or sweep discovery)."""
+
+    proc: Proc
+    source: str = "sweep"
+
+
+@dataclass(slots=True)
+class ProcExit(Event):
+    pid: int
+    start_time: float
+
+
+@dataclass(slots=True)
+class ProcCpu(Event):
+    """CPU seconds per live process since the previous sample, and the sample's span."""
+
+    span: float
+    cpu: dict[int, float]
+    procs: dict[int, Proc]
+
+
+@dataclass(slots=True)
+class HostCpu(Event):
+    """Whole-host CPU busy fraction (0..1 of all cores) over the last interval."""
+
+    busy: float
+    cores: int
+
+
+@dataclass(slots=True)
+class FileChange(Event):
+    """A file was created, modified or moved into a watched place."""
+
+    path: str
+    kind: str  # created | modified | moved
+    role: str  # drop | persistence
+    added: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class FileAccess(Event):
+    """A canary file was opened or read."""
+
+    path: str
+    kind: str  # opened | read | modified | deleted
+    pids: list[int] = field(default_factory=list)
+    procs: list[Proc] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class NetConn(Event):
+    """A socket not seen before, with its owner when it could be found."""
+
+    conn: Connection
+    proc: Proc | None
+    state: str = ""
+
+
+@dataclass(slots=True)
+class GpuDevice:
+    index: int
+    uuid: str
+    name: str
+    util_sm: float | None = None
+    util_mem: float | None = None
+    mem_used: int | None = None
+    mem_total: int | None = None
+    power_w: float | None = None
+    temp_c: float | None = None
+    sm_clock_mhz: float | None = None
+    mig: bool = False
+    lost: bool = False
+    unsupported: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class GpuProcess:
+    pid: int
+    gpu_uuid: str
+    sm_util: float | None = None
+    mem_used: int | None = None
+
+
+@dataclass(slots=True)
+class GpuSample(Event):
+    devices: list[GpuDevice]
+    processes: list[GpuProcess]
+    procs: dict[int, Proc] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CollectorState(Event):
+    """A collector started, degraded or failed; reported once per change."""
+
+    collector: str
+    ok: bool
+    reason: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Tick(Event):
+    """Engine heartbeat every agent.interval, for time-based detectors."""

@@ -1,0 +1,202 @@
+"""Process facts read straight from procfs, once per (pid, start_time)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+from functools import lru_cache
+
+from sentinel.core.model import Ancestor, Proc, same_start
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MAX_ANCESTORS = 16
+
+
+@lru_cache(maxsize=4)
+def boot_time(procfs: str = "/proc") -> float:
+    with open(os.path.join(procfs, "stat"), "rb") as f:
+        for line in f:
+            if line.startswith(b"btime "):
+                return float(line.split()[1])
+    raise OSError(f"no btime in {procfs}/stat")
+
+
+@lru_cache(maxsize=1024)
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def parse_stat(data: bytes) -> tuple[str, list[bytes]]:
+    """comm and the fields after it (state is [0], ppid [1], utime [11], starttime [19])."""
+    lo, hi = data.index(b"("), data.rindex(b")")
+    return data[lo + 1 : hi].decode("utf-8", "replace"), data[hi + 2 :].split()
+
+
+def read_stat(pid: int, procfs: str = "/proc") -> tuple[str, int, float, float, int] | None:
+    """(comm, ppid, start_time epoch, cpu seconds, tty_nr) or None if the process is gone."""
+    try:
+        comm, rest = parse_stat(_read(f"{procfs}/{pid}/stat"))
+    except (OSError, ValueError):
+        return None
+    start = boot_time(procfs) + int(rest[19]) / CLK_TCK
+    cpu = (int(rest[11]) + int(rest[12])) / CLK_TCK
+    return comm, int(rest[1]), start, cpu, int(rest[4])
+
+
+def cpu_times(pid: int, procfs: str = "/proc") -> tuple[float, float] | None:
+    """(utime + stime, cutime + cstime of reaped children) in seconds; the cheap read."""
+    try:
+        _, rest = parse_stat(_read(f"{procfs}/{pid}/stat"))
+    except (OSError, ValueError):
+        return None
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK, (int(rest[13]) + int(rest[14])) / CLK_TCK
+
+
+def cpu_seconds(pid: int, procfs: str = "/proc") -> float | None:
+    """utime + stime of one process."""
+    times = cpu_times(pid, procfs)
+    return None if times is None else times[0]
+
+
+def list_pids(procfs: str = "/proc") -> list[int]:
+    try:
+        return [int(n) for n in os.listdir(procfs) if n.isdigit()]
+    except OSError:
+        return []
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def _uid(pid: int, procfs: str) -> int:
+    try:
+        for line in _read(f"{procfs}/{pid}/status").splitlines():
+            if line.startswith(b"Uid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return -1
+
+
+def _cgroup(pid: int, procfs: str) -> str:
+    try:
+        lines = _read(f"{procfs}/{pid}/cgroup").decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    return lines[-1].split(":", 2)[-1] if lines else ""
+
+
+def read_proc(pid: int, procfs: str = "/proc", table: ProcTable | None = None) -> Proc | None:
+    """All facts of one process, ancestors included; None if it vanished mid-read or has
+    no image (zombies, kernel threads)."""
+    st = read_stat(pid, procfs)
+    if st is None:
+        return None
+    comm, ppid, start, _, tty_nr = st
+    try:
+        raw = _read(f"{procfs}/{pid}/cmdline")
+    except OSError:
+        return None
+    cmdline = [a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")]
+    if cmdline and cmdline[-1] == "":
+        cmdline.pop()
+    exe = _readlink(f"{procfs}/{pid}/exe")
+    if not raw and not exe:
+        return None  # a zombie or a kernel thread: no image, nothing to judge
+    deleted = exe.endswith(" (deleted)")
+    if deleted:
+        exe = exe[: -len(" (deleted)")]
+    uid = _uid(pid, procfs)
+    proc = Proc(
+        pid=pid,
+        ppid=ppid,
+        name=comm,
+        exe=exe,
+        cmdline=cmdline,
+        user=user_name(uid) if uid >= 0 else "",
+        start_time=start,
+        uid=uid,
+        cwd=_readlink(f"{procfs}/{pid}/cwd"),
+        exe_deleted=deleted,
+        tty=tty_nr != 0,
+        cgroup=_cgroup(pid, procfs),
+        argv0=cmdline[0] if cmdline else "",
+    )
+    # a process that exited during the reads has a stat we can no longer confirm
+    again = read_stat(pid, procfs)
+    if again is None or again[2] != start:
+        return None
+    proc.ancestors = _ancestors(ppid, procfs, table)
+    return proc
+
+
+def _ancestors(ppid: int, procfs: str, table: ProcTable | None) -> list[Ancestor]:
+    out: list[Ancestor] = []
+    seen: set[int] = set()
+    pid = ppid
+    while pid > 0 and pid not in seen and len(out) < MAX_ANCESTORS:
+        seen.add(pid)
+        cached = table.procs.get(pid) if table else None
+        if cached is not None:
+            out.append(Ancestor(pid, cached.name, cached.exe))
+            out.extend(a for a in cached.ancestors[: MAX_ANCESTORS - len(out)])
+            break
+        st = read_stat(pid, procfs)
+        if st is None:
+            break
+        exe = _readlink(f"{procfs}/{pid}/exe").removesuffix(" (deleted)")
+        out.append(Ancestor(pid, st[0], exe))
+        pid = st[1]
+    return out
+
+
+class ProcTable:
+    """Cache of process facts keyed by pid and checked against start time."""
+
+    def __init__(self, procfs: str = "/proc") -> None:
+        self.procfs = procfs
+        self.procs: dict[int, Proc] = {}
+
+    def get(self, pid: int) -> Proc | None:
+        """Cached facts, refreshed when the pid was reused; None if gone."""
+        cached = self.procs.get(pid)
+        if cached is not None:
+            st = read_stat(pid, self.procfs)
+            if st is not None and same_start(st[2], cached.start_time):
+                return cached
+            self.procs.pop(pid, None)
+        proc = read_proc(pid, self.procfs, self)
+        if proc is not None:
+            self.procs[pid] = proc
+        return proc
+
+    def lookup(self, pid: int) -> Proc | None:
+        """Cached facts only, no procfs reads (for hot paths)."""
+        return self.procs.get(pid)
+
+    def add(self, proc: Proc) -> None:
+        self.procs[proc.pid] = proc
+
+    def forget(self, pid: int) -> Proc | None:
+        return self.procs.pop(pid, None)
+
+    def cmdline_chain(self, proc: Proc) -> list[Proc]:
+        """The process and whichever of its ancestors are cached, nearest first."""
+        chain = [proc]
+        for a in proc.ancestors:
+            p = self.procs.get(a.pid)
+            if p is not None:
+                chain.append(p)
+        return chain

@@ -1,0 +1,86 @@
+"""Dedup and incident folding: which findings are repeats, and which are still active."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sentinel.core.config import EngineConfig
+from sentinel.core.events import ProcExit
+from sentinel.core.model import Finding, same_start
+
+MAX_RECENT = 50000  # remembered (rule, subject) pairs before old ones are expired
+
+
+class Incidents:
+    """Remembers what was sent: repeats within `dedup_window` and descendants or sibling
+    workers of an alerted process (within `incident_window`) are folded into one alert."""
+
+    def __init__(self, cfg: EngineConfig) -> None:
+        self.cfg = cfg
+        self.recent: dict[tuple[str, str], tuple[float, str]] = {}
+        self.groups: dict[tuple[str, ...], float] = {}
+        self.alerted_pids: dict[str, dict[int, float]] = defaultdict(dict)
+        self.active: dict[tuple[str, str], Finding] = {}
+
+    def suppress_reason(self, f: Finding, now: float) -> str:
+        """'dedup' or 'incident' when the finding folds into one already sent, else ''."""
+        window = self.cfg.dedup_window
+        fingerprint = f"{f.severity}|{f.summary}"
+        prev = self.recent.get(f.dedup_key)
+        if prev and now - prev[0] < window and prev[1] == fingerprint:
+            return "dedup"
+        self.recent[f.dedup_key] = (now, fingerprint)
+        if f.process is not None:
+            pids = self.alerted_pids[f.rule]
+            if any(a.pid in pids and now - pids[a.pid] < window for a in f.process.ancestors):
+                pids[f.process.pid] = now
+                return "incident"
+            # siblings: same rule, parent, program and first argument (a miner's workers)
+            group = (
+                f.rule,
+                str(f.process.ppid),
+                f.process.exe or f.process.name,
+                *f.process.cmdline[1:2],
+            )
+            last = self.groups.get(group)
+            self.groups[group] = now
+            recent_group = last is not None and now - last < self.cfg.incident_window
+            if recent_group and f.process.pid not in pids:
+                pids[f.process.pid] = now
+                return "incident"
+            pids[f.process.pid] = now
+        if len(self.recent) > MAX_RECENT:
+            self.expire(now)
+        return ""
+
+    def sent(self, f: Finding) -> None:
+        self.active[f.dedup_key] = f
+
+    def expire(self, now: float) -> None:
+        window = self.cfg.dedup_window
+        self.recent = {k: v for k, v in self.recent.items() if now - v[0] < window}
+        self.groups = {k: v for k, v in self.groups.items() if now - v < self.cfg.incident_window}
+        self.active = {
+            k: f for k, f in self.active.items() if f.process is not None or now - f.time < window
+        }
+        for rule, pids in self.alerted_pids.items():
+            self.alerted_pids[rule] = {p: t for p, t in pids.items() if now - t < window}
+
+    def exited(self, ev: ProcExit) -> list[tuple[str, str]]:
+        """The process ended: its descendants are no longer folded; its alerts to resolve."""
+        for pids in self.alerted_pids.values():
+            pids.pop(ev.pid, None)
+        return [
+            key
+            for key, f in self.active.items()
+            if (p := f.process) is not None
+            and p.pid == ev.pid
+            and same_start(p.start_time, ev.start_time)
+        ]
+
+    def end(self, key: tuple[str, str]) -> Finding | None:
+        """Forget an active alert; the finding that raised it, if it was active."""
+        finding = self.active.pop(key, None)
+        if finding is not None:
+            self.recent.pop(key, None)
+        return finding

@@ -1,0 +1,1 @@
+"""sentinel/sinks/_http"""
