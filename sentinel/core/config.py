@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sentinel.core.model import Severity
+from sentinel.core.model import Category, Severity
 
 DEFAULT_PATH = Path("/etc/sentinel/sentinel.toml")
 
@@ -189,6 +189,33 @@ class MetricsConfig:
     enabled: bool = True
 
 
+RESPONSE_ACTIONS = ("freeze", "forensics", "egress", "kill", "quarantine", "revoke")
+
+
+@dataclass
+class ResponseRule:
+    rule: str = ""  # glob on the rule id; empty: any
+    category: str = ""  # empty: any
+    min_severity: str = "high"
+    actions: list[str] = field(default_factory=lambda: list(RESPONSE_ACTIONS))
+
+
+@dataclass
+class ResponseConfig:
+    mode: str = "off"  # off, dry-run or enforce
+    rules: list[ResponseRule] = field(default_factory=list)
+    scope: str = ""  # "user:NAME", "cgroup:/PATH" or "unit:NAME"; empty: none
+    admin_users: list[str] = field(default_factory=list)
+    forensics_budget: int = 64 * 1024 * 1024  # bytes per incident
+    forensics_total: int = 1024 * 1024 * 1024  # bytes for all incidents, oldest dropped
+    exe_copy_max: int = 16 * 1024 * 1024
+    quarantine_max: int = 256 * 1024 * 1024  # larger files are left in place
+    on_contain: list[str] = field(default_factory=list)
+    on_contain_timeout: float = 30.0
+    nft: str = "/usr/sbin/nft"
+    block_timeout: int = 3600  # seconds a blocked destination stays blocked
+
+
 @dataclass
 class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
@@ -203,6 +230,7 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     sinks: list[SinkConfig] = field(default_factory=list)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    response: ResponseConfig = field(default_factory=ResponseConfig)
     source: str = "<defaults>"
 
     @property
@@ -291,6 +319,7 @@ def _validate(cfg: Config, source: str) -> None:
             raise ConfigError(
                 f"{source}: daemons.allow[{i}]: bad regex: {exc}", "daemons.allow"
             ) from None
+    _validate_response(cfg.response, source)
     try:
         parse_listen(cfg.metrics.listen)
     except ConfigError as exc:
@@ -307,6 +336,26 @@ def _validate(cfg: Config, source: str) -> None:
                 f"{source}: sinks[{i}].name: duplicate name {sink.name!r}", f"sinks[{i}].name"
             )
         seen.add(sink.name)
+
+
+def _validate_response(r: ResponseConfig, source: str) -> None:
+    def fail(where: str, msg: str) -> None:
+        raise ConfigError(f"{source}: response.{where}: {msg}", f"response.{where}")
+
+    if r.mode not in ("off", "dry-run", "enforce"):
+        fail("mode", f"expected off, dry-run or enforce, got {r.mode!r}")
+    kind, _, value = r.scope.partition(":")
+    if r.scope and (kind not in ("user", "cgroup", "unit") or not value):
+        fail("scope", f"expected user:NAME, cgroup:/PATH or unit:NAME, got {r.scope!r}")
+    categories = {str(c) for c in Category}
+    for i, rule in enumerate(r.rules):
+        if rule.category and rule.category not in categories:
+            fail(f"rules[{i}].category", f"unknown category {rule.category!r}")
+        unknown = [a for a in rule.actions if a not in RESPONSE_ACTIONS]
+        if unknown:
+            fail(f"rules[{i}].actions", f"unknown {unknown} (known: {', '.join(RESPONSE_ACTIONS)})")
+    if r.on_contain_timeout <= 0:
+        fail("on_contain_timeout", "must be > 0")
 
 
 def parse_listen(value: str) -> tuple[str, int]:

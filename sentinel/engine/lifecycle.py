@@ -24,6 +24,7 @@ from sentinel.engine.incidents import Incidents
 from sentinel.ops import http as httpserver
 from sentinel.ops import metrics
 from sentinel.ops import sd_notify as systemd_notify
+from sentinel.response.responder import Responder
 from sentinel.rules import intel
 from sentinel.rules.yara import RulesError
 
@@ -55,6 +56,7 @@ class Engine:
         self.reload_lock = asyncio.Lock()
         self.collector_tasks: list[asyncio.Task[None]] = []
         self._build(cfg)
+        self.responder = Responder(lambda: self.cfg, self.publish)
 
     # construction and reload
     def _build(self, cfg: Config) -> None:
@@ -294,6 +296,7 @@ class Engine:
         self.incidents.sent(finding)
         metrics.findings.labels(str(finding.category), str(finding.severity)).inc()
         self._fan_out(finding, lambda s, f: s.submit(f))
+        self.responder.consider(finding)
         return True
 
     def _resolve(self, key: tuple[str, str]) -> None:
@@ -321,3 +324,4 @@ class Engine:
             with contextlib.suppress(Exception):
                 await sink.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.responder.close()
