@@ -113,7 +113,14 @@ class Sequence:
         steps: list[Step] = []
         frozen: Frozen | None = None
         facts: dict[int, dict[str, Any]] = {}
-        state: dict[str, Any] = {"incident": plan.incident, "time": time.time()}
+        state: dict[str, Any] = {
+            "incident": plan.incident,
+            "time": time.time(),
+            "roots": [r.pid for r in plan.roots],
+            "scope": {"kind": scope.kind, "value": scope.value}
+            if (scope := plan.whole_scope)
+            else None,
+        }
         for action in RESPONSE_ACTIONS:
             if action not in plan.actions and not (action == "freeze" and _needs_pins(plan)):
                 continue
