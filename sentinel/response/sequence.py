@@ -55,8 +55,8 @@ class Step:
 def record(step: Step, plan: Plan) -> Finding:
     """The `response.<action>` finding for one step."""
     verb = VERBS[step.action] if step.result != "planned" else f"would have {VERBS[step.action]}"
-    what = f"{len(step.pids)} process(es)" if step.pids else "incident"
-    summary = f"response {step.result}: {verb} {what} of incident {plan.incident}"
+    what = f"{len(step.pids)} process(es) of incident" if step.pids else "incident"
+    summary = f"response {step.result}: {verb} {what} {plan.incident}"
     if step.detail:
         summary += f": {step.detail}"
     return Finding(
@@ -128,9 +128,8 @@ class Sequence:
             try:
                 if action == "freeze":
                     step, frozen = self._freeze(plan)
-                    facts = {
-                        i.pid: forensics.describe(i.pid) for i in (frozen.idents if frozen else [])
-                    }
+                    pids = [i.pid for i in frozen.idents] if frozen else step.pids
+                    facts = {pid: forensics.describe(pid) for pid in pids}
                     if frozen is not None and not plan.dry_run:
                         state["freeze"] = _freeze_state(frozen)
                 elif action == "forensics":
