@@ -90,18 +90,20 @@ def find_cgroup(path: str) -> Cgroup | None:
     return None
 
 
-def owned_cgroup(pids: list[int]) -> Cgroup | None:
-    """A non-root cgroup that holds exactly this tree (v2 first, then the v1 freezer)."""
+def owned_cgroup(roots: list[int]) -> Cgroup | None:
+    """A non-root cgroup that holds exactly the tree under `roots` (v2 first, then v1)."""
     from sentinel.response.targets import cgroups_of
 
-    tree = set(pids)
-    for key in ("", "freezer"):
-        paths = {cgroups_of(p).get(key) for p in pids}
+    for key, version in (("", "v2"), ("freezer", "v1")):
+        paths = {cgroups_of(p).get(key) for p in roots}
         if len(paths) != 1 or None in paths:
             continue
-        (path,) = paths
-        cg = find_cgroup(path or "")
-        if cg is not None and cg.version == ("v2" if key == "" else "v1") and cg.procs() <= tree:
+        cg = find_cgroup(paths.pop() or "")
+        if cg is None or cg.version != version:
+            continue
+        members = cg.procs()  # read before the walk: a child forked in between is in both
+        tree = descendants(roots)
+        if members <= set(tree) and all(cgroups_of(p).get(key, cg.path) == cg.path for p in tree):
             return cg
     return None
 
@@ -217,7 +219,7 @@ def freeze_cgroup(cg: Cgroup, guard: Guard) -> Frozen:
 def freeze(roots: list[Identity], guard: Guard, cg: Cgroup | None = None) -> Frozen:
     """Freeze the tree under `roots`: the given or owned cgroup when safe, else SIGSTOP."""
     if cg is None and roots:
-        cg = owned_cgroup(descendants([r.pid for r in roots]))
+        cg = owned_cgroup([r.pid for r in roots])
     if cg is not None:
         out = freeze_cgroup(cg, guard)
         if out.ok:

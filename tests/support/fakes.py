@@ -216,3 +216,36 @@ def free_pool_port() -> Iterator[FakePool]:
             pool.__exit__()
         return
     raise OSError("no pool port free on 127.0.0.1")
+
+
+FORKER = """#!{python}
+# a miner-like tree for the response tests: keeps forking workers (each with a helper
+# child) until FORK_MAX processes exist; workers idle until their deadline or orphaning
+import os, sys, time
+deadline = time.time() + float(os.environ.get("BURN_SECONDS", "30"))
+limit = int(os.environ.get("FORK_MAX", "120"))
+root = os.getpid()
+
+def idle():
+    while time.time() < deadline and os.getppid() != 1:
+        time.sleep(0.05)
+    os._exit(0)
+
+made = 1
+while made < limit and time.time() < deadline:
+    if os.fork() == 0:
+        if os.fork() == 0:
+            idle()
+        idle()
+    made += 2
+    time.sleep(0.004)
+while time.time() < deadline:
+    time.sleep(0.05)
+"""
+
+
+def write_forker(path: Path) -> Path:
+    """A forking tree script at `path` (named like a miner by the caller), executable."""
+    path.write_text(FORKER.format(python=os.path.realpath(sys.executable)))
+    path.chmod(0o755)
+    return path

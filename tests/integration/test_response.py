@@ -1,0 +1,395 @@
+"""Response with real processes: freeze, forensics, egress in a test netns, kill, quarantine."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fakes import write_forker
+
+from sentinel.core import config
+from sentinel.core.model import Severity
+from sentinel.response import forensics
+from sentinel.response.egress import Nft
+from sentinel.response.freeze import cgroup_mounts
+from sentinel.response.policy import Plan
+from sentinel.response.sequence import Sequence
+from sentinel.response.targets import Guard, Held, Identity, descendants, identity, read_info
+
+NOBODY = 65534
+SERVER = "198.51.100.2"
+TREE = 50
+counter = itertools.count()
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{next(counter)}"
+
+
+def host_ruleset() -> str:
+    return subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+
+
+def wait_until(cond, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"{what} not met in {timeout}s"
+        time.sleep(0.01)
+
+
+def state(pid: int) -> str:
+    info = read_info(pid)
+    return info.state if info else "gone"
+
+
+def alive(pid: int) -> bool:
+    return state(pid) not in ("gone", "Z", "X")
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory other users can read (tmp_path is 0700), removed afterwards."""
+    path = Path("/tmp") / unique("sentinel-resp")
+    path.mkdir(mode=0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def trees() -> Iterator[list[subprocess.Popen]]:
+    """Process trees a test starts (each its own session); ended by pid and group."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for p in started:
+        for pid in reversed(descendants([p.pid])):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
+
+
+def start_tree(trees: list, script: Path, prefix: list[str] = (), **kw) -> subprocess.Popen:
+    env = {"PATH": "/usr/bin:/bin", "BURN_SECONDS": "30", "FAKE_TOKEN": "s3cr3t-value"}
+    p = subprocess.Popen(
+        [*prefix, str(script), "--donate-level", "1"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+        **kw,
+    )
+    trees.append(p)
+    return p
+
+
+def grow(p: subprocess.Popen, n: int = TREE) -> None:
+    wait_until(lambda: len(descendants([p.pid])) >= n, what=f"{n} processes in the tree")
+
+
+def make_cfg(tmp_path: Path, extra: str = "") -> config.Config:
+    return config.parse(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\n[metrics]\nenabled = false\n'
+        f'[response]\nmode = "enforce"\n{extra}'
+    )
+
+
+def plan_for(pid: int, actions: list[str], dry_run: bool = False) -> Plan:
+    ident = identity(pid)
+    assert ident is not None
+    plan = Plan(f"test-{pid}", actions, dry_run, Severity.HIGH, roots=[ident])
+    plan.records.append(
+        {"id": f"test-{pid}", "rule": "miner.process_name", "process": {"pid": pid}}
+    )
+    return plan
+
+
+# network namespaces: "box" (the scope's processes) and "inet" (a server) over a veth
+
+
+@pytest.fixture
+def netns() -> Iterator[dict[str, str]]:
+    box, inet = unique("sbox"), unique("sinet")
+    veth = f"sv{os.getpid() % 100000}{next(counter)}"
+    server = None
+    cmds = [
+        ["ip", "netns", "add", box],
+        ["ip", "netns", "add", inet],
+        [
+            "ip",
+            "link",
+            "add",
+            veth + "a",
+            "netns",
+            box,
+            "type",
+            "veth",
+            "peer",
+            veth + "b",
+            "netns",
+            inet,
+        ],
+        ["ip", "-n", box, "addr", "add", "198.51.100.1/24", "dev", veth + "a"],
+        ["ip", "-n", inet, "addr", "add", f"{SERVER}/24", "dev", veth + "b"],
+        ["ip", "-n", box, "link", "set", veth + "a", "up"],
+        ["ip", "-n", inet, "link", "set", veth + "b", "up"],
+        ["ip", "-n", box, "link", "set", "lo", "up"],
+    ]
+    try:
+        for cmd in cmds:
+            subprocess.run(cmd, check=True, timeout=10)
+        code = (
+            "import socket\ns=socket.create_server(('0.0.0.0', 8443))\n"
+            "while True:\n c,_=s.accept(); c.sendall(b'ok'); c.close()\n"
+        )
+        server = subprocess.Popen(["ip", "netns", "exec", inet, sys.executable, "-c", code])
+        wait_until(lambda: connects(box), what="test server up")
+        yield {"box": box, "inet": inet}
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait(10)
+        for ns in (box, inet):
+            subprocess.run(["ip", "netns", "del", ns], timeout=10)
+
+
+def connects(box: str, uid: int | None = None) -> bool:
+    """Whether a fresh process in `box` (as `uid`) reaches the server in the peer netns."""
+    code = (
+        "import socket,sys\ntry:\n"
+        f" s=socket.create_connection(('{SERVER}', 8443), timeout=1)\n"
+        " sys.exit(s.recv(2) != b'ok')\n"
+        "except OSError: sys.exit(1)\n"
+    )
+    prefix = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid else []
+    cmd = ["ip", "netns", "exec", box, *prefix, os.path.realpath(sys.executable), "-c", code]
+    return subprocess.run(cmd, timeout=10).returncode == 0
+
+
+def nft_in(ns: str) -> Nft:
+    # nsenter keeps /sys as it is (ip netns exec remounts it, hiding the cgroup tree)
+    return Nft(["nsenter", f"--net=/run/netns/{ns}", "nft"])
+
+
+def test_forking_tree_frozen_snapshotted_cut_off_killed_quarantined(
+    tmp_path: Path, shared_dir: Path, trees, netns
+) -> None:
+    before = host_ruleset()
+    script = write_forker(shared_dir / "xmrig")
+    box = netns["box"]
+    assert connects(box, NOBODY) and connects(box)
+    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    p = start_tree(trees, script, ["ip", "netns", "exec", box, *drop])
+    grow(p)  # still forking: FORK_MAX is 120
+    cfg = make_cfg(tmp_path, 'scope = "user:nobody"\n')
+    plan = plan_for(p.pid, ["freeze", "forensics", "egress", "kill", "quarantine"])
+    steps = {s.action: s for s in Sequence(cfg, nft=nft_in(box)).run(plan)}
+    assert all(s.result == "done" for s in steps.values()), steps
+
+    freeze = steps["freeze"]
+    assert freeze.method == "sigstop" and len(freeze.pids) >= TREE and not freeze.skipped
+    snap = Path(steps["forensics"].extra["path"])
+    assert snap.stat().st_mode & 0o777 == 0o700
+    assert forensics.verify(str(snap)) == []
+    tree = forensics.json.loads((snap / "tree.json").read_text())
+    assert {t["pid"] for t in tree} == set(freeze.pids)
+    assert all(t["state"] == "T" for t in tree)  # read from /proc while stopped
+    assert {t["user"] for t in tree} == {"nobody"}
+    environ = (snap / str(p.pid) / "environ").read_text()
+    assert "FAKE_TOKEN=<redacted>" in environ and "s3cr3t" not in environ
+    assert (snap / "alerts.jsonl").read_text().count(f"test-{p.pid}") == 1
+
+    cut = steps["egress"].extra["cut"]
+    assert cut["uids"] == [NOBODY]
+    assert not connects(box, NOBODY), "the scope still reaches the server"
+    assert connects(box), f"a process outside the scope lost its network: {cut}"
+    assert nft_in(box).counters(cut["comment"]) > 0
+    assert host_ruleset() == before
+
+    assert steps["kill"].method == "sigkill" and set(steps["kill"].pids) == set(freeze.pids)
+    assert not any(alive(pid) for pid in freeze.pids)
+
+    q = steps["quarantine"].extra
+    assert [f["path"] for f in q["files"]] == [str(script)] and not script.exists()
+    sha = q["files"][0]["sha256"]
+    assert sha == forensics.hashlib.sha256(write_forker(tmp_path / "copy").read_bytes()).hexdigest()
+    vault = tmp_path / "state" / "quarantine" / sha
+    assert vault.stat().st_mode & 0o7777 == 0
+    assert any("interpreter" in left["why"] for left in q["left"])  # python3 stays put
+
+    conf = tmp_path / "sentinel.toml"
+    conf.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n')
+    cli = [sys.executable, "-m", "sentinel.cli", "quarantine", "-c", str(conf)]
+    listed = subprocess.run([*cli, "list"], capture_output=True, text=True, timeout=30)
+    assert sha in listed.stdout and str(script) in listed.stdout
+    restored = subprocess.run([*cli, "restore", sha], capture_output=True, text=True, timeout=30)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert script.stat().st_mode & 0o777 == 0o755
+    assert forensics.sha256_file(str(script))[0] == sha
+
+
+def test_cgroup_v2_tree_frozen_and_killed_by_the_cgroup(
+    tmp_path: Path, shared_dir: Path, trees
+) -> None:
+    v2 = cgroup_mounts()["v2"]
+    cg = Path(v2) / unique("sentinel-test")
+    cg.mkdir()
+    try:
+        script = write_forker(shared_dir / "xmrig")
+        enter = ["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$0" "$@"']
+        p = start_tree(trees, script, enter)
+        grow(p, 20)
+        plan = plan_for(p.pid, ["freeze", "kill"])
+        steps = {s.action: s for s in Sequence(make_cfg(tmp_path)).run(plan)}
+        assert steps["freeze"].method == f"cgroup v2:/{cg.name}", steps
+        assert steps["freeze"].result == "done" and len(steps["freeze"].pids) >= 20
+        assert steps["kill"].method.startswith("cgroup.kill") and steps["kill"].result == "done"
+        wait_until(lambda: (cg / "cgroup.procs").read_text() == "", what="cgroup empty")
+    finally:
+        (cg / "cgroup.kill").write_text("1")
+        wait_until(lambda: (cg / "cgroup.procs").read_text() == "", what="cgroup empty")
+        cg.rmdir()
+
+
+def test_v1_freezer_tree(tmp_path: Path, shared_dir: Path, trees) -> None:
+    mounts = cgroup_mounts()
+    if "freezer" not in mounts:
+        pytest.skip("no v1 freezer mounted")
+    cg = Path(mounts["freezer"]) / unique("sentinel-test")
+    cg.mkdir()
+    try:
+        script = write_forker(shared_dir / "xmrig")
+        enter = ["sh", "-c", f'echo $$ > {cg}/tasks && exec "$0" "$@"']
+        p = start_tree(trees, script, enter)
+        grow(p, 20)
+        steps = {s.action: s for s in Sequence(make_cfg(tmp_path)).run(plan_for(p.pid, ["freeze"]))}
+        assert steps["freeze"].method == f"cgroup v1:/{cg.name}", steps
+        assert (cg / "freezer.state").read_text().strip() == "FROZEN"
+        assert len((cg / "tasks").read_text().split()) == len(steps["freeze"].pids)
+    finally:
+        (cg / "freezer.state").write_text("THAWED")
+        for pid in (cg / "tasks").read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        wait_until(lambda: (cg / "tasks").read_text() == "", what="freezer cgroup empty")
+        cg.rmdir()
+
+
+def test_protected_and_outside_scope_never_touched(tmp_path: Path, shared_dir: Path, trees) -> None:
+    guard = Guard()
+    assert guard.refuse(1).startswith("protected")
+    assert guard.refuse(2).startswith("protected")
+    assert "sentinel itself" in guard.refuse(os.getpid())
+    fake_sshd = shutil.copy("/bin/sleep", shared_dir / "sshd")
+    decoy = start_tree(trees, Path(fake_sshd), [])  # `sleep --donate-level` exits: use argv
+    decoy.wait(5)
+    decoy = subprocess.Popen([fake_sshd, "30"], start_new_session=True)
+    trees.append(decoy)
+    assert guard.refuse(decoy.pid) == ""  # a program named sshd outside /usr/sbin is not protected
+    # a scope of one uid: the tree runs as nobody, one child of the test runs as root
+    script = write_forker(shared_dir / "xmrig")
+    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    p = start_tree(trees, script, drop)
+    grow(p, 10)
+    cfg = make_cfg(tmp_path, 'scope = "user:nobody"\n')
+    own = identity(os.getpid())
+    plan = plan_for(p.pid, ["freeze", "kill"])
+    plan.roots += [own, identity(decoy.pid)]
+    steps = {s.action: s for s in Sequence(cfg).run(plan)}
+    skipped = steps["freeze"].skipped
+    assert "sentinel itself" in skipped[os.getpid()]
+    assert skipped[decoy.pid].startswith("outside scope")
+    assert decoy.pid not in steps["kill"].pids and alive(decoy.pid) and state(decoy.pid) == "S"
+    assert not any(alive(pid) for pid in steps["kill"].pids) and p.pid in steps["kill"].pids
+
+
+def test_pid_whose_identity_changed_is_not_signalled(tmp_path: Path, trees) -> None:
+    p = subprocess.Popen(
+        ["sh", "-c", "read line; exec sleep 30"], stdin=subprocess.PIPE, start_new_session=True
+    )
+    trees.append(p)
+    wait_until(lambda: identity(p.pid) is not None)
+    plan = plan_for(p.pid, ["freeze", "kill"])
+    decided = plan.roots[0]
+    p.stdin.write(b"go\n")
+    p.stdin.close()
+    wait_until(lambda: identity(p.pid) != decided, what="exec into sleep")
+    steps = {s.action: s for s in Sequence(make_cfg(tmp_path)).run(plan)}
+    assert steps["freeze"].skipped == {p.pid: "identity changed"} and steps["freeze"].pids == []
+    assert state(p.pid) == "S"  # neither stopped nor killed
+    recycled = Identity(p.pid, decided.start_ticks + 1, decided.exe_dev, decided.exe_ino)
+    assert Held.open(recycled) is None
+
+
+def test_dry_run_changes_nothing(tmp_path: Path, shared_dir: Path, trees, netns) -> None:
+    before = host_ruleset()
+    script = write_forker(shared_dir / "xmrig")
+    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    p = start_tree(trees, script, ["ip", "netns", "exec", netns["box"], *drop])
+    grow(p, 10)
+    cfg = make_cfg(tmp_path, 'scope = "user:nobody"\n')
+    plan = plan_for(p.pid, ["freeze", "forensics", "egress", "kill", "quarantine"], dry_run=True)
+    steps = {s.action: s for s in Sequence(cfg, nft=nft_in(netns["box"])).run(plan)}
+    assert {s.result for s in steps.values()} == {"planned"}, steps
+    assert p.pid in steps["freeze"].pids
+    assert steps["quarantine"].extra["files"] == [str(script)]
+    assert all(state(pid) in "SR" for pid in steps["freeze"].pids)
+    assert script.exists() and not (tmp_path / "state").exists()
+    assert nft_in(netns["box"]).table() == [] and host_ruleset() == before
+    assert connects(netns["box"], NOBODY)
+
+
+def test_cli_contain_and_release(tmp_path: Path, shared_dir: Path, trees) -> None:
+    script = write_forker(shared_dir / "xmrig")
+    p = start_tree(trees, script)
+    grow(p, 10)
+    conf = tmp_path / "sentinel.toml"
+    conf.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n[metrics]\nenabled = false\n')
+    cli = [sys.executable, "-m", "sentinel.cli"]
+    contain = [*cli, "contain", "-c", str(conf), "--pid", str(p.pid), "--no-kill", "--keep-network"]
+    res = subprocess.run(contain, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[1].split()[:2] == ["ACTION", "RESULT"]
+    assert [ln.split()[:2] for ln in lines[2:]] == [
+        ["freeze", "done"],
+        ["forensics", "done"],
+        ["quarantine", "done"],
+        ["revoke", "skipped"],
+    ]
+    pids = descendants([p.pid])
+    assert all(state(pid) == "T" for pid in pids)
+    log = (tmp_path / "state" / "alerts.jsonl").read_text()
+    assert '"rule": "response.freeze"' in log and '"rule": "response.quarantine"' in log
+    res = subprocess.run(
+        [*cli, "release", "-c", str(conf), "--pid", str(p.pid)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "thaw" in res.stdout and "done" in res.stdout
+    wait_until(lambda: all(state(pid) in "SR" for pid in pids), what="thawed")
+    again = subprocess.run(
+        [*cli, "release", "-c", str(conf), "--pid", str(p.pid)], capture_output=True, timeout=60
+    )
+    assert again.returncode == 1  # nothing recorded any more
+    failed = subprocess.run(
+        [*cli, "contain", "-c", str(conf), "--pid", str(os.getpid()), "--keep-network"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 1 and "sentinel itself" in failed.stdout, failed.stdout
