@@ -14,6 +14,7 @@ from sentinel.core.model import Finding
 from sentinel.ops import metrics
 from sentinel.response.policy import Policy
 from sentinel.response.sequence import Sequence, Step, record
+from sentinel.response.targets import Identity
 
 log = logging.getLogger("sentinel.response")
 HISTORY = 500  # recent alert records kept for the forensics bundle
@@ -27,7 +28,7 @@ class Responder:
         self.publish = publish
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-response")
         self.tasks: set[asyncio.Task[None]] = set()
-        self.contained: set[tuple[int, int]] = set()
+        self.contained: set[Identity] = set()  # an exec makes a new identity
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
 
     def consider(self, finding: Finding) -> None:
@@ -41,7 +42,7 @@ class Responder:
             plan = Policy(cfg.response).decide(finding)
             if plan is None:
                 return
-            keys = {(r.pid, r.start_ticks) for r in plan.roots}
+            keys = set(plan.roots)
             if keys and keys <= self.contained:
                 return  # this tree is being or was contained already
             self.contained |= keys
