@@ -300,6 +300,29 @@ def test_unit_keeps_what_a_monitor_needs() -> None:
     assert "fanotify_init" in s["SystemCallFilter"][0]  # @privileged, not in @system-service
 
 
+RESPONSE_DROPIN = ROOT / "systemd" / "sentinel-response.conf"
+
+
+@needs_systemd
+def test_unit_with_the_response_dropin_stays_at_most_4(tmp_path: Path) -> None:
+    """The drop-in for an enabled [response] adds CAP_KILL and cgroup/quarantine writes only."""
+    extra = RESPONSE_DROPIN.read_text().split("[Service]\n", 1)[1]
+    settings = [ln.split("=", 1)[0] for ln in extra.splitlines() if ln and ln[0] not in "#;"]
+    assert settings == ["CapabilityBoundingSet", "ProtectControlGroups", "ReadWritePaths"]
+    assert "CapabilityBoundingSet=CAP_KILL\n" in extra
+    merged = tmp_path / "sentinel.service"
+    merged.write_text(UNIT.read_text().replace("[Install]", extra + "\n[Install]"))
+    res = subprocess.run(
+        [SYSTEMD_ANALYZE, "security", "--offline=yes", "--no-pager", str(merged)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    m = re.search(r"Overall exposure level for sentinel\.service: (\d+\.\d+)", res.stdout)
+    assert m, res.stdout + res.stderr
+    assert float(m.group(1)) <= 4.0, res.stdout
+
+
 # the example configuration
 
 
@@ -338,7 +361,9 @@ def keys_in(data: typing.Any, prefix: str = "") -> set[str]:
 
 
 # example values that are illustrations rather than the (empty or host-dependent) default
-ILLUSTRATIONS = {"agent.state_dir", "scan.rules", "canaries.paths", "daemons.allow"}
+ILLUSTRATIONS = {"agent.state_dir", "scan.rules", "canaries.paths", "daemons.allow"} | {
+    f"response.{key}" for key in ("scope", "admin_users", "on_contain", "rules")
+}
 
 
 def test_example_config_lists_every_key_with_its_default() -> None:
