@@ -85,6 +85,41 @@ def socket_table(pid: int) -> dict[int, dict[str, str]]:
     return out
 
 
+def socket_inodes(pid: int) -> dict[int, int]:
+    """fd number to socket inode, for the sockets a process holds."""
+    out = {}
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for name in names:
+        m = re.fullmatch(r"socket:\[(\d+)\]", _link(f"/proc/{pid}/fd/{name}"))
+        if m:
+            out[int(name)] = int(m.group(1))
+    return out
+
+
+class Sockets:
+    """Socket tables read once per network namespace, only for processes holding sockets."""
+
+    def __init__(self) -> None:
+        self.tables: dict[int, dict[int, dict[str, str]]] = {}
+
+    def of(self, pid: int) -> dict[int, dict[str, str]]:
+        """Socket inode to its addresses, for the sockets `pid` holds."""
+        inodes = set(socket_inodes(pid).values())
+        if not inodes:
+            return {}
+        try:
+            ns = os.stat(f"/proc/{pid}/ns/net").st_ino
+        except OSError:
+            return {}
+        if ns not in self.tables:
+            self.tables[ns] = socket_table(pid)
+        table = self.tables[ns]
+        return {i: table[i] for i in inodes if i in table}
+
+
 def describe(pid: int) -> dict[str, Any]:
     """argv, exe, cwd, user and start time of one process (empty fields when unreadable)."""
     info = read_info(pid)
@@ -189,10 +224,11 @@ def snapshot(
     w.put("tree.json", _json(tree))
     w.put("alerts.jsonl", b"".join(_json_line(r) for r in records))
     exes: dict[str, dict[str, Any]] = {}
+    tables = Sockets()
     for proc in tree:
         pid = proc["pid"]
         fds: list[dict[str, Any]] = []
-        sockets = socket_table(pid)
+        sockets = tables.of(pid)
         try:
             names = sorted(os.listdir(f"/proc/{pid}/fd"), key=int)
         except OSError:
@@ -204,15 +240,19 @@ def snapshot(
             if m and int(m.group(1)) in sockets:
                 entry["socket"] = sockets[int(m.group(1))]
             fds.append(entry)
-        w.put(f"{pid}/fds.json", _json(fds))
+        detail: dict[str, Any] = {"pid": pid, "fds": fds}
         for name in ("environ", "maps"):
             try:
                 raw = _read(f"/proc/{pid}/{name}")
-                if name == "environ":
-                    raw = "".join(f"{line}\n" for line in redact_environ(raw)).encode()
+                lines = (
+                    redact_environ(raw)
+                    if name == "environ"
+                    else raw.decode("utf-8", "replace").splitlines()
+                )
             except OSError as exc:
-                raw = f"unreadable: {exc.strerror}\n".encode()
-            w.put(f"{pid}/{name}", raw)
+                lines = [f"unreadable: {exc.strerror}"]
+            detail[name] = lines
+        w.put(f"procs/{pid}.json", _json(detail))
         try:
             st = os.stat(f"/proc/{pid}/exe")
             key = f"{st.st_dev}:{st.st_ino}"

@@ -234,8 +234,9 @@ class Sequence:
                     if cgroup_match(v2, unit) not in groups:
                         groups.append(cgroup_match(v2, unit))
         dests = set(plan.destinations)
+        tables = forensics.Sockets()
         for pid in frozen.held if frozen else ():
-            for sock in forensics.socket_table(pid).values():
+            for sock in tables.of(pid).values():
                 host = sock["remote"].rsplit(":", 1)[0]
                 if remote(host):
                     dests.add(host)
