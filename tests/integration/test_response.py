@@ -394,3 +394,45 @@ def test_cli_contain_and_release(tmp_path: Path, shared_dir: Path, trees) -> Non
         timeout=60,
     )
     assert failed.returncode == 1 and "sentinel itself" in failed.stdout, failed.stdout
+
+
+def test_cli_contain_user_cuts_egress_and_release_undoes_it(
+    tmp_path: Path, shared_dir: Path, trees, netns
+) -> None:
+    before = host_ruleset()
+    box = netns["box"]
+    wrapper = tmp_path / "nft"
+    wrapper.write_text(f'#!/bin/sh\nexec nsenter --net=/run/netns/{box} nft "$@"\n')
+    wrapper.chmod(0o755)
+    conf = tmp_path / "sentinel.toml"
+    conf.write_text(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\n[response]\nnft = "{wrapper}"\n'
+        "[metrics]\nenabled = false\n"
+    )
+    uid = 60000 + os.getpid() % 5000  # a uid of this test alone: --user takes all its processes
+    drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    p = start_tree(trees, write_forker(shared_dir / "xmrig"), ["ip", "netns", "exec", box, *drop])
+    grow(p, 10)
+    cli = [sys.executable, "-m", "sentinel.cli"]
+    res = subprocess.run(
+        [*cli, "contain", "-c", str(conf), "--user", str(uid), "--no-kill"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = {ln.split()[0]: ln.split()[1] for ln in res.stdout.splitlines()[2:]}
+    assert rows["freeze"] == rows["egress"] == "done", res.stdout
+    assert all(state(pid) == "T" for pid in descendants([p.pid]))
+    assert not connects(box, uid) and connects(box)
+    res = subprocess.run(
+        [*cli, "release", "-c", str(conf), "--user", str(uid)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "table inet sentinel" in res.stdout
+    wait_until(lambda: all(state(pid) in "SR" for pid in descendants([p.pid])), what="thawed")
+    assert connects(box, uid) and nft_in(box).table() == []
+    assert host_ruleset() == before
