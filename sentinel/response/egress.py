@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,18 +70,27 @@ def base_ruleset() -> list[dict[str, Any]]:
     ]
 
 
+RESOLVED_TTL = 300.0  # seconds a sink host's addresses are reused (no DNS before a cut)
+_resolved: dict[str, tuple[float, list[str]]] = {}
+
+
 def sink_addresses(urls: list[str]) -> list[str]:
-    """The addresses the sinks deliver to (resolved now), which must stay reachable."""
+    """The addresses the sinks deliver to, which must stay reachable."""
     out: set[str] = set()
+    now = time.monotonic()
     for url in urls:
-        parts = urlsplit(url)
-        if not parts.hostname:
+        host = urlsplit(url).hostname
+        if not host:
             continue
-        try:
-            infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
-        except OSError:
-            continue
-        out.update(str(info[4][0]) for info in infos)
+        cached = _resolved.get(host)
+        if cached is None or now - cached[0] > RESOLVED_TTL:
+            try:
+                infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+                cached = (now, sorted({str(info[4][0]) for info in infos}))
+            except OSError:
+                cached = (now, cached[1] if cached else [])
+            _resolved[host] = cached
+        out.update(cached[1])
     return sorted(out)
 
 

@@ -212,7 +212,14 @@ def snapshot(
         raise ValueError(f"bad incident id {incident!r}")
     os.makedirs(root, mode=0o700, exist_ok=True)
     path = os.path.join(root, incident)
-    os.mkdir(path, 0o700)
+    for n in range(2, 100):  # a second containment of one incident gets its own bundle
+        try:
+            os.mkdir(path, 0o700)
+            break
+        except FileExistsError:
+            path = os.path.join(root, f"{incident}.{n}")
+    else:
+        raise FileExistsError(f"{path}: too many bundles for incident {incident}")
     bundle = Bundle(path)
     w = Writer(bundle, budget)
     tree = []
@@ -274,7 +281,7 @@ def snapshot(
     with open(os.path.join(path, "MANIFEST"), "x", encoding="utf-8") as f:
         f.write(manifest)
     os.chmod(os.path.join(path, "MANIFEST"), 0o600)
-    bundle.pruned = prune(root, total_budget, keep=incident)
+    bundle.pruned = prune(root, total_budget, keep=os.path.basename(path))
     return bundle
 
 

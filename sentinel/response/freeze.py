@@ -77,14 +77,15 @@ class Cgroup:
             self.write("freezer.state", "FROZEN" if on else "THAWED")
 
 
-def find_cgroup(path: str) -> Cgroup | None:
-    """The cgroup at `path` (v2 preferred, else the v1 freezer), if it exists and is not a root."""
+def find_cgroup(path: str, version: str = "") -> Cgroup | None:
+    """The cgroup at `path` (v2 preferred, else the v1 freezer, or only `version`), if it
+    exists and is not a root."""
     if path.strip("/") == "":
         return None
     mounts = cgroup_mounts()
-    for version, key, probe in (("v2", "v2", "cgroup.freeze"), ("v1", "freezer", "freezer.state")):
-        if key in mounts:
-            cg = Cgroup(version, "/" + path.strip("/"), mounts[key])
+    for kind, key, probe in (("v2", "v2", "cgroup.freeze"), ("v1", "freezer", "freezer.state")):
+        if key in mounts and version in ("", kind):
+            cg = Cgroup(kind, "/" + path.strip("/"), mounts[key])
             if os.path.exists(os.path.join(cg.dir, probe)):
                 return cg
     return None
@@ -149,12 +150,16 @@ def _settled(held: dict[int, Held]) -> bool:
     return True
 
 
-def stop_tree(roots: list[Identity], guard: Guard, *, scope_walk: bool = False) -> Frozen:
+def stop_tree(
+    roots: list[Identity], guard: Guard, *, scope_walk: bool = False, stop: bool = True
+) -> Frozen:
     """SIGSTOP the roots and their descendants by pidfd, re-walking until no new child
-    appears; with `scope_walk` the roots are re-read from the scope on every round."""
+    appears; with `scope_walk` the roots are re-read from the scope on every round.
+    With `stop` false the tree is only pinned (pidfds, one walk), not stopped."""
     from sentinel.response.targets import scope_members
 
-    out = Frozen("sigstop")
+    out = Frozen("sigstop" if stop else "pidfd (not stopped)")
+    sig = signal.SIGSTOP if stop else 0
     for ident in roots:
         held = Held.open(ident)
         if held is None:
@@ -166,7 +171,7 @@ def stop_tree(roots: list[Identity], guard: Guard, *, scope_walk: bool = False) 
             held.close()
             continue
         out.held[ident.pid] = held
-        if why := held.send(signal.SIGSTOP):
+        if why := held.send(sig):
             out.skipped[ident.pid] = why
     deadline = time.monotonic() + SETTLE
     while out.rounds < MAX_ROUNDS:
@@ -178,8 +183,10 @@ def stop_tree(roots: list[Identity], guard: Guard, *, scope_walk: bool = False) 
             if held is None:
                 continue
             out.held[pid] = held
-            if why := held.send(signal.SIGSTOP):
+            if why := held.send(sig):
                 out.skipped[pid] = why
+        if not stop:
+            break
         if not new:
             if _settled(out.held):
                 # a fork in flight when its parent stopped shows up on this last walk

@@ -106,6 +106,7 @@ class Entry:
     mtime: float
     incident: str
     time: float
+    also: tuple[str, ...] = ()  # other paths that held the same content
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -119,6 +120,7 @@ class Entry:
             "mtime": rfc3339(self.mtime),
             "incident": self.incident,
             "quarantined": rfc3339(self.time),
+            **({"also": list(self.also)} if self.also else {}),
         }
 
     @classmethod
@@ -133,6 +135,7 @@ class Entry:
             mtime,
             rec["incident"],
             when,
+            tuple(rec.get("also", ())),
         )
 
 
@@ -166,10 +169,9 @@ class Vault:
             now = os.lstat(path)
             if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
                 raise QuarantineError(f"{path}: replaced while being quarantined")
-            dest = os.path.join(self.root, sha)
+            os.unlink(path)  # first: if it may not be removed, nothing is left in the vault
             os.chmod(tmp, 0)
-            os.replace(tmp, dest)
-            os.unlink(path)
+            os.replace(tmp, os.path.join(self.root, sha))  # same content twice: one copy
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -193,6 +195,14 @@ class Vault:
     def _write_manifest(self, entry: Entry) -> None:
         rec = {**entry.to_record(), "mtime_epoch": entry.mtime, "time_epoch": entry.time}
         path = os.path.join(self.root, f"{entry.sha256}.json")
+        try:
+            with open(path) as f:
+                first = json.load(f)
+            if first["path"] != entry.path:
+                first["also"] = sorted({*first.get("also", []), entry.path})
+            rec = first
+        except (OSError, ValueError, KeyError):
+            pass
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(rec, f, indent=1)
@@ -217,16 +227,21 @@ class Vault:
             raise QuarantineError(f"nothing quarantined with sha256 {sha}")
         entry = matches[0]
         src = os.path.join(self.root, sha)
+        for path in (entry.path, *entry.also):
+            self._put_back(src, path, entry)
+        os.unlink(src)
+        os.unlink(f"{src}.json")
+        return entry
+
+    @staticmethod
+    def _put_back(src: str, path: str, entry: Entry) -> None:
         try:
-            out = os.open(entry.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
-            raise QuarantineError(f"{entry.path}: {exc.strerror}") from None
+            raise QuarantineError(f"{path}: {exc.strerror}") from None
         with os.fdopen(out, "wb") as f, open(src, "rb") as data:
             while chunk := data.read(1 << 20):
                 f.write(chunk)
             os.fchown(f.fileno(), entry.uid, entry.gid)
             os.fchmod(f.fileno(), entry.mode)
-        os.utime(entry.path, (entry.mtime, entry.mtime), follow_symlinks=False)
-        os.unlink(src)
-        os.unlink(f"{src}.json")
-        return entry
+        os.utime(path, (entry.mtime, entry.mtime), follow_symlinks=False)

@@ -34,7 +34,7 @@ def _matches(state: dict[str, Any], selector: dict[str, Any]) -> bool:
 def _thaw(frozen: dict[str, Any]) -> Result:
     cg = frozen.get("cgroup")
     if cg:
-        group = find_cgroup(cg["path"])
+        group = find_cgroup(cg["path"], cg["version"])
         if group is None:
             return ("thaw", True, [], f"cgroup {cg['path']} is gone")
         try:

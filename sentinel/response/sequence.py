@@ -24,6 +24,7 @@ from sentinel.response.kill import kill
 from sentinel.response.policy import Plan, parse_scope, remote
 from sentinel.response.targets import Guard, cgroups_of, descendants, resolve_uid, scope_members
 
+GONE = frozenset({"gone", "exited", "identity changed", "identity changed before the decision"})
 VERBS = {
     "freeze": "froze",
     "forensics": "snapshotted",
@@ -163,7 +164,14 @@ class Sequence:
             pids = scope_members(scope) if scope else descendants([r.pid for r in plan.roots])
             skipped = {p: why for p in pids if (why := guard.refuse(p))}
             chosen = [p for p in pids if p not in skipped]
-            return Step("freeze", "planned", chosen, {**plan.skipped, **skipped}), None
+            result = "planned" if "freeze" in plan.actions else "skipped"
+            return Step("freeze", result, chosen, {**plan.skipped, **skipped}), None
+        if "freeze" not in plan.actions:  # the other steps still need the tree pinned
+            frozen = stop_tree(plan.roots, guard, scope_walk=scope is not None, stop=False)
+            detail = f"not in the policy's actions: {len(frozen.held)} pinned, not stopped"
+            return Step(
+                "freeze", "skipped", sorted(frozen.held), frozen.skipped, frozen.method, detail
+            ), frozen
         if scope is not None and scope.kind == "cgroup" and (cg := find_cgroup(scope.value)):
             frozen = freeze_group(cg, guard)
             if not frozen.ok:
@@ -172,13 +180,16 @@ class Sequence:
             frozen = stop_tree([], guard, scope_walk=True)
         else:
             frozen = freeze(plan.roots, guard)
+        skipped = {**plan.skipped, **frozen.skipped}
         result = "done" if frozen.ok and frozen.held else "failed"
+        if not frozen.held and skipped and all(w in GONE for w in skipped.values()):
+            result = "skipped"  # it exited or exec'd something else: nothing left to act on
         detail = frozen.detail or ("" if frozen.held else "no process to freeze")
         step = Step(
             "freeze",
             result,
             sorted(frozen.held),
-            {**plan.skipped, **frozen.skipped},
+            skipped,
             frozen.method,
             detail,
             extra={"rounds": frozen.rounds},

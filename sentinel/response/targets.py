@@ -8,6 +8,7 @@ import signal
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from sentinel.core.paths import under
 from sentinel.core.proctable import boot_time, parse_stat
@@ -118,6 +119,7 @@ def cgroups_of(pid: int) -> dict[str, str]:
     return out
 
 
+@lru_cache(maxsize=64)
 def resolve_uid(user: str) -> int:
     """A user name or numeric uid; ValueError names an unknown user."""
     if user.isdigit():

@@ -305,11 +305,11 @@ RESPONSE_DROPIN = ROOT / "systemd" / "sentinel-response.conf"
 
 @needs_systemd
 def test_unit_with_the_response_dropin_stays_at_most_4(tmp_path: Path) -> None:
-    """The drop-in for an enabled [response] adds CAP_KILL and cgroup/quarantine writes only."""
+    """The drop-in for an enabled [response] adds signals, cgroup and quarantine writes only."""
     extra = RESPONSE_DROPIN.read_text().split("[Service]\n", 1)[1]
     settings = [ln.split("=", 1)[0] for ln in extra.splitlines() if ln and ln[0] not in "#;"]
     assert settings == ["CapabilityBoundingSet", "ProtectControlGroups", "ReadWritePaths"]
-    assert "CapabilityBoundingSet=CAP_KILL\n" in extra
+    assert "CapabilityBoundingSet=CAP_KILL CAP_DAC_OVERRIDE CAP_FOWNER\n" in extra
     merged = tmp_path / "sentinel.service"
     merged.write_text(UNIT.read_text().replace("[Install]", extra + "\n[Install]"))
     res = subprocess.run(
