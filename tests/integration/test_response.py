@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -17,7 +19,7 @@ import pytest
 from fakes import write_forker
 
 from sentinel.core import config
-from sentinel.core.model import Severity
+from sentinel.core.model import Category, Finding, Severity
 from sentinel.response import forensics
 from sentinel.response.egress import Nft
 from sentinel.response.freeze import cgroup_mounts
@@ -436,3 +438,47 @@ def test_cli_contain_user_cuts_egress_and_release_undoes_it(
     wait_until(lambda: all(state(pid) in "SR" for pid in descendants([p.pid])), what="thawed")
     assert connects(box, uid) and nft_in(box).table() == []
     assert host_ruleset() == before
+
+
+def test_cli_contain_incident_checks_the_recorded_identity(tmp_path: Path, trees) -> None:
+    p = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    trees.append(p)
+    wait_until(lambda: identity(p.pid) is not None)
+    from sentinel.core.proctable import read_proc
+
+    proc = read_proc(p.pid)
+    assert proc is not None
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    log = state_dir / "alerts.jsonl"
+    good = Finding("miner.process_name", Category.MINER, Severity.CRITICAL, "s", "t", proc)
+    older = dataclasses.replace(proc, start_time=proc.start_time - 5)  # an earlier holder
+    stale = Finding("miner.process_name", Category.MINER, Severity.HIGH, "s", "t", older)
+    log.write_text(f"{json.dumps(good.to_record())}\n{json.dumps(stale.to_record())}\n")
+    conf = tmp_path / "sentinel.toml"
+    conf.write_text(f'[agent]\nstate_dir = "{state_dir}"\n[metrics]\nenabled = false\n')
+    cli = [sys.executable, "-m", "sentinel.cli", "contain", "-c", str(conf), "--dry-run"]
+    res = subprocess.run([*cli, "--incident", good.id], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"incident {good.id} (dry-run)" in res.stdout
+    assert f"freeze      planned  {p.pid}" in res.stdout
+    res = subprocess.run([*cli, "--incident", stale.id], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "no longer the process" in res.stdout
+    assert state(p.pid) == "S"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    freeze = [r for r in records if r["rule"] == "response.freeze"]
+    assert len(freeze) == 1 and freeze[0]["evidence"]["result"] == "planned"
+    assert freeze[0]["severity"] == "critical"  # the incident's
+
+
+def test_on_contain_runs_with_the_incident_and_a_timeout(tmp_path: Path) -> None:
+    out = tmp_path / "revoked"
+    cfg = make_cfg(tmp_path, f'on_contain = ["sh", "-c", "echo $0 > {out}", "{{incident}}"]\n')
+    plan = Plan("inc-42", ["revoke"], False)
+    (step,) = Sequence(cfg).run(plan)
+    assert (step.result, step.detail) == ("done", "exit 0") and out.read_text() == "inc-42\n"
+    cfg = make_cfg(tmp_path, 'on_contain = ["sleep", "5"]\non_contain_timeout = 0.2\n')
+    (step,) = Sequence(cfg).run(plan)
+    assert step.result == "failed" and step.detail == "timed out after 0.2s"
+    cfg = make_cfg(tmp_path, 'on_contain = ["sh", "-c", "exit 3"]\n')
+    assert Sequence(cfg).run(plan)[0].detail == "exit 3"

@@ -192,3 +192,16 @@ def test_forensics_budget_and_oldest_bundles_dropped(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError):
         forensics.snapshot(str(root), "../x", [me], [], budget=1, total_budget=1, exe_copy_max=1)
+
+
+def test_vault_keeps_every_path_of_one_content(tmp_path: Path) -> None:
+    vault = quarantine.Vault(str(tmp_path / "q"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    for f in (a, b):
+        f.write_bytes(b"same bytes")
+    first = vault.put(str(a), "inc", 1 << 20)
+    vault.put(str(b), "inc", 1 << 20)
+    (entry,) = vault.entries()
+    assert entry.path == str(a) and entry.also == (str(b),)
+    vault.restore(first.sha256)
+    assert a.read_bytes() == b.read_bytes() == b"same bytes"
