@@ -18,6 +18,7 @@ from sentinel.response.targets import Identity
 
 log = logging.getLogger("sentinel.response")
 HISTORY = 500  # recent alert records kept for the forensics bundle
+CONTAINED = 4096  # identities remembered as contained (oldest forgotten first)
 
 
 class Responder:
@@ -28,7 +29,7 @@ class Responder:
         self.publish = publish
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-response")
         self.tasks: set[asyncio.Task[None]] = set()
-        self.contained: set[Identity] = set()  # an exec makes a new identity
+        self.contained: dict[Identity, None] = {}  # ordered set; an exec makes a new identity
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
 
     def consider(self, finding: Finding) -> None:
@@ -43,9 +44,11 @@ class Responder:
             if plan is None:
                 return
             keys = set(plan.roots)
-            if keys and keys <= self.contained:
+            if keys and keys <= self.contained.keys():
                 return  # this tree is being or was contained already
-            self.contained |= keys
+            self.contained.update(dict.fromkeys(keys))
+            while len(self.contained) > CONTAINED:
+                del self.contained[next(iter(self.contained))]
             plan.records = list(self.history)
             loop = asyncio.get_running_loop()
             task = loop.create_task(self._run(cfg, plan, loop), name=f"response:{plan.incident}")

@@ -205,3 +205,27 @@ def test_vault_keeps_every_path_of_one_content(tmp_path: Path) -> None:
     assert entry.path == str(a) and entry.also == (str(b),)
     vault.restore(first.sha256)
     assert a.read_bytes() == b.read_bytes() == b"same bytes"
+
+
+async def test_responder_survives_a_failing_sequence(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from sentinel.ops import metrics
+    from sentinel.response import responder as mod
+
+    def explode(self, plan):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(mod.Sequence, "run", explode)
+    cfg = config.parse('[response]\nmode = "dry-run"\n')
+    published: list[Finding] = []
+    r = mod.Responder(lambda: cfg, published.append)
+    before = metrics.errors.labels("response")._value.get()
+    me = proc(pid=os.getpid(), start_time=identity(os.getpid()).start_time)
+    r.consider(finding(process=me))
+    r.consider(finding("miner.cmdline.stratum_url", process=me))  # same tree: no second run
+    assert len(r.tasks) == 1
+    await asyncio.gather(*r.tasks)
+    assert metrics.errors.labels("response")._value.get() == before + 1
+    assert published == []
+    r.close()
