@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)  # ConfigError is reported by the caller (exit 78)
     try:
         fail = Severity.parse(cfg.scan.fail_severity)
-        user_dirs = [*cfg.scan.rules, *args.rules]
+        user_dirs = [*cfg.rule_dirs, *args.rules]
         rules = load_rules(user_dirs)
         indicators = intel.load(user_dirs)
     except (RulesError, intel.IntelError) as exc:

@@ -1,0 +1,684 @@
+"""The rule catalogue: TOML rules loaded, checked against the schema, compiled and matched.
+
+A rule file holds `[lists]` (named lists, referenced as "@name") and `[[rule]]` tables.
+A rule matches a subject of its event kind when every `match.all` condition and at least
+one `match.any` condition holds; a condition is one field, one operator and one value.
+Fields are computed at most once per subject. Errors name the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sentinel.core.model import Category, Severity
+from sentinel.rules.intel import Intel, builtin_subdir, domain_matches
+from sentinel.rules.kinds import Kind, load_fields
+
+RULE_SUFFIX = ".toml"
+ID_FORMAT = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+$")
+ATTACK_ID = re.compile(r"^(?:T\d{4}(?:\.\d{3})?|TA\d{4})$")
+TEMPLATE = re.compile(r"\{([a-z0-9_.]+)(?:\[(\d+)\])?\}")
+RULE_KEYS = {
+    "id",
+    "title",
+    "category",
+    "severity",
+    "description",
+    "references",
+    "false_positives",
+    "attack",
+    "event",
+    "match",
+    "downgrade",
+    "exceptions",
+    "tests",
+    "summary",
+    "evidence",
+    "set",
+    "tags",
+}
+REQUIRED = ("id", "title", "category", "severity", "event", "match", "summary")
+COND_KEYS = {"field", "op", "value", "negate", "as"}
+INTEL_LISTS = (
+    "pool_ports",
+    "dev_ports",
+    "pool_domains",
+    "tunnel_domains",
+    "dyndns_domains",
+    "miner_names",
+    "tunnel_tools",
+)
+
+
+class CatalogueError(Exception):
+    """A rule file that cannot be loaded; the message names the file, the line and the key."""
+
+
+Cond = Callable[["Subject", dict[str, Any]], bool]
+
+
+def _lower(v: Any) -> Any:
+    return v.lower() if isinstance(v, str) else v
+
+
+def _elements(v: Any) -> list[Any]:
+    if v is None:
+        return []
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return list(v)
+    return [v]
+
+
+def _op_exists(v: Any, _val: Any) -> Any:
+    return v not in (None, False, "", [], ()) and v != {}
+
+
+def _op_equals(v: Any, val: Any) -> Any:
+    return _lower(v) == _lower(val)
+
+
+def _op_in(v: Any, val: frozenset[Any]) -> Any:
+    return _lower(v) in val
+
+
+def _op_any(v: Any, val: frozenset[Any]) -> Any:
+    out = list(dict.fromkeys(e for e in _elements(v) if _lower(e) in val))
+    return out or None
+
+
+def _op_matches(v: Any, val: re.Pattern[str]) -> Any:
+    out = [m.group(m.lastindex or 0) for e in _elements(v) if (m := val.search(str(e)))]
+    return out or None
+
+
+def _op_contains(v: Any, val: Any) -> Any:
+    if isinstance(v, str):
+        return val.lower() in v.lower()
+    return _lower(val) in {_lower(e) for e in _elements(v)}
+
+
+def _op_prefix_in(v: Any, val: tuple[str, ...]) -> Any:
+    out = [e for e in _elements(v) if str(e).lower().startswith(val)]
+    return out or None
+
+
+def _op_suffix_in(v: Any, val: tuple[str, ...]) -> Any:
+    pairs = sorted(
+        {(str(e).lower(), s) for e in _elements(v) if (s := domain_matches(str(e), val))}
+    )
+    return pairs or None
+
+
+def _op_gte(v: Any, val: float) -> Any:
+    return isinstance(v, (int, float)) and v >= val
+
+
+def _op_lte(v: Any, val: float) -> Any:
+    return isinstance(v, (int, float)) and v <= val
+
+
+# operator -> (function, how the value is prepared: scalar | set | regex | tuple | number)
+OPERATORS: dict[str, tuple[Callable[[Any, Any], Any], str]] = {
+    "exists": (_op_exists, "bool"),
+    "equals": (_op_equals, "scalar"),
+    "in": (_op_in, "set"),
+    "any": (_op_any, "set"),
+    "matches": (_op_matches, "regex"),
+    "contains": (_op_contains, "scalar"),
+    "prefix_in": (_op_prefix_in, "tuple"),
+    "suffix_in": (_op_suffix_in, "tuple"),
+    "gte": (_op_gte, "number"),
+    "lte": (_op_lte, "number"),
+}
+
+
+class Subject:
+    """One event seen as a rule subject: its fields, computed once each, on demand."""
+
+    __slots__ = ("cache", "catalogue", "kind", "obj")
+
+    def __init__(self, kind: Kind, obj: Any, catalogue: Catalogue) -> None:
+        self.kind = kind
+        self.obj = obj
+        self.catalogue = catalogue
+        self.cache: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        try:
+            return self.cache[name]
+        except KeyError:
+            value = self.cache[name] = self.kind.fields[name](self)
+            return value
+
+    def list(self, name: str) -> Any:
+        return self.catalogue.lists[name]
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A rule that held for a subject, with its severity, summary and evidence."""
+
+    rule: Rule
+    severity: Severity
+    summary: str
+    evidence: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Rule:
+    """One compiled rule, with where it was written."""
+
+    id: str
+    title: str
+    category: Category
+    severity: Severity
+    event: str
+    summary: str
+    file: str
+    line: int
+    description: str = ""
+    references: list[str] = field(default_factory=list)
+    false_positives: list[str] = field(default_factory=list)
+    attack: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    evidence: dict[str, str] = field(default_factory=dict)
+    sets: dict[str, Any] = field(default_factory=dict)
+    match_all: list[Cond] = field(default_factory=list)
+    match_any: list[Cond] = field(default_factory=list)
+    downgrades: list[tuple[list[Cond], list[Cond], Severity]] = field(default_factory=list)
+    exceptions: list[Cond] = field(default_factory=list)
+    tests: list[dict[str, Any]] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def holds(self, s: Subject, caps: dict[str, Any]) -> bool:
+        if not all(c(s, caps) for c in self.match_all):
+            return False
+        return not self.match_any or any(c(s, caps) for c in self.match_any)
+
+    def evaluate(self, s: Subject) -> Match | None:
+        """The match of this rule on the subject, or None (no match, or an exception holds)."""
+        caps: dict[str, Any] = {}
+        if not self.holds(s, caps):
+            return None
+        if self.exceptions and any(c(s, {}) for c in self.exceptions):
+            return None
+        s.cache.update(self.sets)
+        severity = self.severity
+        for all_, any_, lower in self.downgrades:
+            if all(c(s, caps) for c in all_) and (not any_ or any(c(s, caps) for c in any_)):
+                severity = lower
+                break
+        look = _Lookup(s, caps)
+        summary = TEMPLATE.sub(look.text, self.summary)
+        evidence: dict[str, Any] = {}
+        for key, name in self.evidence.items():
+            value = look.value(name)
+            if key == "*" and isinstance(value, dict):
+                evidence.update(value)
+            elif value is not None:
+                evidence[key] = value
+        return Match(self, severity, summary, evidence)
+
+    def metadata(self) -> dict[str, Any]:
+        """What `rules list --json` shows of the rule."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "category": self.category.value,
+            "severity": self.severity.name.lower(),
+            "event": self.event,
+            "description": self.description,
+            "references": self.references,
+            "false_positives": self.false_positives,
+            "attack": self.attack,
+            "tags": self.tags,
+            "file": self.file,
+            "line": self.line,
+            "tests": len(self.tests),
+        }
+
+
+class _Lookup:
+    """Names in summaries and evidence: a capture of this match first, then a field."""
+
+    __slots__ = ("caps", "s")
+
+    def __init__(self, s: Subject, caps: dict[str, Any]) -> None:
+        self.s, self.caps = s, caps
+
+    def value(self, name: str) -> Any:
+        return self.caps[name] if name in self.caps else self.s.get(name)
+
+    def text(self, m: re.Match[str]) -> str:
+        value = self.value(m.group(1))
+        if m.group(2) is not None:
+            items = _elements(value)
+            index = int(m.group(2))
+            value = items[index] if index < len(items) else ""
+        return "" if value is None else str(value)
+
+
+@dataclass
+class Catalogue:
+    """Every rule by event kind, the named lists they use, and where each came from."""
+
+    kinds: dict[str, Kind]
+    lists: dict[str, Any]
+    rules: dict[str, list[Rule]] = field(default_factory=dict)
+
+    def all_rules(self) -> list[Rule]:
+        return [r for rules in self.rules.values() for r in rules]
+
+    def subject(self, kind: str, obj: Any) -> Subject:
+        return Subject(self.kinds[kind], obj, self)
+
+    def evaluate(self, kind: str, obj: Any) -> list[Match]:
+        """Matches of every rule of the kind on one event (the first only, for some kinds)."""
+        return self.evaluate_subject(self.subject(kind, obj))
+
+    def evaluate_subject(self, s: Subject) -> list[Match]:
+        out = []
+        for rule in self.rules.get(s.kind.name, ()):
+            m = rule.evaluate(s)
+            if m is not None:
+                out.append(m)
+                if s.kind.first_match:
+                    break
+        return out
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+class _Source:
+    """A rule file's text, to find the line of a key for error messages."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+        self.rule_lines = [
+            n for n, raw in enumerate(self.lines, 1) if re.match(r"^\s*\[\[\s*rule\s*\]\]", raw)
+        ]
+
+    def rule_line(self, index: int) -> int:
+        return self.rule_lines[index] if index < len(self.rule_lines) else 0
+
+    def key_line(self, index: int, key: str, nth: int = 0) -> int:
+        """The line of `key` (or a `[[rule.key]]` table) inside the index-th rule."""
+        start = self.rule_line(index)
+        end = self.rule_lines[index + 1] if index + 1 < len(self.rule_lines) else len(self.lines)
+        pat = re.compile(rf"^\s*(?:\[\[?\s*rule\.{re.escape(key)}\b|{re.escape(key)}\s*[=.])")
+        seen = 0
+        for n in range(start, end + 1):
+            if n and pat.match(self.lines[n - 1]):
+                if seen == nth:
+                    return n
+                seen += 1
+        return start
+
+    def error(self, line: int, key: str, msg: str) -> CatalogueError:
+        where = f"{self.path}:{line}" if line else str(self.path)
+        return CatalogueError(f"{where}: {key}: {msg}" if key else f"{where}: {msg}")
+
+
+def _severity(value: Any) -> Severity:
+    if not isinstance(value, str) or value.upper() not in Severity.__members__:
+        names = ", ".join(s.name.lower() for s in Severity)
+        raise ValueError(f"unknown severity {value!r} (one of {names})")
+    return Severity[value.upper()]
+
+
+def _category(value: Any) -> Category:
+    try:
+        return Category(value)
+    except ValueError:
+        names = ", ".join(c.value for c in Category)
+        raise ValueError(f"unknown category {value!r} (one of {names})") from None
+
+
+class _Compiler:
+    """Turns the TOML tables of one file into Rules, raising errors that name the place."""
+
+    def __init__(self, src: _Source, kinds: dict[str, Kind], lists: dict[str, Any]) -> None:
+        self.src, self.kinds, self.lists = src, kinds, lists
+
+    def value(self, op: str, raw: Any, prep: str) -> Any:
+        if isinstance(raw, str) and raw.startswith("@"):
+            name = raw[1:]
+            if name not in self.lists:
+                raise ValueError(f"unknown list {raw!r} (known: {', '.join(sorted(self.lists))})")
+            raw = self.lists[name]
+        if prep == "bool":
+            return raw
+        if prep == "regex":
+            if not isinstance(raw, str):
+                raise ValueError(f"{op} needs a regular expression string")
+            try:
+                return re.compile(raw)
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {raw!r}: {exc}") from None
+        if prep == "number":
+            if not isinstance(raw, (int, float)) or isinstance(raw, bool):
+                raise ValueError(f"{op} needs a number, got {raw!r}")
+            return raw
+        if prep in ("set", "tuple"):
+            items = _elements(raw)
+            if prep == "set":
+                return frozenset(_lower(e) for e in items)
+            return tuple(str(e).lower() for e in items)
+        return raw
+
+    def cond(self, kind: Kind, raw: Any, index: int, key: str) -> Cond:
+        """One field-operator-value condition."""
+        line = self.src.key_line(index, key.split(".", 1)[0])
+        if not isinstance(raw, dict):
+            raise self.src.error(line, key, "a condition is a table {field, op, value}")
+        unknown = set(raw) - COND_KEYS
+        if unknown:
+            raise self.src.error(line, key, f"unknown condition key {sorted(unknown)[0]!r}")
+        name, op = raw.get("field"), raw.get("op", "exists")
+        if name not in kind.fields:
+            known = ", ".join(sorted(kind.fields))
+            raise self.src.error(
+                line, key, f"unknown field {name!r} for event {kind.name!r} (known: {known})"
+            )
+        if op not in OPERATORS:
+            raise self.src.error(
+                line, key, f"unknown operator {op!r} (known: {', '.join(OPERATORS)})"
+            )
+        fn, prep = OPERATORS[op]
+        if "value" not in raw and prep != "bool":
+            raise self.src.error(line, key, f"operator {op!r} needs a value")
+        try:
+            value = self.value(op, raw.get("value", True), prep)
+        except ValueError as exc:
+            raise self.src.error(line, key, str(exc)) from None
+        negate = bool(raw.get("negate", False))
+        want = bool(value) if prep == "bool" else True
+        cap = raw.get("as")
+        if cap is not None and (not isinstance(cap, str) or not cap):
+            raise self.src.error(line, key, "'as' names a capture")
+
+        def check(s: Subject, caps: dict[str, Any]) -> bool:
+            got = fn(s.get(name), value)
+            ok = bool(got) == want
+            if negate:
+                return not ok
+            if ok and cap:
+                if op == "suffix_in":
+                    caps[cap] = [h for h, _ in got]
+                    caps[cap + "_suffixes"] = sorted({x for _, x in got})
+                else:
+                    caps[cap] = got if isinstance(got, list) else s.get(name)
+            return ok
+
+        return check
+
+    def group(self, kind: Kind, raw: Any, index: int, key: str) -> tuple[list[Cond], list[Cond]]:
+        if not isinstance(raw, dict):
+            line = self.src.key_line(index, key.split(".")[0])
+            raise self.src.error(line, key, "a table with 'all' and/or 'any' lists")
+        extra = set(raw) - {"all", "any", "severity"}
+        if extra:
+            line = self.src.key_line(index, key.split(".")[0])
+            raise self.src.error(line, key, f"unknown key {sorted(extra)[0]!r}")
+        out: list[list[Cond]] = []
+        for part in ("all", "any"):
+            conds = raw.get(part, [])
+            if not isinstance(conds, list):
+                raise self.src.error(self.src.key_line(index, key), key, f"{part} is a list")
+            out.append(
+                [self.cond(kind, c, index, f"{key}.{part}[{i}]") for i, c in enumerate(conds)]
+            )
+        return out[0], out[1]
+
+    def rule(self, raw: Any, index: int) -> Rule:
+        src = self.src
+        line = src.rule_line(index)
+        if not isinstance(raw, dict):
+            raise src.error(line, f"rule[{index}]", "a rule is a table")
+        unknown = set(raw) - RULE_KEYS
+        if unknown:
+            key = sorted(unknown)[0]
+            raise src.error(src.key_line(index, key), key, "unknown rule key")
+        for key in REQUIRED:
+            if key not in raw:
+                raise src.error(line, key, f"rule[{index}] needs {key!r}")
+        rid = raw["id"]
+        if not isinstance(rid, str) or not ID_FORMAT.match(rid):
+            raise src.error(src.key_line(index, "id"), "id", f"bad rule id {rid!r} (dotted)")
+        kind = self.kinds.get(raw["event"])
+        if kind is None:
+            raise src.error(
+                src.key_line(index, "event"),
+                "event",
+                f"unknown event kind {raw['event']!r} (known: {', '.join(sorted(self.kinds))})",
+            )
+        try:
+            severity = _severity(raw["severity"])
+        except ValueError as exc:
+            raise src.error(src.key_line(index, "severity"), "severity", str(exc)) from None
+        try:
+            category = _category(raw["category"])
+        except ValueError as exc:
+            raise src.error(src.key_line(index, "category"), "category", str(exc)) from None
+        for key in ("title", "summary", "description"):
+            if not isinstance(raw.get(key, ""), str):
+                raise src.error(src.key_line(index, key), key, "a string")
+        for key in ("references", "false_positives", "attack", "tags"):
+            v = raw.get(key, [])
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise src.error(src.key_line(index, key), key, "a list of strings")
+        all_, any_ = self.group(kind, raw["match"], index, "match")
+        if not all_ and not any_:
+            raise src.error(src.key_line(index, "match"), "match", "no conditions")
+        downgrades = []
+        raw_down = raw.get("downgrade", [])
+        for i, d in enumerate(raw_down if isinstance(raw_down, list) else [raw_down]):
+            da, dn = self.group(kind, d, index, f"downgrade[{i}]")
+            try:
+                lower = _severity(d.get("severity"))
+            except ValueError as exc:
+                raise src.error(src.key_line(index, "downgrade"), "downgrade", str(exc)) from None
+            if lower >= severity:
+                raise src.error(
+                    src.key_line(index, "downgrade"), "downgrade", "severity must be lower"
+                )
+            downgrades.append((da, dn, lower))
+        exceptions = self.exceptions(kind, raw.get("exceptions", []), index, "exceptions")
+        evidence = raw.get("evidence", {})
+        sets = raw.get("set", {})
+        if not isinstance(evidence, dict) or not isinstance(sets, dict):
+            raise src.error(line, "evidence", "evidence and set are tables")
+        names = [*evidence.values(), *(m.group(1) for m in TEMPLATE.finditer(raw["summary"]))]
+        caps = self.capture_names(raw)
+        for name in names:
+            if name not in kind.fields and name not in caps and name not in sets:
+                key = "summary" if name not in evidence.values() else "evidence"
+                raise src.error(src.key_line(index, key), key, f"unknown field {name!r}")
+        tests = raw.get("tests", [])
+        if not isinstance(tests, list) or not all(isinstance(t, dict) for t in tests):
+            raise src.error(src.key_line(index, "tests"), "tests", "a list of tables")
+        for i, t in enumerate(tests):
+            bad = set(t) - kind.sample_keys - {"expect", "note"}
+            if bad or "expect" not in t:
+                what = f"unknown sample key {sorted(bad)[0]!r}" if bad else "needs 'expect'"
+                raise src.error(src.key_line(index, "tests", i), f"tests[{i}]", what)
+            if t["expect"] != "none":
+                try:
+                    _severity(t["expect"])
+                except ValueError as exc:
+                    raise src.error(
+                        src.key_line(index, "tests", i), f"tests[{i}]", str(exc)
+                    ) from None
+        return Rule(
+            id=rid,
+            title=raw["title"],
+            category=category,
+            severity=severity,
+            event=kind.name,
+            summary=raw["summary"],
+            file=str(src.path),
+            line=line,
+            description=raw.get("description", ""),
+            references=list(raw.get("references", [])),
+            false_positives=list(raw.get("false_positives", [])),
+            attack=list(raw.get("attack", [])),
+            tags=list(raw.get("tags", [])),
+            evidence=dict(evidence),
+            sets=dict(sets),
+            match_all=all_,
+            match_any=any_,
+            downgrades=downgrades,
+            exceptions=exceptions,
+            tests=tests,
+            raw=raw,
+        )
+
+    @staticmethod
+    def capture_names(raw: dict[str, Any]) -> set[str]:
+        out = set()
+        match = raw.get("match", {})
+        for part in ("all", "any"):
+            for c in match.get(part, []) if isinstance(match, dict) else []:
+                if isinstance(c, dict) and isinstance(c.get("as"), str):
+                    out |= {c["as"], c["as"] + "_suffixes"}
+        return out
+
+    def exceptions(self, kind: Kind, raw: Any, index: int, key: str) -> list[Cond]:
+        if not isinstance(raw, list):
+            raise self.src.error(self.src.key_line(index, key), key, "a list of conditions")
+        return [self.cond(kind, c, index, f"{key}[{i}]") for i, c in enumerate(raw)]
+
+
+def _read(path: Path) -> tuple[_Source, dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogueError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise CatalogueError(f"{path}:{m.group(1) if m else 0}: bad TOML: {exc}") from None
+    src = _Source(path, text)
+    extra = set(data) - {"rule", "lists"}
+    if extra:
+        key = sorted(extra)[0]
+        n = next((i for i, ln in enumerate(src.lines, 1) if key in ln), 0)
+        raise src.error(n, key, "unknown top-level key (expected [lists] or [[rule]])")
+    return src, data
+
+
+def rule_files(dirs: Iterable[str | Path]) -> list[Path]:
+    """The *.toml files of each directory, sorted by name within a directory."""
+    out: list[Path] = []
+    for d in dirs:
+        p = Path(d)
+        if p.is_dir():
+            out.extend(sorted(x for x in p.iterdir() if x.suffix == RULE_SUFFIX and x.is_file()))
+    return out
+
+
+def intel_lists(i: Intel) -> dict[str, Any]:
+    """The indicator lists of signatures/lists as named lists for rules."""
+    return {name: getattr(i, name) for name in INTEL_LISTS}
+
+
+def load(
+    i: Intel,
+    dirs: Iterable[str | Path] = (),
+    disable: Iterable[str] = (),
+    exceptions: dict[str, list[dict[str, Any]]] | None = None,
+    source: str = "<config>",
+    builtin: bool = True,
+) -> Catalogue:
+    """Our rules, then each user directory's (a same id replaces ours), less disabled ones."""
+    kinds = load_fields()
+    files = rule_files([builtin_subdir("rules")] if builtin else []) + rule_files(dirs)
+    parsed = [_read(p) for p in files]
+    lists: dict[str, Any] = intel_lists(i)
+    for src, data in parsed:
+        raw = data.get("lists", {})
+        if not isinstance(raw, dict):
+            raise src.error(0, "lists", "a table of name = [values]")
+        for name, values in raw.items():
+            n = next((k for k, ln in enumerate(src.lines, 1) if ln.strip().startswith(name)), 0)
+            if not isinstance(values, list):
+                raise src.error(n, f"lists.{name}", "a list")
+            if name in lists and name not in INTEL_LISTS:
+                old = lists[name]
+                lists[name] = [*old, *values]
+            elif name in INTEL_LISTS:
+                raise src.error(n, f"lists.{name}", "extend indicator lists in a .txt file")
+            else:
+                lists[name] = list(values)
+    by_key: dict[tuple[str, str], Rule] = {}
+    for src, data in parsed:
+        comp = _Compiler(src, kinds, lists)
+        seen: dict[tuple[str, str], int] = {}
+        raw_rules = data.get("rule", [])
+        if not isinstance(raw_rules, list):
+            raise src.error(0, "rule", "rules are [[rule]] tables")
+        for index, raw in enumerate(raw_rules):
+            rule = comp.rule(raw, index)
+            key = (rule.event, rule.id)
+            if key in seen:
+                raise src.error(
+                    rule.line, "id", f"duplicate rule id {rule.id!r} (first at line {seen[key]})"
+                )
+            seen[key] = rule.line
+            by_key.pop(key, None)  # a user's rule replaces ours, and takes its place at the end
+            by_key[key] = rule
+    off = set(disable)
+    cat = Catalogue(kinds, lists)
+    for (event, rid), rule in by_key.items():
+        if rid not in off:
+            cat.rules.setdefault(event, []).append(rule)
+    _add_user_exceptions(cat, exceptions or {}, source)
+    return cat
+
+
+def _add_user_exceptions(
+    cat: Catalogue, exceptions: dict[str, list[dict[str, Any]]], source: str
+) -> None:
+    """Exceptions from the config's [rules.exceptions], checked like a rule file's."""
+    by_id: dict[str, list[Rule]] = {}
+    for rule in cat.all_rules():
+        by_id.setdefault(rule.id, []).append(rule)
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    for rid, conds in exceptions.items():
+        key = f"rules.exceptions.{rid}"
+        line = _config_line(text, rid)
+        where = f"{source}:{line}" if line else source
+        if rid not in by_id:
+            raise CatalogueError(f"{where}: {key}: unknown rule id")
+        for rule in by_id[rid]:
+            comp = _Compiler(_Source(Path(source), ""), cat.kinds, cat.lists)
+            try:
+                rule.exceptions = rule.exceptions + comp.exceptions(
+                    cat.kinds[rule.event], conds, 0, key
+                )
+            except CatalogueError as exc:
+                msg = str(exc).split(": ", 1)[1] if ": " in str(exc) else str(exc)
+                raise CatalogueError(f"{where}: {msg}") from None
+
+
+def _config_line(text: str, rid: str) -> int:
+    """The config line that holds the exceptions of rule `rid`."""
+    for n, raw in enumerate(text.splitlines(), 1):
+        if re.match(rf"^\s*\"?{re.escape(rid)}\"?\s*=", raw):
+            return n
+    return 0

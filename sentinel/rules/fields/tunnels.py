@@ -1,0 +1,165 @@
+"""Tunnel argv parsers (ssh, autossh, socat, netcat) and the process fields built on them."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from sentinel.rules.cmdline import base, is_local_host
+from sentinel.rules.kinds import extractor
+
+if TYPE_CHECKING:
+    from sentinel.rules.catalogue import Subject
+
+KIND = "process"
+
+SSH_OPTS_WITH_ARG = set("BbcDEeFIiJLlmOopQRSWw")
+SSH_CONFIG_FORWARDS = {
+    "remoteforward": "R",
+    "localforward": "L",
+    "dynamicforward": "D",
+    "tunnel": "w",
+}
+
+
+def parse_ssh(args: list[str]) -> tuple[str, list[tuple[str, str]]]:
+    """(destination, [(option letter, value)]) from an ssh command line."""
+    dest = ""
+    opts: list[tuple[str, str]] = []
+    i = 1
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            if not dest and i < len(args):
+                dest = args[i]
+            break
+        if not arg.startswith("-") or arg == "-":
+            if dest:
+                break  # the remote command starts here
+            dest = arg
+            continue
+        for j, letter in enumerate(arg[1:], 1):
+            if letter in SSH_OPTS_WITH_ARG:
+                value = arg[j + 1 :]
+                if not value and i < len(args):
+                    value = args[i]
+                    i += 1
+                opts.append((letter, value))
+                break
+            opts.append((letter, ""))
+    for letter, value in list(opts):
+        if letter == "o":
+            key, _, rest = value.replace("=", " ", 1).partition(" ")
+            mapped = SSH_CONFIG_FORWARDS.get(key.lower())
+            if mapped and rest.strip().lower() not in ("", "no"):
+                opts.append((mapped, rest.strip().replace(" ", ":")))
+    return dest, opts
+
+
+def split_forward(spec: str) -> list[str]:
+    """Split a forwarding spec on ':' while keeping [v6] addresses whole."""
+    return [p.strip("[]") for p in re.findall(r"\[[^\]]*\]|[^:]+", spec)]
+
+
+def forward_target(spec: str) -> str:
+    """The host an -L forward connects to, or '' when it is a socket on the far end."""
+    parts = split_forward(spec)
+    if len(parts) < 3 or parts[-1].startswith("/"):
+        return ""
+    return parts[-2]
+
+
+def ssh_host(dest: str) -> str:
+    host = dest.removeprefix("ssh://").rsplit("@", 1)[-1]
+    if host.startswith("["):
+        return host[1 : host.find("]")]
+    return host.split(":", 1)[0] if host.count(":") == 1 else host
+
+
+_SOCAT_EXEC = re.compile(r"(?:^|[\s,!])(?:exec|system):", re.IGNORECASE)
+_SOCAT_LISTEN = re.compile(r"^(?:tcp|tcp4|tcp6|udp|udp4|udp6)-listen:", re.IGNORECASE)
+_SOCAT_SOCKS = re.compile(r"^(?:socks4a?|socks5|proxy):", re.IGNORECASE)
+_SOCAT_CONNECT = re.compile(r"^(?:tcp|tcp4|tcp6|udp|udp4|udp6|openssl|ssl):([^:,]+)", re.I)
+NETCAT = frozenset({"nc", "ncat", "netcat", "nc.traditional", "nc.openbsd"})
+_NC_EXEC = re.compile(r"^(?:-[A-Za-z]*[ec]|--exec|--sh-exec|--lua-exec)$")
+
+
+def netcat_exec(args: list[str]) -> bool:
+    """netcat started with a program to run on the connection (-e, -c, --exec)."""
+    return any(_NC_EXEC.match(a) for a in args[1:-1]) or any(
+        a.startswith(("--exec=", "--sh-exec=", "--lua-exec=")) for a in args[1:]
+    )
+
+
+def ssh_facts(args: list[str]) -> dict[str, Any]:
+    """Destination and the first -R, -w, -D and non-local -L forward of an ssh command line."""
+    if args and base(args[0]) == "autossh":  # autossh's own -M port, then ssh's options
+        args = [a for i, a in enumerate(args) if a != "-M" and (i == 0 or args[i - 1] != "-M")]
+    dest, opts = parse_ssh(args)
+    found = {letter: value for letter, value in reversed(opts) if letter in "RDw"}
+    remote = [
+        v
+        for letter, v in opts
+        if letter == "L" and (t := forward_target(v)) and not is_local_host(t)
+    ]
+    return {
+        "destination": dest,
+        "local_destination": bool(dest) and is_local_host(ssh_host(dest)),
+        "reverse": found.get("R"),
+        "vpn": found.get("w"),
+        "socks": found.get("D"),
+        "remote_forward": remote[0] if remote else None,
+    }
+
+
+def socat_facts(args: list[str]) -> dict[str, Any]:
+    """What a socat command line does: run a program, hop through a proxy, relay."""
+    addrs = [a for a in args[1:] if not a.startswith("-") or a == "-"]
+    out: dict[str, Any] = {"exec": any(_SOCAT_EXEC.search(a) for a in addrs)}
+    out["socks"] = any(_SOCAT_SOCKS.match(a) for a in addrs)
+    out["relay_target"] = None
+    out["relay_remote"] = False
+    if any(_SOCAT_LISTEN.match(a) for a in addrs):
+        targets = [m.group(1) for a in addrs if (m := _SOCAT_CONNECT.match(a))]
+        remote = [t for t in targets if not is_local_host(t)]
+        if targets:
+            out["relay_target"] = (remote or targets)[0]
+            out["relay_remote"] = bool(remote)
+    return out
+
+
+def _uses(s: Subject, *tools: str) -> bool:
+    return any(t in s.get("names") for t in tools)
+
+
+@extractor(KIND, "ssh")
+def _ssh(s: Subject) -> dict[str, Any]:
+    return ssh_facts(s.obj.cmdline) if _uses(s, "ssh", "autossh") else {}
+
+
+def _ssh_field(key: str) -> None:
+    extractor(KIND, f"ssh.{key}")(lambda s: s.get("ssh").get(key))
+
+
+for _key in ("destination", "local_destination", "reverse", "vpn", "socks", "remote_forward"):
+    _ssh_field(_key)
+
+
+@extractor(KIND, "socat")
+def _socat(s: Subject) -> dict[str, Any]:
+    return socat_facts(s.obj.cmdline) if _uses(s, "socat") else {}
+
+
+def _socat_field(key: str) -> None:
+    extractor(KIND, f"socat.{key}")(lambda s: s.get("socat").get(key))
+
+
+for _key in ("exec", "socks", "relay_target", "relay_remote"):
+    _socat_field(_key)
+
+
+@extractor(KIND, "netcat.exec")
+def _netcat_exec(s: Subject) -> bool:
+    """netcat started with a program to run on the connection (-e, -c, --exec)."""
+    return bool(set(s.get("names")) & NETCAT) and netcat_exec(s.obj.cmdline)
