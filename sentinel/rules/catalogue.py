@@ -160,6 +160,18 @@ class Subject:
 
 
 @dataclass(frozen=True, slots=True)
+class Sample:
+    """One embedded rule test: a sample of the rule's event kind and the expected severity."""
+
+    line: int
+    data: dict[str, Any]
+
+    @property
+    def expect(self) -> str:
+        return str(self.data["expect"]).lower()
+
+
+@dataclass(frozen=True, slots=True)
 class Match:
     """A rule that held for a subject, with its severity, summary and evidence."""
 
@@ -192,7 +204,7 @@ class Rule:
     match_any: list[Cond] = field(default_factory=list)
     downgrades: list[tuple[list[Cond], list[Cond], Severity]] = field(default_factory=list)
     exceptions: list[Cond] = field(default_factory=list)
-    tests: list[dict[str, Any]] = field(default_factory=list)
+    tests: list[Sample] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -324,6 +336,14 @@ class _Source:
                     return n
                 seen += 1
         return start
+
+    def sample_line(self, index: int, nth: int) -> int:
+        """The line of the nth embedded test of the index-th rule."""
+        start = self.key_line(index, "tests")
+        end = self.rule_lines[index + 1] if index + 1 < len(self.rule_lines) else len(self.lines)
+        pat = re.compile(r"^\s*(?:\{|\[\[\s*rule\.tests\s*\]\])")
+        hits = [n for n in range(start, end + 1) if n and pat.match(self.lines[n - 1])]
+        return hits[nth] if nth < len(hits) else start
 
     def error(self, line: int, key: str, msg: str) -> CatalogueError:
         where = f"{self.path}:{line}" if line else str(self.path)
@@ -508,18 +528,19 @@ class _Compiler:
         tests = raw.get("tests", [])
         if not isinstance(tests, list) or not all(isinstance(t, dict) for t in tests):
             raise src.error(src.key_line(index, "tests"), "tests", "a list of tables")
+        samples = []
         for i, t in enumerate(tests):
+            n = src.sample_line(index, i)
             bad = set(t) - kind.sample_keys - {"expect", "note"}
             if bad or "expect" not in t:
                 what = f"unknown sample key {sorted(bad)[0]!r}" if bad else "needs 'expect'"
-                raise src.error(src.key_line(index, "tests", i), f"tests[{i}]", what)
+                raise src.error(n, f"tests[{i}]", what)
             if t["expect"] != "none":
                 try:
                     _severity(t["expect"])
                 except ValueError as exc:
-                    raise src.error(
-                        src.key_line(index, "tests", i), f"tests[{i}]", str(exc)
-                    ) from None
+                    raise src.error(n, f"tests[{i}]", str(exc)) from None
+            samples.append(Sample(n, t))
         return Rule(
             id=rid,
             title=raw["title"],
@@ -540,7 +561,7 @@ class _Compiler:
             match_any=any_,
             downgrades=downgrades,
             exceptions=exceptions,
-            tests=tests,
+            tests=samples,
             raw=raw,
         )
 
