@@ -196,12 +196,6 @@ def _socat_relay_what(s: Subject) -> str | None:
     return f"socat relay to {target}" if target else None
 
 
-@extractor(KIND, "judged")
-def _judged(s: Subject) -> bool:
-    """False for a kernel thread or a zombie whose image is gone: nothing to judge."""
-    return bool(s.obj.exe or s.obj.cmdline)
-
-
 SAMPLE_KEYS = {"argv", "exe", "name", "user", "pid", "ppid", "parent", "exe_deleted", "argv0"}
 
 
