@@ -62,6 +62,19 @@ class CatalogueError(Exception):
 Cond = Callable[["Subject", dict[str, Any]], bool]
 
 
+class _Cond:
+    """A compiled condition; `gate` names its field when it can only hold if that is set."""
+
+    __slots__ = ("check", "gate")
+
+    def __init__(self, check: Cond, gate: str = "") -> None:
+        self.check = check
+        self.gate = gate
+
+    def __call__(self, s: Subject, caps: dict[str, Any]) -> bool:
+        return self.check(s, caps)
+
+
 def _lower(v: Any) -> Any:
     return v.lower() if isinstance(v, str) else v
 
@@ -75,7 +88,7 @@ def _elements(v: Any) -> list[Any]:
 
 
 def _op_exists(v: Any, _val: Any) -> Any:
-    return v not in (None, False, "", [], ()) and v != {}
+    return bool(v)
 
 
 def _op_equals(v: Any, val: Any) -> Any:
@@ -87,11 +100,16 @@ def _op_in(v: Any, val: frozenset[Any]) -> Any:
 
 
 def _op_any(v: Any, val: frozenset[Any]) -> Any:
-    out = list(dict.fromkeys(e for e in _elements(v) if _lower(e) in val))
-    return out or None
+    if not v:
+        return None
+    out = [e for e in _elements(v) if (e.lower() if isinstance(e, str) else e) in val]
+    return (list(dict.fromkeys(out)) if len(out) > 1 else out) or None
 
 
 def _op_matches(v: Any, val: re.Pattern[str]) -> Any:
+    if isinstance(v, str):
+        m = val.search(v)
+        return [m.group(m.lastindex or 0)] if m else None
     out = [m.group(m.lastindex or 0) for e in _elements(v) if (m := val.search(str(e)))]
     return out or None
 
@@ -103,6 +121,8 @@ def _op_contains(v: Any, val: Any) -> Any:
 
 
 def _op_prefix_in(v: Any, val: tuple[str, ...]) -> Any:
+    if isinstance(v, str):
+        return [v] if v.lower().startswith(val) else None
     out = [e for e in _elements(v) if str(e).lower().startswith(val)]
     return out or None
 
@@ -137,6 +157,9 @@ OPERATORS: dict[str, tuple[Callable[[Any, Any], Any], str]] = {
 }
 
 
+_MISSING = object()
+
+
 class Subject:
     """One event seen as a rule subject: its fields, computed once each, on demand."""
 
@@ -149,11 +172,10 @@ class Subject:
         self.cache: dict[str, Any] = {}
 
     def get(self, name: str) -> Any:
-        try:
-            return self.cache[name]
-        except KeyError:
+        value = self.cache.get(name, _MISSING)
+        if value is _MISSING:
             value = self.cache[name] = self.kind.fields[name](self)
-            return value
+        return value
 
     def list(self, name: str) -> Any:
         return self.catalogue.lists[name]
@@ -206,15 +228,23 @@ class Rule:
     exceptions: list[Cond] = field(default_factory=list)
     tests: list[Sample] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
+    gate: str = ""  # a field the rule needs set: when it is not, the rule is not run
+
+    def __post_init__(self) -> None:
+        first = self.match_all[0] if self.match_all else None
+        self.gate = first.gate if isinstance(first, _Cond) else ""
 
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}"
 
     def holds(self, s: Subject, caps: dict[str, Any]) -> bool:
-        if not all(c(s, caps) for c in self.match_all):
-            return False
-        return not self.match_any or any(c(s, caps) for c in self.match_any)
+        for c in self.match_all:
+            if not c(s, caps):
+                return False
+        if not self.match_any:
+            return True
+        return any(c(s, caps) for c in self.match_any)
 
     def evaluate(self, s: Subject) -> Match | None:
         """The match of this rule on the subject, or None (no match, or an exception holds)."""
@@ -299,7 +329,13 @@ class Catalogue:
 
     def evaluate_subject(self, s: Subject) -> list[Match]:
         out = []
+        get, cache = s.get, s.cache
         for rule in self.rules.get(s.kind.name, ()):
+            gate = rule.gate
+            if gate:
+                v = cache.get(gate, _MISSING)
+                if not (get(gate) if v is _MISSING else v):
+                    continue
             m = rule.evaluate(s)
             if m is not None:
                 out.append(m)
@@ -428,6 +464,16 @@ class _Compiler:
         if cap is not None and (not isinstance(cap, str) or not cap):
             raise self.src.error(line, key, "'as' names a capture")
 
+        # ops that cannot hold on an unset field: the rule is skipped while it is unset
+        needs = op in ("any", "prefix_in", "suffix_in", "contains") or (op == "exists" and want)
+        if op == "matches" and value.search("") is None:
+            needs = True
+        gate = name if needs and not negate else ""
+        if op == "exists" and not negate and not cap:  # the common case, kept cheap
+            if want:
+                return _Cond(lambda s, caps: bool(s.get(name)), gate)
+            return _Cond(lambda s, caps: not s.get(name))
+
         def check(s: Subject, caps: dict[str, Any]) -> bool:
             got = fn(s.get(name), value)
             ok = bool(got) == want
@@ -441,7 +487,7 @@ class _Compiler:
                     caps[cap] = got if isinstance(got, list) else s.get(name)
             return ok
 
-        return check
+        return _Cond(check, gate)
 
     def group(self, kind: Kind, raw: Any, index: int, key: str) -> tuple[list[Cond], list[Cond]]:
         if not isinstance(raw, dict):

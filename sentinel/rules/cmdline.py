@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
 
 from sentinel.core.model import Proc, Severity
@@ -50,7 +49,8 @@ LOCAL_HOSTS = frozenset({"localhost", "ip6-localhost", "ip6-loopback", "::1", "0
 
 
 def base(path: str) -> str:
-    return os.path.basename(path.rstrip("/")).lower()
+    """The lower-cased last component of a path (what os.path.basename gives, sans '/')."""
+    return path.rstrip("/").rpartition("/")[2].lower()
 
 
 def in_temp_dir(path: str) -> str | None:
@@ -140,13 +140,18 @@ def hostnames(text: str) -> list[tuple[str, int | None]]:
 
 
 def option_values(tokens: list[str], options: tuple[str, ...]) -> list[str]:
+    """Values of the options (`-o value`, `--opt value`, `--opt=value`), in token order."""
+    wanted = set(options)
     values = []
+    last = len(tokens) - 1
     for i, tok in enumerate(tokens):
-        for opt in options:
-            if tok == opt and i + 1 < len(tokens):
+        if tok in wanted:
+            if i < last:
                 values.append(tokens[i + 1])
-            elif opt.startswith("--") and tok.startswith(opt + "="):
-                values.append(tok[len(opt) + 1 :])
+        elif tok.startswith("--") and "=" in tok:
+            name, _, value = tok.partition("=")
+            if name in wanted:
+                values.append(value)
     return values
 
 

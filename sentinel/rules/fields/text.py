@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sentinel.rules import cmdline
@@ -16,6 +17,7 @@ KIND = "text"
 LONG_OPTION = re.compile(r"(?<![\w-])--[a-z0-9][\w-]*", re.IGNORECASE)
 WORD_SPLIT = re.compile(r"[^a-z0-9._-]+")
 BASE64_DEPTH = 2
+USER_HINTS = ("-u", "--login", "--wallet", "-O")  # a substring of every user option
 
 
 def _text(s: Subject) -> str:
@@ -27,13 +29,15 @@ extractor(KIND, "text")(_text)
 
 @extractor(KIND, "stratum_urls")
 def _stratum_urls(s: Subject) -> list[str]:
-    return [u for u, _ in cmdline.stratum_urls(s.get("text"))]
+    text = s.get("text")
+    return [u for u, _ in cmdline.stratum_urls(text)] if "://" in text else []
 
 
 @extractor(KIND, "long_options")
 def _long_options(s: Subject) -> list[str]:
     """Long options written in the text, lower-cased, sorted, without values."""
-    return sorted({m.lower() for m in LONG_OPTION.findall(s.get("text"))})
+    text = s.get("text")
+    return sorted({m.lower() for m in LONG_OPTION.findall(text)}) if "--" in text else []
 
 
 @extractor(KIND, "tokens")
@@ -44,12 +48,16 @@ def _tokens(s: Subject) -> list[str]:
 @extractor(KIND, "algo_values")
 def _algo_values(s: Subject) -> list[str]:
     """Values of --algo, --algorithm and -a."""
+    if "-a" not in s.get("text"):  # in each of the options
+        return []
     return cmdline.option_values(s.get("tokens"), cmdline.ALGO_OPTIONS)
 
 
 @extractor(KIND, "pool_logins")
 def _pool_logins(s: Subject) -> list[str]:
     """host:port pool options, when a user/wallet option is given too."""
+    if not any(o in s.get("text") for o in USER_HINTS):
+        return []
     tokens = s.get("tokens")
     pools = [
         v for v in cmdline.option_values(tokens, cmdline.POOL_OPTIONS) if cmdline.HOST_PORT.match(v)
@@ -60,7 +68,8 @@ def _pool_logins(s: Subject) -> list[str]:
 @extractor(KIND, "hostnames")
 def _hostnames(s: Subject) -> list[str]:
     """Host names written in the text (nothing is resolved)."""
-    return [h for h, _ in cmdline.hostnames(s.get("text"))]
+    text = s.get("text")
+    return [h for h, _ in cmdline.hostnames(text)] if "." in text else []
 
 
 @extractor(KIND, "words")
@@ -92,8 +101,6 @@ def _sample(sample: dict[str, Any]) -> str:
 
 def matches(cat: Catalogue, text: str, depth: int = BASE64_DEPTH) -> list[Match]:
     """Text rules on the text and on base64 texts hidden inside it (up to `depth` layers)."""
-    from dataclasses import replace
-
     found = cat.evaluate(KIND, text)
     if depth > 0:
         for decoded in cmdline.decoded_base64(text):

@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from sentinel.rules.cmdline import base, is_local_host
-from sentinel.rules.kinds import extractor
+from sentinel.rules.kinds import extractor, fact_group
 
 if TYPE_CHECKING:
     from sentinel.rules.catalogue import Subject
@@ -133,30 +133,17 @@ def _uses(s: Subject, *tools: str) -> bool:
     return any(t in s.get("names") for t in tools)
 
 
-@extractor(KIND, "ssh")
+SSH_KEYS = ("destination", "local_destination", "reverse", "vpn", "socks", "remote_forward")
+
+
+@fact_group(KIND, "ssh", SSH_KEYS)
 def _ssh(s: Subject) -> dict[str, Any]:
     return ssh_facts(s.obj.cmdline) if _uses(s, "ssh", "autossh") else {}
 
 
-def _ssh_field(key: str) -> None:
-    extractor(KIND, f"ssh.{key}")(lambda s: s.get("ssh").get(key))
-
-
-for _key in ("destination", "local_destination", "reverse", "vpn", "socks", "remote_forward"):
-    _ssh_field(_key)
-
-
-@extractor(KIND, "socat")
+@fact_group(KIND, "socat", ("exec", "socks", "relay_target", "relay_remote"))
 def _socat(s: Subject) -> dict[str, Any]:
     return socat_facts(s.obj.cmdline) if _uses(s, "socat") else {}
-
-
-def _socat_field(key: str) -> None:
-    extractor(KIND, f"socat.{key}")(lambda s: s.get("socat").get(key))
-
-
-for _key in ("exec", "socks", "relay_target", "relay_remote"):
-    _socat_field(_key)
 
 
 @extractor(KIND, "netcat.exec")
