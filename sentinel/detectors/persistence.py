@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
 
 from sentinel.core.events import Event, FileChange
-from sentinel.core.model import Category, FileFacts, Finding, Severity
+from sentinel.core.model import Category, FileFacts, Finding
 from sentinel.detectors import Detector, register
-from sentinel.rules import catalogue, intel
 from sentinel.rules.fields.persistence import meaningful
-
-
-@cache
-def _builtin() -> catalogue.Catalogue:
-    return catalogue.load(intel.load())
-
-
-def classify(path: str) -> tuple[str, Severity]:
-    """The kind of persistence place a path is, and the severity of a plain addition."""
-    for m in _builtin().evaluate("persistence", FileChange(0.0, path, "created", "persistence")):
-        return m.rule.id.removeprefix("persistence."), m.severity
-    return "other", Severity.LOW
 
 
 @register

@@ -227,7 +227,6 @@ class Rule:
     downgrades: list[tuple[list[Cond], list[Cond], Severity]] = field(default_factory=list)
     exceptions: list[Cond] = field(default_factory=list)
     tests: list[Sample] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict)
     gate: str = ""  # a field the rule needs set: when it is not, the rule is not run
 
     def __post_init__(self) -> None:
@@ -544,6 +543,11 @@ class _Compiler:
             v = raw.get(key, [])
             if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
                 raise src.error(src.key_line(index, key), key, "a list of strings")
+        bad_attack = [a for a in raw.get("attack", []) if not ATTACK_ID.match(a)]
+        if bad_attack:
+            raise src.error(
+                src.key_line(index, "attack"), "attack", f"not an ATT&CK id: {bad_attack[0]!r}"
+            )
         all_, any_ = self.group(kind, raw["match"], index, "match")
         if not all_ and not any_:
             raise src.error(src.key_line(index, "match"), "match", "no conditions")
@@ -608,7 +612,6 @@ class _Compiler:
             downgrades=downgrades,
             exceptions=exceptions,
             tests=samples,
-            raw=raw,
         )
 
     @staticmethod

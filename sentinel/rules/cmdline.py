@@ -8,7 +8,6 @@ import re
 
 from sentinel.core.model import Proc, Severity
 from sentinel.core.paths import under
-from sentinel.rules.intel import Intel
 
 TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 INTERPRETERS = re.compile(r"^(python[\d.]*|perl[\d.]*|ruby[\d.]*|node|bash|sh|dash|zsh|ksh)$")
@@ -91,18 +90,6 @@ def names(proc: Proc) -> dict[str, str]:
     if script:
         out["script"] = base(script)
     return {k: v for k, v in out.items() if v}
-
-
-def miner_name(proc: Proc, intel: Intel) -> tuple[str, str] | None:
-    """(which, name) when comm, exe, argv0 or script names a known miner."""
-    for which, name in names(proc).items():
-        if name in intel.miner_names:
-            return which, name
-        if which == "comm" and len(name) == 15:  # comm is cut at 15 characters
-            for known in intel.miner_names:
-                if known.startswith(name):
-                    return which, known
-    return None
 
 
 def exec_location(proc: Proc) -> tuple[str, Severity] | None:

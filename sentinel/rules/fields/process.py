@@ -19,7 +19,6 @@ KTHREAD_NAME = re.compile(
     r"|khungtaskd|kblockd|kintegrityd|ksmd|oom_reaper|rcu_\w+"
     r"|(?:migration|cpuhp|watchdog|irq|jbd2|idle_inject)/.*)$"
 )
-KTHREADD_PID = 2
 
 # names worth impersonating -> the executables that legitimately carry them
 _SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "rbash"}
