@@ -55,6 +55,9 @@ INTEL_LISTS = (
 )
 
 
+PATTERN_LISTS = ("kthread_names",)  # lists of regular expressions, used as one
+
+
 class CatalogueError(Exception):
     """A rule file that cannot be loaded; the message names the file, the line and the key."""
 
@@ -315,6 +318,14 @@ class Catalogue:
     kinds: dict[str, Kind]
     lists: dict[str, Any]
     rules: dict[str, list[Rule]] = field(default_factory=dict)
+    patterns: dict[str, re.Pattern[str]] = field(default_factory=dict)
+
+    def pattern(self, name: str) -> re.Pattern[str]:
+        """A list of regular expressions as one alternation (compiled once, checked at load)."""
+        rx = self.patterns.get(name)
+        if rx is None:
+            rx = self.patterns[name] = re.compile("|".join(f"(?:{p})" for p in self.lists[name]))
+        return rx
 
     def all_rules(self) -> list[Rule]:
         return [r for rules in self.rules.values() for r in rules]
@@ -649,6 +660,37 @@ def _read(path: Path) -> tuple[_Source, dict[str, Any]]:
     return src, data
 
 
+def _merge_list(src: _Source, line: int, name: str, old: Any, values: Any) -> Any:
+    """A named list (strings or numbers), or a table of such lists, joined to an earlier one."""
+    key = f"lists.{name}"
+    if isinstance(values, dict):
+        if old is not None and not isinstance(old, dict):
+            raise src.error(line, key, "a table here, a list elsewhere")
+        if not all(isinstance(v, list) for v in values.values()):
+            raise src.error(line, key, "a table of lists")
+        return {
+            **(old or {}),
+            **{str(k).lower(): [str(x).lower() for x in v] for k, v in values.items()},
+        }
+    if not isinstance(values, list):
+        raise src.error(line, key, "a list, or a table of lists")
+    if old is not None and not isinstance(old, list):
+        raise src.error(line, key, "a list here, a table elsewhere")
+    return [*(old or []), *values]
+
+
+def _check_patterns(cat: Catalogue, origins: dict[str, tuple[_Source, int]]) -> None:
+    """Compile each list of regular expressions now, naming the file that last extended it."""
+    for name in PATTERN_LISTS:
+        if name not in cat.lists:
+            continue
+        try:
+            cat.pattern(name)
+        except re.error as exc:
+            src, line = origins[name]
+            raise src.error(line, f"lists.{name}", f"bad regular expression: {exc}") from None
+
+
 def rule_files(dirs: Iterable[str | Path]) -> list[Path]:
     """The *.toml files of each directory, sorted by name within a directory."""
     out: list[Path] = []
@@ -677,21 +719,18 @@ def load(
     files = rule_files([builtin_subdir("rules")] if builtin else []) + rule_files(dirs)
     parsed = [_read(p) for p in files]
     lists: dict[str, Any] = intel_lists(i)
+    origins: dict[str, tuple[_Source, int]] = {}
     for src, data in parsed:
         raw = data.get("lists", {})
         if not isinstance(raw, dict):
             raise src.error(0, "lists", "a table of name = [values]")
         for name, values in raw.items():
             n = next((k for k, ln in enumerate(src.lines, 1) if ln.strip().startswith(name)), 0)
-            if not isinstance(values, list):
-                raise src.error(n, f"lists.{name}", "a list")
-            if name in lists and name not in INTEL_LISTS:
-                old = lists[name]
-                lists[name] = [*old, *values]
-            elif name in INTEL_LISTS:
+            if name in INTEL_LISTS:
                 raise src.error(n, f"lists.{name}", "extend indicator lists in a .txt file")
-            else:
-                lists[name] = list(values)
+            lists[name] = _merge_list(src, n, name, lists.get(name), values)
+            origins[name] = (src, n)
+    by_key: dict[tuple[str, str], Rule] = {}
     by_key: dict[tuple[str, str], Rule] = {}
     for src, data in parsed:
         comp = _Compiler(src, kinds, lists)
@@ -715,6 +754,7 @@ def load(
         if rid not in off:
             cat.rules.setdefault(event, []).append(rule)
     _add_user_exceptions(cat, exceptions or {}, source)
+    _check_patterns(cat, origins)
     return cat
 
 

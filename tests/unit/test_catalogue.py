@@ -195,3 +195,19 @@ def test_every_kind_builds_samples_and_has_fields() -> None:
 def test_selftest_counts_samples(cat: catalogue.Catalogue) -> None:
     count, failures = selftest.run(cat)
     assert count == sum(len(r.tests) for r in cat.all_rules()) and not failures
+
+
+def test_user_lists_extend_ours(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        '[lists]\nkthread_names = ["kfakethread"]\n[lists.masquerade_carriers]\nmyd = ["myd"]\n',
+    )
+    cat = catalogue.load(intel.load(), [tmp_path])
+    fired = {m.rule.id for m in cat.evaluate("process", proc(name="kfakethread", exe="/opt/k"))}
+    assert "evasion.kthread_masquerade" in fired
+    fake = proc(name="myd", exe="/opt/w/miner", cmdline=["myd"])
+    assert "evasion.name_masquerade" in {m.rule.id for m in cat.evaluate("process", fake)}
+    assert "kworker.*" in cat.lists["kthread_names"] and "sshd" in cat.lists["masquerade_carriers"]
+    path = write(tmp_path, '\n[lists]\nkthread_names = ["(bad"]\n')
+    with pytest.raises(CatalogueError, match=rf"^{path}:3: lists.kthread_names: bad regular"):
+        catalogue.load(intel.load(), [tmp_path])

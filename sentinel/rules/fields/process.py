@@ -14,63 +14,17 @@ if TYPE_CHECKING:
     from sentinel.rules.catalogue import Subject
 
 KIND = "process"
-KTHREAD_NAME = re.compile(
-    r"^(?:kthreadd|kworker.*|ksoftirqd.*|kswapd\d*|kcompactd\d*|khugepaged|kdevtmpfs|kauditd"
-    r"|khungtaskd|kblockd|kintegrityd|ksmd|oom_reaper|rcu_\w+"
-    r"|(?:migration|cpuhp|watchdog|irq|jbd2|idle_inject)/.*)$"
-)
-
-# names worth impersonating -> the executables that legitimately carry them
-_SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "rbash"}
-_INITS = {"systemd", "init", "tini", "dumb-init", "docker-init", "catatonit", "runit"}
-CLAIMED: dict[str, set[str]] = {
-    "sh": _SHELLS,
-    "bash": {"bash", "rbash"},
-    "dash": {"dash"},
-    "zsh": {"zsh"},
-    "ksh": {"ksh", "mksh"},
-    "sshd": {"sshd", "sshd-session", "sshd-auth"},
-    "sshd-session": {"sshd-session"},
-    "systemd": {"systemd"},
-    "init": _INITS,
-    "cron": {"cron", "crond"},
-    "crond": {"cron", "crond"},
-    "atd": {"atd"},
-    "anacron": {"anacron"},
-    "agetty": {"agetty"},
-    "login": {"login"},
-    "sudo": {"sudo"},
-    "su": {"su"},
-    "dbus-daemon": {"dbus-daemon", "dbus-broker"},
-    "dbus-broker": {"dbus-broker", "dbus-broker-launch"},
-    "rsyslogd": {"rsyslogd"},
-    "syslog-ng": {"syslog-ng"},
-    "polkitd": {"polkitd"},
-    "udevd": {"udevd", "systemd-udevd"},
-    "containerd": {"containerd"},
-    "dockerd": {"dockerd"},
-    "kubelet": {"kubelet"},
-    "nvidia-persistenced": {"nvidia-persistenced"},
-    "postgres": {"postgres", "postmaster"},
-    "nginx": {"nginx"},
-    "httpd": {"httpd", "apache2"},
-    "apache2": {"apache2", "httpd"},
-    "mysqld": {"mysqld", "mariadbd"},
-    "redis-server": {"redis-server", "redis-check-rdb"},
-    "php-fpm": {"php-fpm"},
-    "chronyd": {"chronyd"},
-    "ntpd": {"ntpd"},
-}
 _VERSION_SUFFIX = r"[\d.-]*"
+Carriers = dict[str, list[str]]
 
 
-def kthread_claim(proc: Proc) -> str | None:
+def kthread_claim(proc: Proc, pattern: re.Pattern[str]) -> str | None:
     """The kernel-thread name a user process shows, bracketed argv0 or kthread-style name."""
     argv0 = proc.argv0.strip()
     if argv0.startswith("[") and argv0.endswith("]"):
         return argv0
     for name in (proc.name, argv0.split()[0] if argv0.split() else ""):
-        if name and KTHREAD_NAME.match(name):
+        if name and pattern.fullmatch(name):
             return name
     return None
 
@@ -84,16 +38,19 @@ def claimed_name(argv0: str) -> str:
     return base(parts[0]) if parts else ""
 
 
-def legit_carrier(claim: str, exe_base: str) -> bool:
+def legit_carrier(claim: str, exe_base: str, carriers: Carriers) -> bool:
     """Whether an executable named exe_base may carry the name claim."""
-    allowed = CLAIMED.get(claim, {claim})
+    allowed = carriers.get(claim, [claim])
     if exe_base == "busybox" or exe_base in allowed:
         return True
     return any(re.fullmatch(re.escape(a) + _VERSION_SUFFIX, exe_base) for a in allowed)
 
 
-def name_masquerade(proc: Proc) -> tuple[str, str] | None:
-    """(which, claim) when comm or argv0 names a system program the executable is not."""
+def name_masquerade(proc: Proc, carriers: Carriers) -> tuple[str, str] | None:
+    """(which, claim) when comm or argv0 names a system program the executable is not.
+
+    `carriers` maps each name worth impersonating to the executables that may carry it.
+    """
     if not proc.exe or proc.pid == 1:
         return None
     exe_base = base(proc.exe)
@@ -101,11 +58,11 @@ def name_masquerade(proc: Proc) -> tuple[str, str] | None:
     # straddles the exec pairs them with the new executable: a parent's name is no claim
     parent = proc.ancestors[0].name.lower() if proc.ancestors else ""
     for which, claim in (("comm", proc.name.lower()), ("argv0", claimed_name(proc.argv0))):
-        if claim == parent or not (claim in CLAIMED or claim.startswith("systemd-")):
+        if claim == parent or not (claim in carriers or claim.startswith("systemd-")):
             continue
         if which == "comm" and len(claim) == 15 and exe_base[:15] == claim:
             continue
-        if not legit_carrier(claim, exe_base):
+        if not legit_carrier(claim, exe_base, carriers):
             return which, claim
     return None
 
@@ -122,7 +79,9 @@ extractor(KIND, "name")(lambda s: s.obj.name.lower())
 extractor(KIND, "exe_base")(lambda s: base(s.obj.exe))
 extractor(KIND, "cmdline")(lambda s: " ".join(s.obj.cmdline))
 extractor(KIND, "parent")(lambda s: s.obj.ancestors[0].name.lower() if s.obj.ancestors else "")
-extractor(KIND, "kthread_claim")(lambda s: kthread_claim(s.obj))
+extractor(KIND, "kthread_claim")(
+    lambda s: kthread_claim(s.obj, s.catalogue.pattern("kthread_names"))
+)
 extractor(KIND, "script")(lambda s: cmdline.script_path(s.obj))
 extractor(KIND, "exe_temp_dir")(lambda s: cmdline.in_temp_dir(s.obj.exe))
 
@@ -165,7 +124,7 @@ def _tunnel_tool(s: Subject) -> str | None:
 @extractor(KIND, "masquerade")
 def _masquerade(s: Subject) -> dict[str, str]:
     """{comm|argv0: claimed name} when a name claims a system program the exe is not."""
-    m = name_masquerade(s.obj)
+    m = name_masquerade(s.obj, s.list("masquerade_carriers"))
     return {m[0]: m[1]} if m else {}
 
 
