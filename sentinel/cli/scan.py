@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         timeout=cfg.scan.timeout,
         exclude=cfg.scan.exclude,
         cache_path=None if args.no_cache else os.path.join(cfg.agent.state_dir, CACHE_FILE),
-        own_paths=[cfg.agent.state_dir, cfg.alert_log],
+        own_paths=[cfg.agent.state_dir, cfg.alert_log, str(intel.builtin_dir())],
     )
     progress = _LiveStatus() if sys.stderr.isatty() else None
     try:
