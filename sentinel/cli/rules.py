@@ -30,16 +30,15 @@ def add_parser(sub: Any) -> None:
 def _catalogue(args: argparse.Namespace, extra: list[str] | None = None) -> Any:
     """The catalogue for the config, plus extra rule directories; None after a load error."""
     from sentinel.core import config
-    from sentinel.rules import catalogue, intel
+    from sentinel.rules import intel, loader
+    from sentinel.rules.catalogue import CatalogueError
 
     cfg = config.load(args.config) if args.config else config.Config()
     dirs = [*cfg.rules.dirs, *(extra or [])]
     try:
         lists = intel.load([*cfg.scan.rules, *dirs])
-        return catalogue.load(
-            lists, dirs, cfg.rules.disable, cfg.rules.exceptions, source=cfg.source
-        )
-    except (catalogue.CatalogueError, intel.IntelError) as exc:
+        return loader.load(lists, dirs, cfg.rules.disable, cfg.rules.exceptions, source=cfg.source)
+    except (CatalogueError, intel.IntelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
 

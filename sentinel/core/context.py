@@ -38,9 +38,9 @@ class Context:
     @cached_property
     def catalogue(self) -> Catalogue:
         """The rule catalogue (ours, the user's directories, less disabled rules), built once."""
-        from sentinel.rules import catalogue
+        from sentinel.rules import loader
 
         rc = self.config.rules
-        return catalogue.load(
+        return loader.load(
             self.intel, rc.dirs, rc.disable, rc.exceptions, source=self.config.source
         )

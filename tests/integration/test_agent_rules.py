@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from agent_harness import AgentRun, Record
 
-from sentinel.rules import catalogue, intel
+from sentinel.rules import intel, loader
 from sentinel.rules.fields.process import sample_proc
 
 pytestmark = [
@@ -122,5 +122,5 @@ def test_disabled_builtin_rule_no_longer_fires(agent: AgentRun, tmp_path: Path, 
     # the same process facts, judged by our catalogue without the disable, do fire it
     seen = rec["process"]
     facts = sample_proc({"argv": seen["cmdline"], "exe": seen["exe"], "name": seen["name"]})
-    fired = {m.rule.id for m in catalogue.load(intel.load()).evaluate("process", facts)}
+    fired = {m.rule.id for m in loader.load(intel.load()).evaluate("process", facts)}
     assert "tunnel.tool" in fired

@@ -14,13 +14,14 @@ from sentinel.core import config
 from sentinel.core.events import ProcExec
 from sentinel.core.model import Category, Severity
 from sentinel.detectors.process import ProcessDetector
-from sentinel.rules import catalogue, intel, kinds, selftest
-from sentinel.rules.catalogue import ATTACK_ID, ID_FORMAT, CatalogueError
+from sentinel.rules import catalogue, intel, kinds, loader, selftest
+from sentinel.rules.catalogue import CatalogueError
+from sentinel.rules.loader import ATTACK_ID, ID_FORMAT
 
 
 @pytest.fixture(scope="module")
 def cat() -> catalogue.Catalogue:
-    return catalogue.load(intel.load())
+    return loader.load(intel.load())
 
 
 def test_rules_test_passes_over_the_whole_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
@@ -115,13 +116,13 @@ def test_errors_name_file_line_and_key(
 ) -> None:
     path = write(tmp_path, RULE.replace(*change))
     with pytest.raises(CatalogueError, match=rf"^{re.escape(str(path))}:{line}: .*{message}"):
-        catalogue.load(intel.load(), [tmp_path])
+        loader.load(intel.load(), [tmp_path])
 
 
 def test_duplicate_id_in_one_file(tmp_path: Path) -> None:
     path = write(tmp_path, RULE + RULE)
     with pytest.raises(CatalogueError, match=rf"^{re.escape(str(path))}:15: id: duplicate"):
-        catalogue.load(intel.load(), [tmp_path])
+        loader.load(intel.load(), [tmp_path])
 
 
 def test_failing_embedded_test_names_rule_file_and_line(
@@ -140,7 +141,7 @@ def test_user_rule_joins_and_overrides_ours(tmp_path: Path) -> None:
     override = RULE.replace("local.demo", "miner.process_name").replace("demo-miner", "xm")
     write(tmp_path, RULE)
     write(tmp_path, override, "over.toml")
-    cat = catalogue.load(intel.load(), [tmp_path])
+    cat = loader.load(intel.load(), [tmp_path])
     named = [r for r in cat.all_rules() if r.id == "miner.process_name"]
     assert len(named) == 1 and named[0].file == str(tmp_path / "over.toml")
     got = {m.rule.id for m in cat.evaluate("process", proc(name="demo-miner"))}
@@ -174,7 +175,7 @@ def test_bad_exception_in_config_names_file_line_and_key(tmp_path: Path) -> None
     cfg_path.write_text(CONFIG.format(dir=tmp_path).replace('op = "equals"', 'op = "eq"'))
     cfg = config.load(str(cfg_path))
     with pytest.raises(CatalogueError, match=rf"^{cfg_path}:7: rules.exceptions.local.demo\[0\]"):
-        catalogue.load(
+        loader.load(
             intel.load(), cfg.rules.dirs, exceptions=cfg.rules.exceptions, source=cfg.source
         )
     assert main(["check-config", "-c", str(cfg_path)]) == 78
@@ -202,7 +203,7 @@ def test_user_lists_extend_ours(tmp_path: Path) -> None:
         tmp_path,
         '[lists]\nkthread_names = ["kfakethread"]\n[lists.masquerade_carriers]\nmyd = ["myd"]\n',
     )
-    cat = catalogue.load(intel.load(), [tmp_path])
+    cat = loader.load(intel.load(), [tmp_path])
     fired = {m.rule.id for m in cat.evaluate("process", proc(name="kfakethread", exe="/opt/k"))}
     assert "evasion.kthread_masquerade" in fired
     fake = proc(name="myd", exe="/opt/w/miner", cmdline=["myd"])
@@ -210,4 +211,4 @@ def test_user_lists_extend_ours(tmp_path: Path) -> None:
     assert "kworker.*" in cat.lists["kthread_names"] and "sshd" in cat.lists["masquerade_carriers"]
     path = write(tmp_path, '\n[lists]\nkthread_names = ["(bad"]\n')
     with pytest.raises(CatalogueError, match=rf"^{path}:3: lists.kthread_names: bad regular"):
-        catalogue.load(intel.load(), [tmp_path])
+        loader.load(intel.load(), [tmp_path])

@@ -16,7 +16,7 @@ import pytest
 
 from sentinel.core import config
 from sentinel.engine import replay
-from sentinel.rules import catalogue, intel
+from sentinel.rules import intel, loader
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 EVENTS = GOLDEN / "events.jsonl"
@@ -46,7 +46,7 @@ def test_golden_replay(tmp_path: Path, request: pytest.FixtureRequest) -> None:
 
 def test_every_rule_fires_in_the_golden_stream() -> None:
     fired = {json.loads(line)["rule"] for line in EXPECTED.read_text().splitlines()}
-    ids = {r.id for r in catalogue.load(intel.load()).all_rules()}
+    ids = {r.id for r in loader.load(intel.load()).all_rules()}
     assert ids - fired == set()
 
 

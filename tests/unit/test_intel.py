@@ -2,13 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from sentinel.rules import catalogue, intel
+from sentinel.rules import intel, loader
 from sentinel.rules.fields.process import sample_proc
 
 
 def is_miner_name(i: intel.Intel, path: str) -> bool:
     """Whether the process rules take a process running `path` for a known miner."""
-    cat = catalogue.load(i)
+    cat = loader.load(i)
     p = sample_proc({"argv": [path], "exe": path, "name": "w"})
     return "miner.process_name" in {m.rule.id for m in cat.evaluate("process", p)}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fakes import proc
 
-from sentinel.rules import catalogue, intel, kinds, selftest
+from sentinel.rules import intel, kinds, loader, selftest
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "RULES.md"
 
@@ -21,7 +21,7 @@ def example() -> str:
 
 def test_example_rule_loads_passes_its_tests_and_fires(tmp_path: Path) -> None:
     (tmp_path / "local.toml").write_text(example())
-    cat = catalogue.load(intel.load(), [tmp_path])
+    cat = loader.load(intel.load(), [tmp_path])
     (rule,) = [r for r in cat.all_rules() if r.file == str(tmp_path / "local.toml")]
     count, failures = selftest.run(cat, [rule])
     assert count == 4 and failures == []
