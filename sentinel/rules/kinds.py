@@ -62,10 +62,16 @@ def fact_group(
     several of them cost one parse.
     """
 
+    names = [(k, f"{prefix}.{k}") for k in keys]
+    unset = dict.fromkeys(full for _, full in names)
+
     def deco(fn: Extractor) -> Extractor:
         def whole(s: Subject) -> Any:
             facts = fn(s)
-            s.cache.update({f"{prefix}.{k}": facts.get(k) for k in keys})
+            if facts:
+                s.cache.update({full: facts.get(k) for k, full in names})
+            else:
+                s.cache.update(unset)
             return facts
 
         def part(key: str) -> Extractor:

@@ -17,6 +17,7 @@ KIND = "text"
 LONG_OPTION = re.compile(r"(?<![\w-])--[a-z0-9][\w-]*", re.IGNORECASE)
 WORD_SPLIT = re.compile(r"[^a-z0-9._-]+")
 BASE64_DEPTH = 2
+WALLET_RUN = re.compile(r"[0-9A-Za-z]{14}")  # the shortest address (bech32) is 14 alnum
 USER_HINTS = ("-u", "--login", "--wallet", "-O")  # a substring of every user option
 
 
@@ -80,7 +81,10 @@ def _words(s: Subject) -> list[str]:
 @extractor(KIND, "wallets")
 def _wallets(s: Subject) -> list[dict[str, str]]:
     """Checksum-valid wallet addresses in the text."""
-    return [{"kind": k, "address": a} for k, a in find_wallets(s.get("text"))]
+    text = s.get("text")
+    if not WALLET_RUN.search(text):
+        return []
+    return [{"kind": k, "address": a} for k, a in find_wallets(text)]
 
 
 @extractor(KIND, "wallet_kinds")
