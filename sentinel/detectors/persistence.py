@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sentinel.core.events import Event, FileChange
-from sentinel.core.model import Category, FileFacts, Finding
+from sentinel.core.model import FileFacts, Finding
 from sentinel.detectors import Detector, register
 from sentinel.rules.fields.persistence import meaningful
 
@@ -20,13 +20,14 @@ class PersistenceDetector(Detector):
     def handle(self, event: Event) -> Iterable[Finding]:
         if not isinstance(event, FileChange) or event.role != "persistence":
             return
-        enabled_unit = ".wants/" in event.path
-        if not meaningful(event.added) and not (event.kind in ("created", "moved") or enabled_unit):
-            return  # lines removed or rewritten without additions
+        quiet = not meaningful(event.added) and event.kind not in ("created", "moved")
         for m in self.ctx.catalogue.evaluate("persistence", event):
+            enabled_unit = m.evidence.get("kind") == "systemd" and ".wants/" in event.path
+            if quiet and not enabled_unit:
+                return  # lines removed or rewritten without additions
             yield Finding(
                 rule=m.rule.id,
-                category=Category.PERSISTENCE,
+                category=m.rule.category,
                 severity=m.severity,
                 summary=m.summary,
                 detector=self.name,
