@@ -26,3 +26,11 @@ def procs() -> Iterator[list[subprocess.Popen]]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p.pid, signal.SIGKILL)
             p.wait(timeout=10)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite tests/golden/*.expected.jsonl from the current engine",
+    )

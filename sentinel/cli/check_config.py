@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from sentinel.cli.codes import EX_OK
+from sentinel.cli.codes import EX_CONFIG, EX_OK
 from sentinel.core import config
 
 
@@ -17,8 +18,14 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sentinel.engine import Engine
+    from sentinel.rules import selftest
 
     cfg = config.load(args.config)
-    Engine(cfg)  # builds every plugin and compiles the rules and lists
+    engine = Engine(cfg)  # builds every plugin and compiles the rules and lists
+    _, failures = selftest.run(engine.ctx.catalogue)
+    for f in failures:
+        print(f"error: embedded rule test failed: {f}", file=sys.stderr)
+    if failures:
+        return EX_CONFIG
     print(f"{cfg.source}: OK")
     return EX_OK

@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)  # ConfigError is reported by the caller (exit 78)
     try:
         fail = Severity.parse(cfg.scan.fail_severity)
-        user_dirs = [*cfg.scan.rules, *args.rules]
+        user_dirs = [*cfg.rule_dirs, *args.rules]
         rules = load_rules(user_dirs)
         indicators = intel.load(user_dirs)
     except (RulesError, intel.IntelError) as exc:
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         timeout=cfg.scan.timeout,
         exclude=cfg.scan.exclude,
         cache_path=None if args.no_cache else os.path.join(cfg.agent.state_dir, CACHE_FILE),
-        own_paths=[cfg.agent.state_dir, cfg.alert_log],
+        own_paths=[cfg.agent.state_dir, cfg.alert_log, str(intel.builtin_dir())],
     )
     progress = _LiveStatus() if sys.stderr.isatty() else None
     try:

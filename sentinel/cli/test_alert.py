@@ -86,7 +86,7 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
         print(f"sentinel: no [[sinks]] configured in {cfg.source}")
         return EX_FAILED
     try:
-        ctx = Context(cfg, intel.load(cfg.scan.rules))
+        ctx = Context(cfg, intel.load(cfg.rule_dirs))
     except intel.IntelError as exc:
         raise config.ConfigError(str(exc)) from None
     registry = sinks.load_all()

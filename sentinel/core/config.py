@@ -217,6 +217,13 @@ class ResponseConfig:
 
 
 @dataclass
+class RulesConfig:
+    dirs: list[str] = field(default_factory=list)
+    disable: list[str] = field(default_factory=list)
+    exceptions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -231,11 +238,17 @@ class Config:
     sinks: list[SinkConfig] = field(default_factory=list)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     response: ResponseConfig = field(default_factory=ResponseConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
     source: str = "<defaults>"
 
     @property
     def alert_log(self) -> str:
         return self.log.path or os.path.join(self.agent.state_dir, "alerts.jsonl")
+
+    @property
+    def rule_dirs(self) -> list[str]:
+        """User rule directories and files: [scan] rules, then [rules] dirs."""
+        return [*self.scan.rules, *self.rules.dirs]
 
 
 _SEVERITY_KEYS = {"min_severity", "fail_severity"}
@@ -246,6 +259,8 @@ def _type_name(tp: Any) -> str:
 
 
 def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
+    if tp is Any:
+        return value  # checked by its owner (rules.exceptions: the rule catalogue)
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):

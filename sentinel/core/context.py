@@ -12,6 +12,7 @@ from sentinel.core.runbook import Runbook
 from sentinel.rules.intel import Intel
 
 if TYPE_CHECKING:
+    from sentinel.rules.catalogue import Catalogue
     from sentinel.rules.yara import Rules
 
 
@@ -32,4 +33,14 @@ class Context:
         """The compiled YARA rules, built on first use."""
         from sentinel.rules.yara import load_rules
 
-        return load_rules(self.config.scan.rules)
+        return load_rules(self.config.rule_dirs)
+
+    @cached_property
+    def catalogue(self) -> Catalogue:
+        """The rule catalogue (ours, the user's directories, less disabled rules), built once."""
+        from sentinel.rules import loader
+
+        rc = self.config.rules
+        return loader.load(
+            self.intel, rc.dirs, rc.disable, rc.exceptions, source=self.config.source
+        )

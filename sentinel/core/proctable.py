@@ -60,12 +60,6 @@ def cpu_times(pid: int, procfs: str = "/proc") -> tuple[float, float] | None:
     return (int(rest[11]) + int(rest[12])) / CLK_TCK, (int(rest[13]) + int(rest[14])) / CLK_TCK
 
 
-def cpu_seconds(pid: int, procfs: str = "/proc") -> float | None:
-    """utime + stime of one process."""
-    times = cpu_times(pid, procfs)
-    return None if times is None else times[0]
-
-
 def list_pids(procfs: str = "/proc") -> list[int]:
     try:
         return [int(n) for n in os.listdir(procfs) if n.isdigit()]

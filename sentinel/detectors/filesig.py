@@ -67,7 +67,7 @@ class FileSigDetector(Detector):
     def own_path(self, path: str) -> bool:
         """The agent's own state, log and rule files, never scanned."""
         cfg = self.ctx.config
-        own = [cfg.agent.state_dir, cfg.alert_log, *cfg.scan.rules]
+        own = [cfg.agent.state_dir, cfg.alert_log, *cfg.rule_dirs]
         return any(under(path, p) for p in own if p)
 
     def why(self, event: Event) -> str | None:

@@ -26,6 +26,7 @@ from sentinel.ops import metrics
 from sentinel.ops import sd_notify as systemd_notify
 from sentinel.response.responder import Responder
 from sentinel.rules import intel
+from sentinel.rules.catalogue import CatalogueError
 from sentinel.rules.yara import RulesError
 
 log = logging.getLogger("sentinel")
@@ -62,9 +63,10 @@ class Engine:
     def _build(self, cfg: Config) -> None:
         """Build every plugin for `cfg`; nothing is replaced unless all of it succeeds."""
         try:
-            ctx = Context(cfg, intel.load(cfg.scan.rules), self.procfs)
+            ctx = Context(cfg, intel.load(cfg.rule_dirs), self.procfs)
             _ = ctx.rules  # compile now: a broken rule file stops the start (exit 78)
-        except (intel.IntelError, RulesError) as exc:
+            _ = ctx.catalogue
+        except (intel.IntelError, RulesError, CatalogueError) as exc:
             raise config.ConfigError(str(exc)) from None
         dets = [cls(ctx) for cls in detectors.load_all().values()]
         routes: dict[type[Event], list[detectors.Detector]] = defaultdict(list)

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
-from dataclasses import dataclass, field
 
 from sentinel.core.model import Proc, Severity
 from sentinel.core.paths import under
-from sentinel.rules.intel import Intel
-from sentinel.rules.wallets import find_wallets
 
 TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 INTERPRETERS = re.compile(r"^(python[\d.]*|perl[\d.]*|ruby[\d.]*|node|bash|sh|dash|zsh|ksh)$")
@@ -20,62 +16,6 @@ STRATUM_URL = re.compile(
     r"(?<![\w+])(?P<scheme>stratum\d?(?:\+(?:tcp|ssl|tls|udp|ws|wss))?|daemon\+https?)://"
     r"(?:[^\s@/'\"]*@)?(?:\[[0-9a-f:.]+\]|[\w.-]+)(?::(?P<port>\d{1,5}))?",
     re.IGNORECASE,
-)
-MINER_FLAGS = re.compile(
-    r"(?<![\w-])(--donate-level|--donate-over-proxy|--cpu-priority|--nicehash|--randomx-1gb-pages"
-    r"|--randomx-mode|--cpu-max-threads-hint|--max-cpu-usage|--rig-id|--coin)(?![\w-])",
-    re.IGNORECASE,
-)
-MSR_TUNING = re.compile(r"\bmodprobe\s+msr\b.*\ballow_writes=on", re.IGNORECASE)
-MINER_ALGOS = frozenset(
-    {
-        "rx/0",
-        "rx/wow",
-        "rx/arq",
-        "rx/graft",
-        "rx/sfx",
-        "rx/keva",
-        "rx/yada",
-        "randomx",
-        "cn/r",
-        "cn/0",
-        "cn/1",
-        "cn/2",
-        "cn/half",
-        "cn/fast",
-        "cn/rwz",
-        "cn/zls",
-        "cn/double",
-        "cn/ccx",
-        "cn-lite/1",
-        "cn-heavy/0",
-        "cn-heavy/tube",
-        "cn-heavy/xhv",
-        "cn-pico",
-        "cn-pico/tlo",
-        "cn/upx2",
-        "cryptonight",
-        "argon2/chukwa",
-        "argon2/chukwav2",
-        "argon2/ninja",
-        "astrobwt",
-        "ghostrider",
-        "kawpow",
-        "ethash",
-        "etchash",
-        "autolykos2",
-        "kheavyhash",
-        "octopus",
-        "beamhashiii",
-        "equihash144_5",
-        "progpow",
-        "firopow",
-        "zelhash",
-        "cuckatoo32",
-        "karlsenhash",
-        "dynexsolve",
-        "verushash",
-    }
 )
 ALGO_OPTIONS = ("--algo", "--algorithm", "-a")
 POOL_OPTIONS = ("-o", "--url", "--pool", "--server", "-P")
@@ -97,8 +37,6 @@ _REDIR_TO_DEV_TCP = re.compile(r">&\s*/dev/(?:tcp|udp)/")
 _STDIO_DUP = re.compile(r"0>&1|\bsh\b\s*<&\s*\d+")
 _MKFIFO_NC = re.compile(r"\bmkfifo\b.*\b(?:nc|ncat|netcat|telnet|openssl)\b", re.DOTALL)
 _SOCKET_SPAWN = re.compile(r"pty\.spawn|os\.dup2|\bexec\s*\(\s*['\"]/bin/(?:ba)?sh")
-CHATTR_IMMUTABLE = re.compile(r"\bchattr\s+(?:-\w+\s+)*\+[a-z]*i", re.IGNORECASE)
-KILL_WORDS = re.compile(r"\b(?:pkill|killall|kill)\b")
 DOWNLOAD_EXEC = re.compile(
     r"\b(?:curl|wget|fetch)\b[^;&]*\|\s*(?:sudo\s+)?(?:ba|z|k|da)?sh\b"
     r"|\b(?:curl|wget)\b.*(?:&&|;)\s*(?:chmod\s+\+?[0-7]*x|(?:ba)?sh\s)"
@@ -109,18 +47,9 @@ TEMP_PATH = re.compile(r"(?<![\w.-])(?:/tmp|/var/tmp|/dev/shm)/[^\s'\";|&]+")
 LOCAL_HOSTS = frozenset({"localhost", "ip6-localhost", "ip6-loopback", "::1", "0.0.0.0", "::"})
 
 
-@dataclass(slots=True)
-class Hit:
-    """One indicator found in a command line or a script line."""
-
-    rule: str
-    severity: Severity
-    what: str
-    evidence: dict[str, object] = field(default_factory=dict)
-
-
 def base(path: str) -> str:
-    return os.path.basename(path.rstrip("/")).lower()
+    """The lower-cased last component of a path (what os.path.basename gives, sans '/')."""
+    return path.rstrip("/").rpartition("/")[2].lower()
 
 
 def in_temp_dir(path: str) -> str | None:
@@ -163,18 +92,6 @@ def names(proc: Proc) -> dict[str, str]:
     return {k: v for k, v in out.items() if v}
 
 
-def miner_name(proc: Proc, intel: Intel) -> tuple[str, str] | None:
-    """(which, name) when comm, exe, argv0 or script names a known miner."""
-    for which, name in names(proc).items():
-        if name in intel.miner_names:
-            return which, name
-        if which == "comm" and len(name) == 15:  # comm is cut at 15 characters
-            for known in intel.miner_names:
-                if known.startswith(name):
-                    return which, known
-    return None
-
-
 def exec_location(proc: Proc) -> tuple[str, Severity] | None:
     """('memfd' | 'deleted' | temp dir, severity) for an executable in a suspicious place."""
     exe = proc.exe
@@ -209,82 +126,20 @@ def hostnames(text: str) -> list[tuple[str, int | None]]:
     ]
 
 
-def _option_values(tokens: list[str], options: tuple[str, ...]) -> list[str]:
+def option_values(tokens: list[str], options: tuple[str, ...]) -> list[str]:
+    """Values of the options (`-o value`, `--opt value`, `--opt=value`), in token order."""
+    wanted = set(options)
     values = []
+    last = len(tokens) - 1
     for i, tok in enumerate(tokens):
-        for opt in options:
-            if tok == opt and i + 1 < len(tokens):
+        if tok in wanted:
+            if i < last:
                 values.append(tokens[i + 1])
-            elif opt.startswith("--") and tok.startswith(opt + "="):
-                values.append(tok[len(opt) + 1 :])
+        elif tok.startswith("--") and "=" in tok:
+            name, _, value = tok.partition("=")
+            if name in wanted:
+                values.append(value)
     return values
-
-
-def miner_hits(text: str, intel: Intel) -> list[Hit]:
-    """Miner command-line indicators in plain text (not decoding anything)."""
-    hits = []
-    urls = stratum_urls(text)
-    if urls:
-        hits.append(
-            Hit(
-                "miner.cmdline.stratum_url",
-                Severity.HIGH,
-                f"stratum URL {urls[0][0]}",
-                {"urls": [u for u, _ in urls]},
-            )
-        )
-    flags = sorted({m.group(1).lower() for m in MINER_FLAGS.finditer(text)})
-    if flags:
-        hits.append(
-            Hit(
-                "miner.cmdline.miner_flag",
-                Severity.HIGH,
-                f"miner option {flags[0]}",
-                {"flags": flags},
-            )
-        )
-    tokens = [t.strip("'\"") for t in text.split()]
-    algos = [v for v in _option_values(tokens, ALGO_OPTIONS) if v.lower() in MINER_ALGOS]
-    if algos:
-        hits.append(
-            Hit(
-                "miner.cmdline.algo", Severity.HIGH, f"mining algorithm {algos[0]}", {"algo": algos}
-            )
-        )
-    pools = [v for v in _option_values(tokens, POOL_OPTIONS) if HOST_PORT.match(v)]
-    if pools and _option_values(tokens, USER_OPTIONS):
-        hits.append(
-            Hit(
-                "miner.cmdline.pool_login",
-                Severity.HIGH,
-                f"pool login to {pools[0]}",
-                {"pool": pools},
-            )
-        )
-    domains = sorted({d for h, _ in hostnames(text) if (d := intel.pool_domain(h))})
-    if domains:
-        hits.append(
-            Hit(
-                "miner.cmdline.pool_domain",
-                Severity.HIGH,
-                f"pool domain {domains[0]}",
-                {"domains": domains},
-            )
-        )
-    if MSR_TUNING.search(text):
-        hits.append(Hit("miner.cmdline.msr_tuning", Severity.HIGH, "MSR write tuning for RandomX"))
-    wallets = find_wallets(text)
-    if wallets:
-        kinds = sorted({k for k, _ in wallets})
-        hits.append(
-            Hit(
-                "wallet.cmdline",
-                Severity.HIGH,
-                f"{kinds[0]} wallet address",
-                {"wallets": [{"kind": k, "address": a} for k, a in wallets]},
-            )
-        )
-    return hits
 
 
 def reverse_shell(text: str) -> str | None:
@@ -298,30 +153,6 @@ def reverse_shell(text: str) -> str | None:
     if "socket" in text and _SOCKET_SPAWN.search(text) and re.search(r"/bin/(?:ba)?sh|pty", text):
         return "interpreter socket spawning a shell"
     return None
-
-
-def kills_rival(text: str, intel: Intel) -> str | None:
-    """The miner name a kill command in the text targets, if any."""
-    if not KILL_WORDS.search(text):
-        return None
-    for tok in re.split(r"[^a-z0-9._-]+", text.lower()):
-        if tok in intel.miner_names:
-            return tok
-    return None
-
-
-def text_hits(text: str, intel: Intel) -> list[Hit]:
-    """Every indicator in the text: miner options, shells, chattr, rival kills, downloads."""
-    hits = miner_hits(text, intel)
-    shell = reverse_shell(text)
-    if shell:
-        hits.append(Hit("tunnel.reverse_shell", Severity.HIGH, shell))
-    if CHATTR_IMMUTABLE.search(text):
-        hits.append(Hit("evasion.chattr_immutable", Severity.MEDIUM, "chattr +i (immutable file)"))
-    rival = kills_rival(text, intel)
-    if rival:
-        hits.append(Hit("miner.kill_rival", Severity.HIGH, f"kills rival miner {rival}"))
-    return hits
 
 
 def decoded_base64(text: str) -> list[str]:
@@ -343,18 +174,6 @@ def decoded_base64(text: str) -> list[str]:
         if len(out) >= MAX_BASE64_TOKENS:
             break
     return out
-
-
-def all_hits(text: str, intel: Intel, depth: int = 2) -> list[Hit]:
-    """Indicators in the text and in base64 texts hidden inside it (up to `depth` layers)."""
-    hits = text_hits(text, intel)
-    if depth > 0:
-        for decoded in decoded_base64(text):
-            for hit in all_hits(decoded, intel, depth - 1):
-                hit.evidence.setdefault("encoding", "base64")
-                hit.what = f"{hit.what} (base64-encoded)"
-                hits.append(hit)
-    return hits
 
 
 def download_exec(text: str) -> bool:

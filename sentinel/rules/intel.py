@@ -1,8 +1,7 @@
-"""Indicator lists from signatures/: pool ports and domains, miner names, tunnel tools."""
+"""Indicator lists from signatures/lists/: pool ports and domains, miner names, tunnel tools."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,11 @@ def builtin_dir() -> Path:
         if candidate.is_dir():
             return candidate
     raise IntelError(f"no signatures directory near {here}")
+
+
+def builtin_subdir(name: str) -> Path:
+    """One part of the built-in signatures: 'rules' (TOML), 'yara' or 'lists'."""
+    return builtin_dir() / name
 
 
 def _read_list(path: Path) -> list[tuple[int, str]]:
@@ -77,18 +81,6 @@ class Intel:
     miner_names: frozenset[str] = frozenset()
     tunnel_tools: frozenset[str] = frozenset()
 
-    def is_miner_name(self, name: str) -> bool:
-        return os.path.basename(name).lower() in self.miner_names
-
-    def pool_domain(self, name: str) -> str | None:
-        return domain_matches(name, self.pool_domains)
-
-    def tunnel_domain(self, name: str) -> str | None:
-        return domain_matches(name, self.tunnel_domains)
-
-    def dyndns_domain(self, name: str) -> str | None:
-        return domain_matches(name, self.dyndns_domains)
-
 
 _LISTS = {
     "pool_ports": ("pool_ports.txt", _ports),
@@ -103,7 +95,7 @@ _LISTS = {
 
 def load(extra_dirs: list[str] | None = None) -> Intel:
     """Built-in lists, extended by same-named files in each extra directory."""
-    dirs = [builtin_dir(), *(Path(x) for x in extra_dirs or [])]
+    dirs = [builtin_subdir("lists"), *(Path(x) for x in extra_dirs or [])]
     values: dict[str, object] = {}
     for key, (filename, reader) in _LISTS.items():
         parts = [reader(d / filename) for d in dirs if (d / filename).is_file()]

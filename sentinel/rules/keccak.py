@@ -24,25 +24,42 @@ _ROTATIONS = (
 )  # fmt: skip
 
 
-def _rotl(v: int, n: int) -> int:
-    return ((v << n) | (v >> (64 - n))) & _MASK if n else v
+# (source lane, destination lane, rotation) of the rho and pi steps together
+_RHO_PI = tuple(
+    (x + 5 * y, y + 5 * ((2 * x + 3 * y) % 5), _ROTATIONS[x + 5 * y])
+    for x in range(5)
+    for y in range(5)
+)
+_COLUMN = tuple(i % 5 for i in range(25))
 
 
 def _permute(a: list[int]) -> None:
-    """keccak-f[1600] on 25 little-endian 64-bit lanes, in place."""
+    """keccak-f[1600] on 25 little-endian 64-bit lanes, in place (steps unrolled for speed)."""
+    m = _MASK
+    b = [0] * 25
     for rc in _ROUND_CONSTANTS:
-        c = [a[x] ^ a[x + 5] ^ a[x + 10] ^ a[x + 15] ^ a[x + 20] for x in range(5)]
-        d = [c[(x - 1) % 5] ^ _rotl(c[(x + 1) % 5], 1) for x in range(5)]
-        for i in range(25):
-            a[i] ^= d[i % 5]
-        b = [0] * 25
-        for x in range(5):
-            for y in range(5):
-                b[y + 5 * ((2 * x + 3 * y) % 5)] = _rotl(a[x + 5 * y], _ROTATIONS[x + 5 * y])
-        for y in range(0, 25, 5):
-            row = b[y : y + 5]
-            for x in range(5):
-                a[y + x] = row[x] ^ (~row[(x + 1) % 5] & row[(x + 2) % 5])
+        c0 = a[0] ^ a[5] ^ a[10] ^ a[15] ^ a[20]
+        c1 = a[1] ^ a[6] ^ a[11] ^ a[16] ^ a[21]
+        c2 = a[2] ^ a[7] ^ a[12] ^ a[17] ^ a[22]
+        c3 = a[3] ^ a[8] ^ a[13] ^ a[18] ^ a[23]
+        c4 = a[4] ^ a[9] ^ a[14] ^ a[19] ^ a[24]
+        d = (
+            c4 ^ (((c1 << 1) | (c1 >> 63)) & m),
+            c0 ^ (((c2 << 1) | (c2 >> 63)) & m),
+            c1 ^ (((c3 << 1) | (c3 >> 63)) & m),
+            c2 ^ (((c4 << 1) | (c4 >> 63)) & m),
+            c3 ^ (((c0 << 1) | (c0 >> 63)) & m),
+        )
+        for src, dst, r in _RHO_PI:
+            v = a[src] ^ d[_COLUMN[src]]
+            b[dst] = (((v << r) | (v >> (64 - r))) & m) if r else v
+        for y in (0, 5, 10, 15, 20):
+            b0, b1, b2, b3, b4 = b[y], b[y + 1], b[y + 2], b[y + 3], b[y + 4]
+            a[y] = b0 ^ (~b1 & b2)
+            a[y + 1] = b1 ^ (~b2 & b3)
+            a[y + 2] = b2 ^ (~b3 & b4)
+            a[y + 3] = b3 ^ (~b4 & b0)
+            a[y + 4] = b4 ^ (~b0 & b1)
         a[0] ^= rc
 
 

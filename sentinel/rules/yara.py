@@ -170,17 +170,6 @@ class Rules:
                 found.setdefault(address, kind)
         return {"wallets": [{"kind": k, "address": a} for a, k in found.items()]} if found else {}
 
-    def match_data(
-        self,
-        data: bytes | bytearray,
-        *,
-        file: FileFacts | None = None,
-        process: Proc | None = None,
-        timeout: int = 60,
-    ) -> list[Finding]:
-        """Findings for a buffer (a file's bytes, a command line, a memory region)."""
-        return [h.finding(file=file, process=process) for h in self.hits(data, timeout)]
-
     def match_file(
         self,
         path: str | bytes,
@@ -377,7 +366,7 @@ def compile_rules(files: list[Path]) -> Rules:
 def load_rules(extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> Rules:
     """The built-in rules plus every *.yar in the given user directories."""
     try:
-        builtin = intel.builtin_dir()
+        builtin = intel.builtin_subdir("yara")
     except intel.IntelError as exc:
         raise RulesError(str(exc)) from None
     return compile_rules(rule_files([builtin, *extra_dirs]))

@@ -350,7 +350,7 @@ def keys_of(cls: typing.Any, prefix: str = "") -> set[str]:
 def keys_in(data: typing.Any, prefix: str = "") -> set[str]:
     out = set()
     for key, value in data.items():
-        if isinstance(value, dict) and key != "headers":
+        if isinstance(value, dict) and key not in ("headers", "exceptions"):  # dict-valued keys
             out |= keys_in(value, f"{prefix}{key}.")
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             for item in value:
@@ -361,9 +361,15 @@ def keys_in(data: typing.Any, prefix: str = "") -> set[str]:
 
 
 # example values that are illustrations rather than the (empty or host-dependent) default
-ILLUSTRATIONS = {"agent.state_dir", "scan.rules", "canaries.paths", "daemons.allow"} | {
-    f"response.{key}" for key in ("scope", "admin_users", "on_contain", "rules")
-}
+ILLUSTRATIONS = {
+    "agent.state_dir",
+    "scan.rules",
+    "canaries.paths",
+    "daemons.allow",
+    "rules.dirs",
+    "rules.disable",
+    "rules.exceptions",
+} | {f"response.{key}" for key in ("scope", "admin_users", "on_contain", "rules")}
 
 
 def test_example_config_lists_every_key_with_its_default() -> None:

@@ -10,7 +10,7 @@ from fakes import context
 
 from sentinel.core.events import FileChange
 from sentinel.core.model import Category, Finding, Severity
-from sentinel.detectors.persistence import PersistenceDetector, classify
+from sentinel.detectors.persistence import PersistenceDetector
 
 ROOT = "/tmp/pytest-of-root/t0/etc"
 
@@ -18,6 +18,12 @@ ROOT = "/tmp/pytest-of-root/t0/etc"
 @pytest.fixture(scope="module")
 def det() -> PersistenceDetector:
     return PersistenceDetector(context())
+
+
+def classify(path: str) -> tuple[str, Severity]:
+    """The kind of place a new file at `path` is, and its severity, as the detector reports."""
+    (f,) = run(PersistenceDetector(context()), path, [], "created")
+    return f.rule.removeprefix("persistence."), f.severity
 
 
 def run(

@@ -46,7 +46,7 @@ def test_vanished_process_is_none(procs: list[subprocess.Popen]) -> None:
     child = subprocess.Popen(["true"])
     child.wait()
     assert read_proc(child.pid) is None
-    assert proctable.cpu_seconds(child.pid) is None
+    assert proctable.cpu_times(child.pid) is None
 
 
 def test_table_caches_and_detects_pid_reuse(procs: list[subprocess.Popen]) -> None:
@@ -77,5 +77,5 @@ def test_fixture_procfs_root(tmp_path: Path) -> None:
     assert p.cmdline == ["xmrig", "-o", "stratum+tcp://127.0.0.1:3333"]
     assert p.start_time == 1700000000 + 1000 / proctable.CLK_TCK
     assert p.user == "root"
-    assert proctable.cpu_seconds(42, str(root)) == 300 / proctable.CLK_TCK
+    assert proctable.cpu_times(42, str(root))[0] == 300 / proctable.CLK_TCK  # type: ignore[index]
     assert proctable.list_pids(str(root)) == [42]

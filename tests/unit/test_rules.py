@@ -12,11 +12,23 @@ import corpus
 import pytest
 import yara
 
-from sentinel.core.model import Category, Severity
+from sentinel.core.model import Category, Finding, Severity
 from sentinel.rules import intel
-from sentinel.rules.yara import RulesError, Unscannable, compile_rules, load_rules, read_regular
+from sentinel.rules.yara import (
+    Rules,
+    RulesError,
+    Unscannable,
+    compile_rules,
+    load_rules,
+    read_regular,
+)
 
 THEMES = {"miners_cpu", "miners_gpu", "miner_configs", "droppers", "tunnels", "wallets"}
+
+
+def match(rules: Rules, data: bytes) -> list[Finding]:
+    """Findings for a buffer, as the scanner makes them from hits."""
+    return [h.finding() for h in rules.hits(data, 60)]
 
 
 @pytest.fixture(scope="module")
@@ -76,16 +88,16 @@ def test_finding_carries_file_facts_rule_id_and_truncated_evidence(rules, tmp_pa
 
 def test_wallet_rule_reports_only_checksum_valid_addresses(rules) -> None:
     good, bad = corpus.monero_address(), corpus.corrupt(corpus.monero_address())
-    assert rules.match_data(f"WALLET={bad}\n".encode()) == []
-    (f,) = rules.match_data(f"WALLET={bad}\nwallet: {good}\n".encode())
+    assert match(rules, f"WALLET={bad}\n".encode()) == []
+    (f,) = match(rules, f"WALLET={bad}\nwallet: {good}\n".encode())
     assert f.rule == "yara.wallet_monero"
     assert f.evidence["wallets"] == [{"kind": "monero", "address": good}]
 
 
 def test_binary_rules_need_an_elf_header(rules) -> None:
     elf = corpus.fake_elf("XMRig/6.21.0", "--donate-level", "rx/0", "cryptonight")
-    assert "yara.miner_xmrig_elf" in {f.rule for f in rules.match_data(elf)}
-    assert "yara.miner_xmrig_elf" not in {f.rule for f in rules.match_data(b"MZ" + elf[4:])}
+    assert "yara.miner_xmrig_elf" in {f.rule for f in match(rules, elf)}
+    assert "yara.miner_xmrig_elf" not in {f.rule for f in match(rules, b"MZ" + elf[4:])}
 
 
 def test_every_builtin_rule_declares_its_meta() -> None:
@@ -134,10 +146,10 @@ def test_duplicate_rule_name_across_files_is_an_error(tmp_path) -> None:
 def test_user_rules_get_defaults_and_join_the_builtin_set(tmp_path) -> None:
     (tmp_path / "extra.yar").write_text('rule local_marker { strings: $a = "zqx" condition: $a }')
     rules = load_rules([tmp_path])
-    (f,) = rules.match_data(b"..zqx..")
+    (f,) = match(rules, b"..zqx..")
     assert f.rule == "yara.local_marker"
     assert f.category is Category.INTEGRITY and f.severity is Severity.MEDIUM
-    assert tmp_path in rules.dirs and intel.builtin_dir() in rules.dirs
+    assert tmp_path in rules.dirs and intel.builtin_subdir("yara") in rules.dirs
 
 
 def test_missing_rules_dir_is_an_error(tmp_path) -> None:

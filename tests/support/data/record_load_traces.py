@@ -73,7 +73,7 @@ def record(argv: list[str], cwd: Path, pad: float = 4.0) -> dict:
                     continue
                 key = (pid, p.start_time)
                 n = ids.setdefault(key, 1000 + len(ids))
-                used = proctable.cpu_seconds(pid) or 0.0
+                used = (proctable.cpu_times(pid) or (0.0, 0.0))[0]
                 fresh = p.start_time >= last - 0.01 or pid == child.pid
                 before = prev.get(key, 0.0 if fresh else None)
                 prev[key] = used

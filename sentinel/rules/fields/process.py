@@ -1,0 +1,178 @@
+"""Process fields: names, ids, exec location, the masquerade carrier check."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from sentinel.core.model import Ancestor, Proc
+from sentinel.rules import cmdline
+from sentinel.rules.cmdline import base
+from sentinel.rules.kinds import extractor, sample_builder
+
+if TYPE_CHECKING:
+    from sentinel.rules.catalogue import Subject
+
+KIND = "process"
+_VERSION_SUFFIX = r"[\d.-]*"
+Carriers = dict[str, list[str]]
+
+
+def kthread_claim(proc: Proc, pattern: re.Pattern[str]) -> str | None:
+    """The kernel-thread name a user process shows, bracketed argv0 or kthread-style name."""
+    argv0 = proc.argv0.strip()
+    if argv0.startswith("[") and argv0.endswith("]"):
+        return argv0
+    for name in (proc.name, argv0.split()[0] if argv0.split() else ""):
+        if name and pattern.fullmatch(name):
+            return name
+    return None
+
+
+def claimed_name(argv0: str) -> str:
+    """The program name argv0 claims: '-bash' -> bash, 'sshd: root@pts/0' -> sshd."""
+    head = argv0.strip().lstrip("-").strip("()")
+    if ":" in head:
+        head = head.split(":", 1)[0]
+    parts = head.split()
+    return base(parts[0]) if parts else ""
+
+
+def legit_carrier(claim: str, exe_base: str, carriers: Carriers) -> bool:
+    """Whether an executable named exe_base may carry the name claim."""
+    allowed = carriers.get(claim, [claim])
+    if exe_base == "busybox" or exe_base in allowed:
+        return True
+    return any(re.fullmatch(re.escape(a) + _VERSION_SUFFIX, exe_base) for a in allowed)
+
+
+def name_masquerade(proc: Proc, carriers: Carriers) -> tuple[str, str] | None:
+    """(which, claim) when comm or argv0 names a system program the executable is not.
+
+    `carriers` maps each name worth impersonating to the executables that may carry it.
+    """
+    if not proc.exe or proc.pid == 1:
+        return None
+    exe_base = base(proc.exe)
+    # a forked child carries its parent's comm and argv until it execs, and a read that
+    # straddles the exec pairs them with the new executable: a parent's name is no claim
+    parent = proc.ancestors[0].name.lower() if proc.ancestors else ""
+    for which, claim in (("comm", proc.name.lower()), ("argv0", claimed_name(proc.argv0))):
+        if claim == parent or not (claim in carriers or claim.startswith("systemd-")):
+            continue
+        if which == "comm" and len(claim) == 15 and exe_base[:15] == claim:
+            continue
+        if not legit_carrier(claim, exe_base, carriers):
+            return which, claim
+    return None
+
+
+def _attr(name: str) -> None:
+    extractor(KIND, name)(lambda s: getattr(s.obj, name))
+
+
+for _name in ("pid", "ppid", "user", "exe", "exe_deleted", "argv0", "cwd", "uid"):
+    _attr(_name)
+
+extractor(KIND, "argv")(lambda s: s.obj.cmdline)
+extractor(KIND, "name")(lambda s: s.obj.name.lower())
+extractor(KIND, "exe_base")(lambda s: base(s.obj.exe))
+extractor(KIND, "cmdline")(lambda s: " ".join(s.obj.cmdline))
+extractor(KIND, "parent")(lambda s: s.obj.ancestors[0].name.lower() if s.obj.ancestors else "")
+extractor(KIND, "kthread_claim")(
+    lambda s: kthread_claim(s.obj, s.catalogue.pattern("kthread_names"))
+)
+extractor(KIND, "script")(lambda s: cmdline.script_path(s.obj))
+extractor(KIND, "exe_temp_dir")(lambda s: cmdline.in_temp_dir(s.obj.exe))
+
+
+@extractor(KIND, "names")
+def _names(s: Subject) -> list[str]:
+    """comm, exe, argv0 and script basenames, lower-cased, sorted, each once."""
+    return sorted(set(s.get("names_by").values()))
+
+
+@extractor(KIND, "names_by")
+def _names_by(s: Subject) -> dict[str, str]:
+    return cmdline.names(s.obj)
+
+
+@extractor(KIND, "miner_name")
+def _miner_name(s: Subject) -> dict[str, str]:
+    """{which: name} when comm, exe, argv0 or script is a known miner (comm cut at 15)."""
+    known = s.list("miner_names")
+    for which, name in s.get("names_by").items():
+        if name in known:
+            return {which: name}
+        if which == "comm" and len(name) == 15:  # comm is cut at 15 characters
+            for full in sorted(known):
+                if full.startswith(name):
+                    return {which: full}
+    return {}
+
+
+extractor(KIND, "miner_name.name")(lambda s: next(iter(s.get("miner_name").values()), None))
+
+
+@extractor(KIND, "tunnel_tool")
+def _tunnel_tool(s: Subject) -> str | None:
+    """The first (by name) tunnel tool among the process's names."""
+    tools = [n for n in s.get("names") if n in s.list("tunnel_tools")]
+    return tools[0] if tools else None
+
+
+@extractor(KIND, "masquerade")
+def _masquerade(s: Subject) -> dict[str, str]:
+    """{comm|argv0: claimed name} when a name claims a system program the exe is not."""
+    m = name_masquerade(s.obj, s.list("masquerade_carriers"))
+    return {m[0]: m[1]} if m else {}
+
+
+@extractor(KIND, "masquerade.what")
+def _masquerade_what(s: Subject) -> str:
+    m = s.get("masquerade")
+    return "".join(f"{k} claims to be {v}" for k, v in m.items())
+
+
+@extractor(KIND, "tool_shell")
+def _tool_shell(s: Subject) -> str | None:
+    """A socat or netcat started to run a program on its connection."""
+    if s.get("socat.exec"):
+        return "socat with an EXEC/SYSTEM address"
+    if s.get("netcat.exec"):
+        return "netcat running a program (-e/-c)"
+    return None
+
+
+@extractor(KIND, "socat.relay_what")
+def _socat_relay_what(s: Subject) -> str | None:
+    if s.get("socat.exec"):
+        return None
+    if s.get("socat.socks"):
+        return "socat SOCKS/proxy hop"
+    target = s.get("socat.relay_target")
+    return f"socat relay to {target}" if target else None
+
+
+SAMPLE_KEYS = {"argv", "exe", "name", "user", "pid", "ppid", "parent", "exe_deleted", "argv0"}
+
+
+@sample_builder(KIND, SAMPLE_KEYS)
+def sample_proc(sample: dict[str, Any]) -> Proc:
+    """A process from a test sample: argv plus optional exe, name, user, pid, ppid, parent."""
+    argv = [str(a) for a in sample.get("argv", [])]
+    exe = str(sample.get("exe", f"/usr/bin/{base(argv[0])}" if argv else ""))
+    ppid = int(sample.get("ppid", 100))
+    parent = str(sample.get("parent", "bash"))
+    return Proc(
+        pid=int(sample.get("pid", 4242)),
+        ppid=ppid,
+        name=str(sample.get("name", base(exe)[:15] if exe else "")),
+        exe=exe,
+        cmdline=argv,
+        user=str(sample.get("user", "root")),
+        start_time=1000.0,
+        ancestors=[Ancestor(ppid, parent, f"/usr/bin/{parent}")],
+        exe_deleted=bool(sample.get("exe_deleted", False)),
+        argv0=str(sample.get("argv0", argv[0] if argv else "")),
+    )

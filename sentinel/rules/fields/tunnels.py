@@ -1,0 +1,237 @@
+"""Tunnel argv parsers (ssh, autossh, socat, netcat) and the process fields built on them."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from sentinel.rules.cmdline import base, is_local_host
+from sentinel.rules.kinds import extractor, fact_group
+
+if TYPE_CHECKING:
+    from sentinel.rules.catalogue import Subject
+
+KIND = "process"
+
+SSH_OPTS_WITH_ARG = set("BbcDEeFIiJLlmOopQRSWw")
+SSH_CONFIG_FORWARDS = {
+    "remoteforward": "R",
+    "localforward": "L",
+    "dynamicforward": "D",
+    "tunnel": "w",
+}
+
+
+def parse_ssh(args: list[str]) -> tuple[str, list[tuple[str, str]]]:
+    """(destination, [(option letter, value)]) from an ssh command line."""
+    dest = ""
+    opts: list[tuple[str, str]] = []
+    i = 1
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            if not dest and i < len(args):
+                dest = args[i]
+            break
+        if not arg.startswith("-") or arg == "-":
+            if dest:
+                break  # the remote command starts here
+            dest = arg
+            continue
+        for j, letter in enumerate(arg[1:], 1):
+            if letter in SSH_OPTS_WITH_ARG:
+                value = arg[j + 1 :]
+                if not value and i < len(args):
+                    value = args[i]
+                    i += 1
+                opts.append((letter, value))
+                break
+            opts.append((letter, ""))
+    for letter, value in list(opts):
+        if letter == "o":
+            key, _, rest = value.replace("=", " ", 1).partition(" ")
+            mapped = SSH_CONFIG_FORWARDS.get(key.lower())
+            if mapped and rest.strip().lower() not in ("", "no"):
+                opts.append((mapped, rest.strip().replace(" ", ":")))
+    return dest, opts
+
+
+def split_forward(spec: str) -> list[str]:
+    """Split a forwarding spec on ':' while keeping [v6] addresses whole."""
+    return [p.strip("[]") for p in re.findall(r"\[[^\]]*\]|[^:]+", spec)]
+
+
+def forward_target(spec: str) -> str:
+    """The host an -L forward connects to, or '' when it is a socket on the far end."""
+    parts = split_forward(spec)
+    if len(parts) < 3 or parts[-1].startswith("/"):
+        return ""
+    return parts[-2]
+
+
+def ssh_host(dest: str) -> str:
+    host = dest.removeprefix("ssh://").rsplit("@", 1)[-1]
+    if host.startswith("["):
+        return host[1 : host.find("]")]
+    return host.split(":", 1)[0] if host.count(":") == 1 else host
+
+
+_SOCAT_EXEC = re.compile(r"(?:^|[\s,!])(?:exec|system):", re.IGNORECASE)
+_SOCAT_LISTEN = re.compile(r"^(?:tcp|tcp4|tcp6|udp|udp4|udp6)-listen:", re.IGNORECASE)
+_SOCAT_SOCKS = re.compile(r"^(?:socks4a?|socks5|proxy):", re.IGNORECASE)
+_SOCAT_CONNECT = re.compile(r"^(?:tcp|tcp4|tcp6|udp|udp4|udp6|openssl|ssl):([^:,]+)", re.I)
+NETCAT = frozenset({"nc", "ncat", "netcat", "nc.traditional", "nc.openbsd"})
+_NC_EXEC = re.compile(r"^(?:-[A-Za-z]*[ec]|--exec|--sh-exec|--lua-exec)$")
+
+
+def netcat_exec(args: list[str]) -> bool:
+    """netcat started with a program to run on the connection (-e, -c, --exec)."""
+    return any(_NC_EXEC.match(a) for a in args[1:-1]) or any(
+        a.startswith(("--exec=", "--sh-exec=", "--lua-exec=")) for a in args[1:]
+    )
+
+
+def ssh_facts(args: list[str]) -> dict[str, Any]:
+    """Destination and the first -R, -w, -D and non-local -L forward of an ssh command line."""
+    if args and base(args[0]) == "autossh":  # autossh's own -M port, then ssh's options
+        args = [a for i, a in enumerate(args) if a != "-M" and (i == 0 or args[i - 1] != "-M")]
+    dest, opts = parse_ssh(args)
+    found = {letter: value for letter, value in reversed(opts) if letter in "RDw"}
+    remote = [
+        v
+        for letter, v in opts
+        if letter == "L" and (t := forward_target(v)) and not is_local_host(t)
+    ]
+    return {
+        "destination": dest,
+        "local_destination": bool(dest) and is_local_host(ssh_host(dest)),
+        "reverse": found.get("R"),
+        "vpn": found.get("w"),
+        "socks": found.get("D"),
+        "remote_forward": remote[0] if remote else None,
+    }
+
+
+def socat_facts(args: list[str]) -> dict[str, Any]:
+    """What a socat command line does: run a program, hop through a proxy, relay."""
+    addrs = [a for a in args[1:] if not a.startswith("-") or a == "-"]
+    out: dict[str, Any] = {"exec": any(_SOCAT_EXEC.search(a) for a in addrs)}
+    out["socks"] = any(_SOCAT_SOCKS.match(a) for a in addrs)
+    out["relay_target"] = None
+    out["relay_remote"] = False
+    if any(_SOCAT_LISTEN.match(a) for a in addrs):
+        targets = [m.group(1) for a in addrs if (m := _SOCAT_CONNECT.match(a))]
+        remote = [t for t in targets if not is_local_host(t)]
+        if targets:
+            out["relay_target"] = (remote or targets)[0]
+            out["relay_remote"] = bool(remote)
+    return out
+
+
+def _uses(s: Subject, *tools: str) -> bool:
+    return any(t in s.get("names") for t in tools)
+
+
+SSH_KEYS = ("destination", "local_destination", "reverse", "vpn", "socks", "remote_forward")
+
+
+@fact_group(KIND, "ssh", SSH_KEYS)
+def _ssh(s: Subject) -> dict[str, Any]:
+    return ssh_facts(s.obj.cmdline) if _uses(s, "ssh", "autossh") else {}
+
+
+@fact_group(KIND, "socat", ("exec", "socks", "relay_target", "relay_remote"))
+def _socat(s: Subject) -> dict[str, Any]:
+    return socat_facts(s.obj.cmdline) if _uses(s, "socat") else {}
+
+
+@extractor(KIND, "netcat.exec")
+def _netcat_exec(s: Subject) -> bool:
+    """netcat started with a program to run on the connection (-e, -c, --exec)."""
+    return bool(set(s.get("names")) & NETCAT) and netcat_exec(s.obj.cmdline)
+
+
+def _positional(args: list[str], with_value: frozenset[str]) -> list[str]:
+    """Arguments that are not options nor option values (`--opt=v` and `--opt v` skipped)."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = "=" not in arg and arg.lstrip("-") in with_value
+        else:
+            out.append(arg)
+    return out
+
+
+def _option(args: list[str], *names: str) -> str | None:
+    """The value of the first of the options given (`-o v`, `--opt v`, `--opt=v`)."""
+    for i, arg in enumerate(args):
+        key, eq, value = arg.partition("=")
+        if key in names:
+            if eq:
+                return value
+            if i + 1 < len(args):
+                return args[i + 1]
+    return None
+
+
+CHISEL_WITH_VALUE = frozenset(
+    {"fingerprint", "auth", "keepalive", "max-retry-count", "max-retry-interval", "proxy",
+     "header", "hostname", "sni", "tls-ca", "tls-cert", "tls-key", "pid"}
+)  # fmt: skip
+
+
+def chisel_facts(args: list[str]) -> dict[str, Any]:
+    """`chisel client [opts] SERVER REMOTE...`: the server and the first reverse (R:) remote."""
+    rest = _positional(args[1:], CHISEL_WITH_VALUE)
+    if not rest or rest[0] != "client" or len(rest) < 2:
+        return {}
+    reverse = [r for r in rest[2:] if r.startswith("R:")]
+    return {"peer": rest[1], "reverse": reverse[0] if reverse else None}
+
+
+def frp_facts(args: list[str]) -> dict[str, Any]:
+    """frpc's server (`-s`/`--server_addr`, or the config file it reads)."""
+    server = _option(args, "-s", "--server_addr", "--server-addr")
+    port = _option(args, "-P", "--server_port", "--server-port")
+    if server:
+        return {"peer": f"{server}:{port}" if port else server}
+    config = _option(args, "-c", "--config")
+    return {"peer": f"config {config}"} if config else {}
+
+
+def gost_facts(args: list[str]) -> dict[str, Any]:
+    """gost's forward chain (-F) or, without one, its first listener (-L)."""
+    forward = _option(args, "-F")
+    if forward:
+        return {"peer": forward}
+    listen = _option(args, "-L")
+    return {"peer": f"listen {listen}"} if listen else {}
+
+
+def cloudflared_facts(args: list[str]) -> dict[str, Any]:
+    """cloudflared's tunnel: the local --url it publishes, or the named tunnel it runs."""
+    if "tunnel" not in args:
+        return {}
+    url = _option(args, "--url")
+    if url:
+        return {"peer": f"publishes {url}"}
+    rest = _positional(args[args.index("tunnel") + 1 :], frozenset({"config", "cred-file"}))
+    return {"peer": f"tunnel {' '.join(rest)}".strip()}
+
+
+TOOL_PARSERS = {
+    "chisel": chisel_facts,
+    "frpc": frp_facts,
+    "gost": gost_facts,
+    "cloudflared": cloudflared_facts,
+}
+
+
+@fact_group(KIND, "tool", ("peer", "reverse"))
+def _tool(s: Subject) -> dict[str, Any]:
+    """What a chisel, frpc, gost or cloudflared command line connects to or publishes."""
+    parse = TOOL_PARSERS.get(s.get("tunnel_tool") or "")
+    return parse(s.obj.cmdline) if parse else {}
