@@ -76,9 +76,17 @@ class Intel:
     dyndns_domains: tuple[str, ...] = ()
     miner_names: frozenset[str] = frozenset()
     tunnel_tools: frozenset[str] = frozenset()
+    doh_domains: tuple[str, ...] = ()
+    browsers: frozenset[str] = frozenset()
 
     def is_miner_name(self, name: str) -> bool:
         return os.path.basename(name).lower() in self.miner_names
+
+    def is_browser(self, name: str) -> bool:
+        return os.path.basename(name).lower() in self.browsers
+
+    def doh_domain(self, name: str) -> str | None:
+        return domain_matches(name, self.doh_domains)
 
     def pool_domain(self, name: str) -> str | None:
         return domain_matches(name, self.pool_domains)
@@ -98,6 +106,8 @@ _LISTS = {
     "dyndns_domains": ("dyndns_domains.txt", _domains),
     "miner_names": ("miner_names.txt", _names),
     "tunnel_tools": ("tunnel_tools.txt", _names),
+    "doh_domains": ("doh_resolvers.txt", _domains),
+    "browsers": ("browsers.txt", _names),
 }
 
 

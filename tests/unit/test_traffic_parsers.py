@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import socket
 import struct
 
 import pytest
+from wire import client_hello, qname
 
 from sentinel.collectors.traffic import dns
 from sentinel.collectors.traffic.packets import Reassembly, decode
+from sentinel.core import names as namemap
 from sentinel.rules import payload
-
-
-def qname(name: str) -> bytes:
-    return b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
 
 
 def rr(owner: bytes, kind: int, data: bytes, ttl: int = 300) -> bytes:
@@ -27,28 +24,6 @@ def rr(owner: bytes, kind: int, data: bytes, ttl: int = 300) -> bytes:
 def response(name: str, answers: list[bytes], flags: int = 0x8180) -> bytes:
     head = struct.pack(">HHHHHH", 0x1234, flags, 1, len(answers), 0, 0)
     return head + qname(name) + struct.pack(">HH", 1, 1) + b"".join(answers)
-
-
-def client_hello(sni: str | None, pad: int = 0) -> bytes:
-    exts = b""
-    if sni is not None:
-        entry = b"\0" + struct.pack(">H", len(sni)) + sni.encode()
-        body = struct.pack(">H", len(entry)) + entry
-        exts += struct.pack(">HH", 0, len(body)) + body
-    exts = struct.pack(">HH", 0x0015, pad) + bytes(pad) + exts  # padding first, SNI last
-    hello = (
-        b"\x03\x03"
-        + os.urandom(32)
-        + b"\x20"
-        + os.urandom(32)
-        + struct.pack(">H", 4)
-        + b"\x13\x01\x13\x02"
-        + b"\x01\x00"
-        + struct.pack(">H", len(exts))
-        + exts
-    )
-    hs = b"\x01" + len(hello).to_bytes(3, "big") + hello
-    return b"\x16\x03\x01" + struct.pack(">H", len(hs)) + hs
 
 
 # --- DNS ---------------------------------------------------------------------------------
@@ -142,11 +117,11 @@ def test_dns_over_tcp() -> None:
 
 
 def test_name_map_ttl_namespace_and_bound() -> None:
-    names = dns.NameMap(size=2)
+    names = namemap.NameMap(size=2)
     names.add("ns1", dns.Answer("a.test", "198.51.100.1", 0), now=0)
-    assert names.name("ns1", "198.51.100.1", now=dns.MIN_TTL - 1) == "a.test"
+    assert names.name("ns1", "198.51.100.1", now=namemap.MIN_TTL - 1) == "a.test"
     assert names.name("ns2", "198.51.100.1", now=1) is None  # another namespace
-    assert names.name("ns1", "198.51.100.1", now=dns.MIN_TTL + 1) is None  # expired
+    assert names.name("ns1", "198.51.100.1", now=namemap.MIN_TTL + 1) is None  # expired
     for i in range(3):
         names.add("ns1", dns.Answer(f"n{i}.test", f"198.51.100.{i + 10}", 300), now=0)
     assert len(names.entries) == 2
@@ -175,7 +150,7 @@ def test_tls_hello_split_over_two_segments_is_reassembled() -> None:
     assert payload.tls_sni(first) is None
     assert payload.tls_record_size(first) == len(hello)
     flows = Reassembly(cap=4096)
-    key = ("tcp", "198.51.100.2", 40000, "198.51.100.1", 443)
+    key = ("", ("tcp", "198.51.100.2", 40000, "198.51.100.1", 443))
     buf = flows.add(key, 1000, first)
     assert buf == first
     flows.wait(key, 1000 + len(first), buf)
@@ -187,7 +162,7 @@ def test_tls_hello_split_over_two_segments_is_reassembled() -> None:
 
 def test_reassembly_cap() -> None:
     flows = Reassembly(cap=100)
-    key = ("k",)
+    key = ("", ("tcp", "a", 1, "b", 2))
     buf = flows.add(key, 0, b"x" * 80)
     flows.wait(key, 80, buf)
     assert flows.add(key, 80, b"y" * 80) == b"x" * 80 + b"y" * 20

@@ -1,21 +1,18 @@
-"""DNS responses into (asked name, address, ttl), and a bounded name map per namespace.
+"""DNS responses into (asked name, address, ttl), CNAME chains followed.
 
-The parser follows CNAME chains and compression pointers; a pointer must point before
-the name that uses it, so no pointer can loop. Hostile or cut messages give no answers.
+A compression pointer must point before the name that uses it, so no pointer can loop;
+hostile or cut messages raise Malformed or give no answers.
 """
 
 from __future__ import annotations
 
 import socket
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 A, CNAME, AAAA, IN = 1, 5, 28, 1
 MAX_RECORDS = 64
 MAX_NAME = 255
 MAX_JUMPS = 16
-MIN_TTL, MAX_TTL = 60, 86400  # a connection may follow an answer with ttl 0
 
 
 class Malformed(ValueError):
@@ -104,35 +101,3 @@ def parse_tcp(data: bytes) -> list[Answer]:
     if len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
         return []
     return parse_response(data[2 : 2 + int.from_bytes(data[:2], "big")])
-
-
-class NameMap:
-    """Address -> the name it was the answer for, per network namespace; LRU, TTL-bound."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.entries: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
-
-    def add(self, netns: str, answer: Answer, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        ttl = min(max(answer.ttl, MIN_TTL), MAX_TTL)
-        key = (netns, answer.addr)
-        self.entries[key] = (answer.name, now + ttl)
-        self.entries.move_to_end(key)
-        while len(self.entries) > self.size:
-            self.entries.popitem(last=False)
-
-    def name(self, netns: str, addr: str, now: float | None = None) -> str | None:
-        """The name last answered with `addr` in `netns`, while its TTL lasts."""
-        entry = self.entries.get((netns, addr))
-        if entry is None:
-            return None
-        if entry[1] < (time.monotonic() if now is None else now):
-            del self.entries[(netns, addr)]
-            return None
-        return entry[0]
-
-    def forget(self, netns: str) -> None:
-        """Drop a namespace whose last process left."""
-        for key in [k for k in self.entries if k[0] == netns]:
-            del self.entries[key]

@@ -8,7 +8,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 TCP, UDP = 6, 17
-PSH, SYN, FIN, RST = 0x08, 0x02, 0x01, 0x04
+Flow = tuple[str, str, int, str, int]
+Key = tuple[str, Flow]  # (namespace, flow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,7 @@ class Packet:
     payload: bytes
 
     @property
-    def flow(self) -> tuple[str, str, int, str, int]:
+    def flow(self) -> Flow:
         return (self.proto, self.src, self.sport, self.dst, self.dport)
 
 
@@ -76,9 +77,9 @@ class Reassembly:
 
     def __init__(self, cap: int, size: int = 256, timeout: float = 2.0) -> None:
         self.cap, self.size, self.timeout = cap, size, timeout
-        self.pending: OrderedDict[tuple[object, ...], tuple[int, bytes, float]] = OrderedDict()
+        self.pending: OrderedDict[Key, tuple[int, bytes, float]] = OrderedDict()
 
-    def add(self, key: tuple[object, ...], seq: int, data: bytes) -> bytes | None:
+    def add(self, key: Key, seq: int, data: bytes) -> bytes | None:
         """The bytes of the flow with this segment appended, or None if out of order."""
         entry = self.pending.pop(key, None)
         now = time.monotonic()
@@ -89,7 +90,7 @@ class Reassembly:
             return None
         return (buf + data)[: self.cap]
 
-    def wait(self, key: tuple[object, ...], seq: int, buf: bytes) -> None:
+    def wait(self, key: Key, seq: int, buf: bytes) -> None:
         """Keep `buf` (which ends before `seq`) for the flow's next segment."""
         if len(buf) >= self.cap:
             return
@@ -97,7 +98,7 @@ class Reassembly:
         while len(self.pending) > self.size:
             self.pending.popitem(last=False)
 
-    def keys(self) -> list[tuple[object, ...]]:
+    def keys(self) -> list[Key]:
         now = time.monotonic()
         for key in [k for k, v in self.pending.items() if v[2] < now]:
             del self.pending[key]
