@@ -4,6 +4,7 @@ an "inet" namespace over a veth pair on 198.51.100.0/24; the real agent names th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -19,7 +20,9 @@ from fakes import fake_monero_address
 from netpair import INET_IP, Pair, netpair, ready, watched
 from wire import client_hello, dns_query, stratum_line, xmrig_login
 
-from sentinel.collectors.traffic import TrafficCollector
+from sentinel.collectors.net import in_netns
+from sentinel.collectors.traffic import TrafficCollector, capture
+from sentinel.collectors.traffic.packets import decode
 from sentinel.core import config
 from sentinel.core.events import FlowPayload
 
@@ -101,6 +104,18 @@ if addr and "port" in spec:
         time.sleep(spec.get("gap", 0))
 print(addr, flush=True)
 time.sleep(120)
+"""
+
+
+BULK = r"""
+import os, socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+chunk = os.urandom(1 << 20)
+for _ in range(int(sys.argv[3])):
+    c.sendall(chunk)
+c.sendall(sys.stdin.buffer.read())
+c.close()
+print("done", flush=True)
 """
 
 
@@ -237,3 +252,23 @@ async def test_a_veth_crossing_is_reported_once_with_its_sender(pair: Pair, work
         assert ev.conn.raddr == INET_IP and ev.conn.rport == 80
         await asyncio.sleep(1.0)  # longer than a copy nobody owns waits
         assert len(run.of(FlowPayload, lambda e: e.data.startswith(line))) == 1
+
+
+def test_the_kernel_filter_passes_openings_not_bulk(pair: Pair) -> None:
+    """32 MiB of random bytes on one flow pass a handful of packets at most (a segment
+    that happens to start like an opening); the stratum line sent after them passes."""
+    ns_file = f"/proc/{pair.procs[1].pid}/ns/net"
+    sock = in_netns(ns_file, lambda: capture.open_socket(2048, 1 << 22))
+    try:
+        line = stratum_line("mining.subscribe", ["bulk-test"])
+        p = pair.run(pair.box, [sys.executable, "-c", BULK, INET_IP, "8443", "32"], line)
+        assert ready(p, timeout=30) == "done"
+        passed = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                passed.append(decode(sock.recv(65535)))
+        ours = [pkt for pkt in passed if pkt is not None and pkt.dport == 8443]
+        assert any(pkt.payload.startswith(line) for pkt in ours)
+        assert len(ours) <= 8, [pkt.payload[:8] for pkt in ours]
+    finally:
+        sock.close()
