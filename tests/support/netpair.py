@@ -46,8 +46,11 @@ class Pair:
         return p
 
     def resident(self, ns: str) -> int:
-        """A sleeping process, so the agent has a process in the namespace to follow."""
-        return self.python(ns, "import time; print('up', flush=True); time.sleep(600)").pid
+        """A sleeping process, so the agent has a process in the namespace to follow; once
+        it has said so, it is inside the namespace (`ip netns exec` enters it before exec)."""
+        p = self.python(ns, "import time; print('up', flush=True); time.sleep(600)")
+        ready(p)
+        return p.pid
 
     def end(self) -> None:
         for p in self.procs:

@@ -1,7 +1,8 @@
 """AF_PACKET capture with a classic BPF program: only DNS answers and flow openings pass.
 
 The kernel runs the filter on every packet of the namespace and copies to the agent only
-what it accepts, cut to the snap length. Accepted: UDP and TCP from port 53 (answers);
+what it accepts, cut to the snap length. Accepted: UDP and TCP from port 53 arriving in
+the namespace (answers);
 TCP segments whose payload starts like a TLS ClientHello (16 03 xx xx xx 01), a JSON
 object (`{` then `"` or white space: stratum JSON-RPC), or an HTTP/1 request method; and
 every payload segment of the few flows whose first segment left a record unfinished (a
@@ -26,6 +27,7 @@ JA, JEQ, JGT, JSET = 0x00, 0x10, 0x20, 0x40
 K, X = 0x00, 0x08
 TAX = 0x00
 SKF_AD_PROTOCOL = 0xFFFFF000  # SKF_AD_OFF + SKF_AD_PROTOCOL: skb->protocol
+SKF_AD_PKTTYPE = 0xFFFFF004  # skb->pkt_type
 SO_ATTACH_FILTER = 26
 ETH_P_ALL, ETH_P_IP, ETH_P_IPV6 = 0x0003, 0x0800, 0x86DD
 PACKET_OUTGOING = 4
@@ -104,7 +106,7 @@ def program(snaplen: int, follow: Iterable[tuple[int, int]] = ()) -> list[Insn]:
     a.jeq(socket.IPPROTO_UDP, "udp", "drop")
     a.label("udp")
     a.op(LD | H | IND, 0)
-    a.jeq(53, "accept", "drop")
+    a.jeq(53, "answer", "drop")
     a.label("tcp")
     a.op(STX, 2)  # M[2] = transport offset
     a.op(LD | B | IND, 12)
@@ -119,7 +121,7 @@ def program(snaplen: int, follow: Iterable[tuple[int, int]] = ()) -> list[Insn]:
     a.jump(JMP | JGT | K, 0xFFFF, "drop", 0)  # the IP length was shorter than the headers
     a.op(LDX | W | MEM, 2)
     a.op(LD | H | IND, 0)
-    a.jeq(53, "accept")
+    a.jeq(53, "answer")
     follow = list(follow)[:MAX_FOLLOW]
     if follow:
         a.op(LD | W | IND, 0)  # both ports
@@ -141,6 +143,9 @@ def program(snaplen: int, follow: Iterable[tuple[int, int]] = ()) -> list[Insn]:
     a.op(LD | B | IND, 1)
     for c in AFTER_BRACE:
         a.jeq(c, "accept")
+    a.label("answer")  # a DNS answer counts where it arrives, not where it leaves
+    a.op(LD | W | ABS, SKF_AD_PKTTYPE)
+    a.jeq(PACKET_OUTGOING, "drop", "accept")
     a.label("drop")
     a.op(RET | K, 0)
     a.label("accept")
