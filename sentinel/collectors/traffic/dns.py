@@ -13,6 +13,7 @@ A, CNAME, AAAA, IN = 1, 5, 28, 1
 MAX_RECORDS = 64
 MAX_NAME = 255
 MAX_JUMPS = 16
+QUESTION_POINTER = b"\xc0\x0c"  # a pointer to offset 12, where the question's name is
 
 
 class Malformed(ValueError):
@@ -71,7 +72,10 @@ def parse_response(msg: bytes) -> list[Answer]:
     cnames: dict[str, str] = {}
     addrs: list[tuple[str, str, int]] = []
     for _ in range(an):
-        owner, off = read_name(msg, off)
+        if msg[off : off + 2] == QUESTION_POINTER:  # the usual owner: the question's name
+            owner, off = asked, off + 2
+        else:
+            owner, off = read_name(msg, off)
         if off + 10 > len(msg):
             raise Malformed("cut record")
         kind = int.from_bytes(msg[off : off + 2], "big")
