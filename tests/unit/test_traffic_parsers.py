@@ -334,7 +334,9 @@ def test_decode_ipv4_tcp() -> None:
     pkt = decode(ipv4_tcp(b"hello"))
     assert pkt is not None
     assert pkt.flow == ("tcp", "198.51.100.2", 40000, "198.51.100.1", 443)
-    assert (pkt.seq, pkt.payload) == (77, b"hello")
+    assert (pkt.seq, pkt.payload, pkt.size) == (77, b"hello", 5)
+    cut = decode(ipv4_tcp(b"hello world")[:45])  # cut by the snap length
+    assert cut is not None and (cut.payload, cut.size) == (b"hello", 11)
 
 
 def test_decode_random_bytes_never_raise() -> None:

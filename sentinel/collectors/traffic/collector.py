@@ -80,7 +80,7 @@ def open_watch(ns: str, ns_file: str | None, snaplen: int) -> Watch:
 
 def role(data: bytes) -> str | None:
     """Who sends a flow's first bytes like these: client, server, or None (not ours)."""
-    if payload.tls_sni(data) is not None or payload.tls_record_size(data):
+    if payload.tls_record_size(data) and data[5:6] == b"\x01":  # a ClientHello
         return "client"
     if payload.http_request(data):
         return "client"
@@ -232,8 +232,9 @@ class TrafficCollector(Collector):
         if buf is None:
             return
         need = payload.tls_record_size(buf)
-        if need and len(buf) < need:
-            self.flows.wait(key, pkt.seq + len(pkt.payload), buf)
+        whole = len(pkt.payload) == pkt.size  # not cut by the snap length
+        if need and len(buf) < min(need, self.cfg.flow_bytes) and whole:
+            self.flows.wait(key, pkt.seq + pkt.size, buf)
             return
         who = role(buf)
         if who is None or (who == "client") != outgoing:

@@ -21,7 +21,8 @@ class Packet:
     dst: str
     dport: int
     seq: int
-    payload: bytes
+    payload: bytes  # cut to the snap length
+    size: int  # the payload's length on the wire
 
     @property
     def flow(self) -> Flow:
@@ -41,10 +42,12 @@ def decode(pkt: bytes) -> Packet | None:
         proto, family = pkt[9], socket.AF_INET
         src, dst = pkt[12:16], pkt[16:20]
         body = pkt[ihl : max(ihl, total) if total else len(pkt)]
+        wire = (total or len(pkt)) - ihl
     elif version == 6 and len(pkt) >= 40:
         proto, family = pkt[6], socket.AF_INET6
         src, dst = pkt[8:24], pkt[24:40]
-        body = pkt[40 : 40 + int.from_bytes(pkt[4:6], "big")]
+        wire = int.from_bytes(pkt[4:6], "big")
+        body = pkt[40 : 40 + wire]
     else:
         return None
     if proto == TCP and len(body) >= 20:
@@ -53,9 +56,10 @@ def decode(pkt: bytes) -> Packet | None:
             return None
         seq, payload, name = int.from_bytes(body[4:8], "big"), body[offset:], "tcp"
     elif proto == UDP and len(body) >= 8:
-        seq, payload, name = 0, body[8:], "udp"
+        seq, payload, name, offset = 0, body[8:], "udp", 8
     else:
         return None
+    size = max(0, wire - offset)
     return Packet(
         name,
         family,
@@ -65,6 +69,7 @@ def decode(pkt: bytes) -> Packet | None:
         int.from_bytes(body[2:4], "big"),
         seq,
         payload,
+        size,
     )
 
 
