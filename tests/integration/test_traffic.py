@@ -204,6 +204,30 @@ def test_tls_pool_sni_split_over_two_segments(agent: AgentRun, pair: Pair, worke
     assert rec["connection"]["domain"] == "gulf.moneroocean.stream"
 
 
+@pytest.mark.parametrize(
+    ("opening", "rule", "domain"),
+    [
+        (client_hello("a1b2c3.ngrok.io"), "tunnel.service_domain", "a1b2c3.ngrok.io"),
+        (
+            b"GET /x HTTP/1.1\r\nHost: box7.duckdns.org\r\n\r\n",
+            "network.dyndns",
+            "box7.duckdns.org",
+        ),
+        (
+            b"POST /submit HTTP/1.1\r\nHost: pool.supportxmr.com\r\n\r\n",
+            "network.pool_domain",
+            "pool.supportxmr.com",
+        ),
+    ],
+)
+def test_names_sent_in_sni_or_host_fire_the_domain_rules(
+    agent: AgentRun, pair: Pair, workers: Path, opening: bytes, rule: str, domain: str
+) -> None:
+    pid = client(pair, workers, dst=INET_IP, port=8443, send=[opening])
+    rec = agent.wait_for(about(pid, rule))
+    assert rec["connection"]["domain"] == domain
+
+
 def test_doh_from_a_non_browser_is_low(agent: AgentRun, pair: Pair, workers: Path) -> None:
     pid = client(pair, workers, dst=INET_IP, port=8443, send=[client_hello("dns.google")])
     rec = agent.wait_for(about(pid, "network.doh_resolver"))
