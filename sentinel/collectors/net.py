@@ -5,7 +5,8 @@ listed with sock_diag (netlink; one dump walks only the sockets in the asked sta
 where that is not available, read from the /proc/net tables, whose generation walks the
 whole connection hash on every read. Only a socket inode not seen before has its owner
 looked for in /proc/*/fd. Listening sockets and connections accepted by a local listener
-are not reported. Names are never resolved: Connection.domain stays None here.
+are not reported. Names are never resolved: Connection.domain is the name a DNS answer
+seen by the traffic collector gave for the remote address in that namespace, if any.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sentinel.collectors import Collector, Emit, register
 from sentinel.core import proctable
@@ -56,6 +58,7 @@ DIAG_MSG = struct.Struct("=BBBB2s2s16s16sI8sIIIII")  # ..., sport, dport, src, d
 DIAG_TIMEOUT = 2.0
 
 _libc = ctypes.CDLL(None, use_errno=True)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +132,9 @@ def read_tables(net_dir: str) -> list[Sock]:
     return socks
 
 
-def diag_socket(ns_file: str | None = None) -> socket.socket:
-    """A sock_diag socket in the agent's network namespace or in the one of `ns_file`
-    (entered for the socket() call only; the socket stays in it)."""
-    if ns_file is None:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
-        sock.settimeout(DIAG_TIMEOUT)
-        return sock
+def in_netns(ns_file: str, make: Callable[[], T]) -> T:
+    """`make()` called inside the network namespace of `ns_file` (this thread only; a
+    socket it opens stays in that namespace), then back to the thread's own."""
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         target = os.open(ns_file, os.O_RDONLY | os.O_CLOEXEC)
@@ -144,7 +143,7 @@ def diag_socket(ns_file: str | None = None) -> socket.socket:
                 err = ctypes.get_errno()
                 raise OSError(err, f"setns: {os.strerror(err)}", ns_file)
             try:
-                return diag_socket()
+                return make()
             finally:
                 if _libc.setns(own, CLONE_NEWNET) != 0:
                     raise SystemExit("sentinel: cannot return to its own network namespace")
@@ -152,6 +151,15 @@ def diag_socket(ns_file: str | None = None) -> socket.socket:
             os.close(target)
     finally:
         os.close(own)
+
+
+def diag_socket(ns_file: str | None = None) -> socket.socket:
+    """A sock_diag socket in the agent's network namespace or in the one of `ns_file`."""
+    if ns_file is not None:
+        return in_netns(ns_file, diag_socket)
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+    sock.settimeout(DIAG_TIMEOUT)
+    return sock
 
 
 def diag_dump(sock: socket.socket) -> list[Sock]:
@@ -193,6 +201,71 @@ def diag_replies(sock: socket.socket, proto: str) -> list[Sock]:
                 lport, rport = int.from_bytes(sport, "big"), int.from_bytes(dport, "big")
                 out.append(Sock(inode, proto, fam, lip, lport, rip, rport, state))
             off += (length + 3) & ~3
+
+
+def diag_find(sock: socket.socket, family: int, lip: str, lport: int, rip: str, rport: int) -> int:
+    """The inode of the TCP socket with this local and remote end (0: none), by one exact
+    sock_diag lookup instead of a dump."""
+    sockid = struct.pack(
+        "!HH16s16s",
+        lport,
+        rport,
+        socket.inet_pton(family, lip).ljust(16, b"\0"),
+        socket.inet_pton(family, rip).ljust(16, b"\0"),
+    ) + struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF)  # any interface, no cookie
+    req = DIAG_REQ.pack(family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF, sockid)
+    sock.send(
+        NLMSGHDR.pack(NLMSGHDR.size + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 0, 0) + req
+    )
+    data = sock.recv(1 << 12)
+    if len(data) < NLMSGHDR.size + DIAG_MSG.size:
+        return 0  # NLMSG_ERROR: ENOENT when no such socket
+    if NLMSGHDR.unpack_from(data)[1] != SOCK_DIAG_BY_FAMILY:
+        return 0
+    return DIAG_MSG.unpack_from(data, NLMSGHDR.size)[-1]
+
+
+def socket_owners(procfs: str, inodes: set[int]) -> dict[int, int]:
+    """inode -> pid for these sockets, from /proc/*/fd; newest processes are read first."""
+    found: dict[int, int] = {}
+    want = set(inodes)
+    for pid in sorted(proctable.list_pids(procfs), reverse=True):
+        fd_dir = f"{procfs}/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"{fd_dir}/{fd}")
+                if link.startswith("socket:[") and int(link[8:-1]) in want:
+                    found[int(link[8:-1])] = pid
+                    want.discard(int(link[8:-1]))
+        if not want:
+            break
+    return found
+
+
+def network_namespaces(procfs: str, ns_of: dict[int, str]) -> dict[str, int]:
+    """Each network namespace seen ('' for the agent's own) and a pid inside it; `ns_of`
+    (pid -> namespace) is kept up to date across calls."""
+    pids = set(proctable.list_pids(procfs))
+    for pid in ns_of.keys() - pids:
+        del ns_of[pid]
+    for pid in pids - ns_of.keys():
+        try:
+            ns_of[pid] = os.readlink(f"{procfs}/{pid}/ns/net")
+        except OSError:
+            ns_of[pid] = ""
+    try:
+        own = os.readlink(f"{procfs}/self/ns/net")
+    except OSError:
+        own = ""
+    found = {"": 0}
+    for pid, ns in ns_of.items():
+        if ns and ns != own:
+            found.setdefault(ns, pid)
+    return found
 
 
 @register
@@ -238,23 +311,7 @@ class NetCollector(Collector):
 
     def namespaces(self) -> dict[str, int]:
         """Each network namespace seen ('' for the agent's own) and a pid inside it."""
-        pids = set(proctable.list_pids(self.procfs))
-        for pid in self.ns_of.keys() - pids:
-            del self.ns_of[pid]
-        for pid in pids - self.ns_of.keys():
-            try:
-                self.ns_of[pid] = os.readlink(f"{self.procfs}/{pid}/ns/net")
-            except OSError:
-                self.ns_of[pid] = ""
-        try:
-            own = os.readlink(f"{self.procfs}/self/ns/net")
-        except OSError:
-            own = ""
-        found = {"": 0}
-        for pid, ns in self.ns_of.items():
-            if ns and ns != own:
-                found.setdefault(ns, pid)
-        return found
+        return network_namespaces(self.procfs, self.ns_of)
 
     def sockets(self, ns: str, pid: int) -> list[Sock]:
         """The sockets of one namespace, by sock_diag when it can be had, else the tables."""
@@ -283,41 +340,26 @@ class NetCollector(Collector):
             if sock is not None:
                 sock.close()
         live: set[int] = set()
-        fresh: list[Sock] = []
+        fresh: list[tuple[str, Sock]] = []
         for ns, pid in namespaces.items():
             for s in outbound(self.sockets(ns, pid)):
                 if s.inode not in live:
                     live.add(s.inode)
                     if s.inode not in self.seen:
-                        fresh.append(s)
+                        fresh.append((ns, s))
         self.seen = live  # closed sockets are forgotten
         if not fresh:
             return
-        owners = self.owners({s.inode for s in fresh})
-        for s in fresh:
+        owners = self.owners({s.inode for _, s in fresh})
+        for ns, s in fresh:
             pid = owners.get(s.inode)
             proc = self.ctx.procs.get(pid) if pid else None
             laddr = endpoint(s.lip, s.lport)
-            conn = Connection(laddr=laddr, raddr=s.rip, rport=s.rport, proto=s.proto)
+            domain = self.ctx.names.name(ns, s.rip)  # from a DNS answer the namespace got
+            conn = Connection(laddr=laddr, raddr=s.rip, rport=s.rport, proto=s.proto, domain=domain)
             state = STATE_NAMES[s.state] if s.proto == "tcp" else "CONNECTED"
             self.emit(NetConn(time=time.time(), conn=conn, proc=proc, state=state))
 
     def owners(self, inodes: set[int]) -> dict[int, int]:
         """inode -> pid for these sockets, from /proc/*/fd; newest processes are read first."""
-        found: dict[int, int] = {}
-        want = set(inodes)
-        for pid in sorted(proctable.list_pids(self.procfs), reverse=True):
-            fd_dir = f"{self.procfs}/{pid}/fd"
-            try:
-                fds = os.listdir(fd_dir)
-            except OSError:
-                continue
-            for fd in fds:
-                with contextlib.suppress(OSError):
-                    link = os.readlink(f"{fd_dir}/{fd}")
-                    if link.startswith("socket:[") and int(link[8:-1]) in want:
-                        found[int(link[8:-1])] = pid
-                        want.discard(int(link[8:-1]))
-            if not want:
-                break
-        return found
+        return socket_owners(self.procfs, inodes)

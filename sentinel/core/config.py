@@ -158,6 +158,14 @@ class GpuConfig:
 
 
 @dataclass
+class TrafficConfig:
+    enabled: bool = True
+    snaplen: int = 2048  # bytes kept of each accepted packet
+    flow_bytes: int = 4096  # first bytes of a flow reassembled at most (split ClientHello)
+    map_size: int = 65536  # address -> name entries kept from DNS answers, all namespaces
+
+
+@dataclass
 class EngineConfig:
     dedup_window: float = 3600.0
     incident_window: float = 60.0
@@ -234,6 +242,7 @@ class Config:
     daemons: DaemonsConfig = field(default_factory=DaemonsConfig)
     load: LoadConfig = field(default_factory=LoadConfig)
     gpu: GpuConfig = field(default_factory=GpuConfig)
+    traffic: TrafficConfig = field(default_factory=TrafficConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     sinks: list[SinkConfig] = field(default_factory=list)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -339,6 +348,14 @@ def _validate(cfg: Config, source: str) -> None:
         parse_listen(cfg.metrics.listen)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}", exc.where) from None
+    for key, low, high in (
+        ("snaplen", 64, 65535),
+        ("flow_bytes", 64, 1 << 20),
+        ("map_size", 1, 1 << 24),
+    ):
+        if not low <= getattr(cfg.traffic, key) <= high:
+            where = f"traffic.{key}"
+            raise ConfigError(f"{source}: {where}: must be between {low} and {high}", where)
     if cfg.agent.interval <= 0:
         raise ConfigError(f"{source}: agent.interval: must be > 0", "agent.interval")
     seen: set[str] = set()

@@ -7,6 +7,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from sentinel.core.config import Config
+from sentinel.core.names import NameMap
 from sentinel.core.proctable import ProcTable
 from sentinel.core.runbook import Runbook
 from sentinel.rules.intel import Intel
@@ -23,8 +24,10 @@ class Context:
     procfs: str = "/proc"
     procs: ProcTable = field(init=False)
     runbook: Runbook = field(init=False)
+    names: NameMap = field(init=False)
 
     def __post_init__(self) -> None:
+        self.names = NameMap(self.config.traffic.map_size)
         self.procs = ProcTable(self.procfs)
         self.runbook = Runbook(self.config.runbook.jobs)
 

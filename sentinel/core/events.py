@@ -74,6 +74,19 @@ class NetConn(Event):
 
 
 @dataclass(slots=True)
+class FlowPayload(Event):
+    """The first bytes of one direction of a flow, tied to the local process: the sender
+    for a client's message (`role` client), the receiver for a server's (`role` server).
+    The bytes stay in memory; findings carry at most an excerpt."""
+
+    conn: Connection
+    proc: Proc | None
+    role: str
+    data: bytes
+    netns: str = ""
+
+
+@dataclass(slots=True)
 class GpuDevice:
     index: int
     uuid: str

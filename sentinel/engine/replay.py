@@ -1,7 +1,8 @@
 """Replay recorded events (JSONL) through the real engine with no collectors running.
 
-A record is {"type": "ProcExec" | "NetConn" | "FileChange", ...} with the event's fields;
-processes and connections are written as their dataclass fields. Detectors, dedup and
+A record is {"type": "ProcExec" | "NetConn" | "FileChange" | "FlowPayload", ...} with the
+event's fields; processes and connections are written as their dataclass fields, payload
+bytes as hex (`data_hex`). Detectors, dedup and
 incident folding run as in the agent; the findings are returned instead of delivered.
 """
 
@@ -12,10 +13,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from sentinel.core.config import Config
-from sentinel.core.events import Event, FileChange, NetConn, ProcExec
+from sentinel.core.events import Event, FileChange, FlowPayload, NetConn, ProcExec
 from sentinel.core.model import Ancestor, Connection, Finding, Proc
 
-EVENT_TYPES: dict[str, type[Event]] = {t.__name__: t for t in (ProcExec, NetConn, FileChange)}
+EVENT_TYPES: dict[str, type[Event]] = {
+    t.__name__: t for t in (ProcExec, NetConn, FileChange, FlowPayload)
+}
 
 
 def proc_from(data: dict[str, Any]) -> Proc:
@@ -32,12 +35,17 @@ def decode(record: dict[str, Any]) -> Event:
         data["proc"] = proc_from(data["proc"])
     if "conn" in data:
         data["conn"] = Connection(**data["conn"])
+    if "data_hex" in data:
+        data["data"] = bytes.fromhex(data.pop("data_hex"))
     return etype(**data)
 
 
 def encode(event: Event) -> dict[str, Any]:
     """The JSONL record of an event (the inverse of decode)."""
-    return {"type": type(event).__name__, **dataclasses.asdict(event)}
+    record = {"type": type(event).__name__, **dataclasses.asdict(event)}
+    if isinstance(record.get("data"), bytes):
+        record["data_hex"] = record.pop("data").hex()
+    return record
 
 
 class _Collect:

@@ -130,3 +130,11 @@ def observe_gpu(sample: GpuSample) -> None:
                     gauge.remove(dev.uuid)
             else:
                 gauge.labels(dev.uuid).set(value)
+
+
+traffic_packets = Counter(
+    "sentinel_traffic_packets_total",
+    "Packets the traffic filter passed, by what they were (dns, payload, malformed, other)",
+    ["kind"],
+    registry=REGISTRY,
+)

@@ -80,6 +80,8 @@ class Intel:
     dyndns_domains: tuple[str, ...] = ()
     miner_names: frozenset[str] = frozenset()
     tunnel_tools: frozenset[str] = frozenset()
+    doh_domains: tuple[str, ...] = ()
+    browsers: frozenset[str] = frozenset()
 
 
 _LISTS = {
@@ -90,6 +92,8 @@ _LISTS = {
     "dyndns_domains": ("dyndns_domains.txt", _domains),
     "miner_names": ("miner_names.txt", _names),
     "tunnel_tools": ("tunnel_tools.txt", _names),
+    "doh_domains": ("doh_resolvers.txt", _domains),
+    "browsers": ("browsers.txt", _names),
 }
 
 

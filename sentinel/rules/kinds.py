@@ -98,6 +98,13 @@ def sample_builder(kind_name: str, keys: set[str]) -> Callable[[SampleBuilder], 
 
 def load_fields() -> dict[str, Kind]:
     """Every kind with its fields (importing the field modules registers them)."""
-    from sentinel.rules.fields import network, persistence, process, text, tunnels  # noqa: F401
+    from sentinel.rules.fields import (  # noqa: F401
+        network,
+        persistence,
+        process,
+        text,
+        traffic,
+        tunnels,
+    )
 
     return KINDS

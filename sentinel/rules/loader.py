@@ -60,6 +60,8 @@ INTEL_LISTS = (
     "dyndns_domains",
     "miner_names",
     "tunnel_tools",
+    "doh_domains",
+    "browsers",
 )
 
 

@@ -294,9 +294,15 @@ def test_unit_keeps_what_a_monitor_needs() -> None:
     assert s.get("PrivateDevices", ["no"]) == ["no"] and "char-nvidia* rw" in s["DeviceAllow"]
     assert s["DevicePolicy"] == ["closed"]
     families = s["RestrictAddressFamilies"][0].split()
-    assert families == ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"]
+    assert families == ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET"]
     caps = set(s["CapabilityBoundingSet"][0].split())
-    assert caps == {"CAP_NET_ADMIN", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"}
+    assert caps == {
+        "CAP_NET_ADMIN",
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_PTRACE",
+        "CAP_DAC_READ_SEARCH",
+        "CAP_NET_RAW",  # AF_PACKET for the traffic collector
+    }
     assert "fanotify_init" in s["SystemCallFilter"][0]  # @privileged, not in @system-service
 
 

@@ -1,0 +1,335 @@
+"""The traffic collector: one filtered packet socket per watched network namespace.
+
+A capture thread reads the sockets. DNS answers fill the context's name map for the
+namespace they arrived in. The first messages of a TCP flow (ClientHello, HTTP request,
+stratum JSON-RPC) become FlowPayload events tied to the local process by an exact
+sock_diag lookup of the 5-tuple: the sender's socket for a client's message (seen leaving
+its namespace), the receiver's for a server's (seen arriving), so a packet that crosses a
+veth pair between two watched namespaces is reported once. A name the process sent (TLS
+SNI, HTTP Host) also goes out as a NetConn with `domain` set, for the network rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import queue
+import select
+import socket
+import struct
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sentinel.collectors import Collector, Emit, register
+from sentinel.collectors import net as netcol
+from sentinel.collectors.traffic import capture, dns
+from sentinel.collectors.traffic.packets import Packet, Reassembly, decode
+from sentinel.core.context import Context
+from sentinel.core.events import FlowPayload, NetConn
+from sentinel.core.model import Connection
+from sentinel.ops import metrics
+from sentinel.rules import payload
+
+log = logging.getLogger(__name__)
+
+RCVBUF = 4 << 20
+BATCH = 256
+POLL = 0.2
+GATHER = 0.05  # after a wakeup, let packets gather for this long: fewer, fuller reads
+OWNERLESS_WAIT = 0.5  # a copy seen where no socket owns it waits for the owned one
+MESSAGES_PER_FLOW = 4
+FLOWS_KEPT = 8192
+OWNERS_KEPT = 4096
+SOL_PACKET, PACKET_STATISTICS = 263, 6
+
+
+@dataclass
+class Watch:
+    """One network namespace: its packet socket, its sock_diag socket, its follow set."""
+
+    ns: str
+    packets: socket.socket
+    diag: socket.socket | None
+    follow: frozenset[tuple[int, int]] = field(default_factory=frozenset)
+
+    def close(self) -> None:
+        self.packets.close()
+        if self.diag is not None:
+            self.diag.close()
+
+
+def open_watch(ns: str, ns_file: str | None, snaplen: int) -> Watch:
+    """Packet and sock_diag sockets inside the namespace of `ns_file` (None: the agent's)."""
+
+    def make() -> Watch:
+        packets = capture.open_socket(snaplen, RCVBUF)
+        try:
+            diag = netcol.diag_socket()
+        except OSError:
+            diag = None
+        return Watch(ns, packets, diag)
+
+    return make() if ns_file is None else netcol.in_netns(ns_file, make)
+
+
+def role(data: bytes) -> str | None:
+    """Who sends a flow's first bytes like these: client, server, or None (not ours)."""
+    if payload.tls_record_size(data) and data[5:6] == b"\x01":  # a ClientHello
+        return "client"
+    if payload.http_request(data):
+        return "client"
+    msg = payload.stratum(data)
+    return msg.role if msg else None
+
+
+class LRU(OrderedDict[object, int]):
+    """A counter that forgets its oldest keys beyond `size`."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def bump(self, key: object) -> int:
+        value = self.pop(key, 0) + 1
+        self[key] = value
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+@register
+class TrafficCollector(Collector):
+    """Emits FlowPayload for flow openings and fills the DNS name map, per namespace."""
+
+    name = "traffic"
+
+    def __init__(self, ctx: Context, emit: Emit) -> None:
+        super().__init__(ctx, emit)
+        self.cfg = ctx.config.traffic
+        self.procfs = ctx.procfs
+        self.ns_of: dict[int, str] = {}
+        self.watched: dict[str, Watch] = {}
+        self.failed: set[str] = set()
+        self.changes: queue.SimpleQueue[tuple[str, Watch | None]] = queue.SimpleQueue()
+        self.stop = threading.Event()
+        self.flows = Reassembly(self.cfg.flow_bytes)
+        self.budget = LRU(FLOWS_KEPT)
+        self.sent = LRU(FLOWS_KEPT)
+        self.owners: OrderedDict[int, int] = OrderedDict()
+        self.ownerless: dict[tuple[object, ...], tuple[float, FlowPayload]] = {}
+        self.counts: dict[str, int] = dict.fromkeys(("dns", "payload", "malformed", "other"), 0)
+
+    def enabled(self) -> bool:
+        return self.cfg.enabled
+
+    async def run(self) -> None:
+        thread = threading.Thread(target=self.capture, name="sentinel-traffic", daemon=True)
+        thread.start()
+        try:
+            while True:
+                with self.measure("namespaces"):
+                    await self.refresh()
+                await asyncio.sleep(self.ctx.config.agent.interval)
+        finally:
+            self.stop.set()
+            await asyncio.to_thread(thread.join, 5)
+
+    async def refresh(self) -> None:
+        """Open a watch for each namespace with a process in it; retire the empty ones."""
+        found = netcol.network_namespaces(self.procfs, self.ns_of)
+        for ns in self.watched.keys() - found.keys():
+            del self.watched[ns]
+            self.changes.put((ns, None))
+            self.ctx.names.forget(ns)
+        self.failed &= found.keys()
+        for ns, pid in found.items():
+            if ns in self.watched or ns in self.failed:
+                continue
+            ns_file = f"{self.procfs}/{pid}/ns/net" if ns else None
+            try:
+                watch = await asyncio.to_thread(open_watch, ns, ns_file, self.cfg.snaplen)
+            except OSError as exc:
+                self.failed.add(ns)
+                metrics.errors.labels("collector.traffic").inc()
+                if not ns:
+                    self.report(False, f"no packet capture: {exc.strerror or exc}")
+                    return
+                log.info("traffic: cannot watch %s: %s", ns, exc)
+                continue
+            self.watched[ns] = watch
+            self.changes.put((ns, watch))
+        if "" in self.watched:
+            self.report(True, namespaces=len(self.watched))
+
+    # --- the capture thread --------------------------------------------------------------
+
+    def capture(self) -> None:
+        watches: dict[str, Watch] = {}
+        by_fd: dict[int, Watch] = {}
+        last_stats = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                while not self.changes.empty():
+                    ns, watch = self.changes.get()
+                    old = watches.pop(ns, None)
+                    if old is not None:
+                        old.close()
+                    if watch is not None:
+                        watches[ns] = watch
+                    by_fd = {w.packets.fileno(): w for w in watches.values()}
+                if not by_fd:
+                    self.stop.wait(POLL)
+                    continue
+                ready, _, _ = select.select(list(by_fd), [], [], POLL)
+                for fd in ready:
+                    self.drain(by_fd[fd])
+                self.flush(watches.values())
+                if time.monotonic() - last_stats > 5:
+                    last_stats = time.monotonic()
+                    self.kernel_drops(watches.values())
+                if ready:
+                    self.stop.wait(GATHER)
+        finally:
+            for watch in watches.values():
+                watch.close()
+
+    def drain(self, watch: Watch) -> None:
+        for _ in range(BATCH):
+            try:
+                data, addr = watch.packets.recvfrom(65535)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                log.warning("traffic: read failed in %s: %s", watch.ns or "own namespace", exc)
+                metrics.errors.labels("collector.traffic").inc()
+                return
+            try:
+                self.packet(watch, data, addr[2] == capture.PACKET_OUTGOING)
+            except Exception:
+                log.exception("traffic: packet handling failed")
+                metrics.errors.labels("collector.traffic").inc()
+
+    def packet(self, watch: Watch, data: bytes, outgoing: bool) -> None:
+        pkt = decode(data)
+        if pkt is None:
+            self.counts["other"] += 1
+            return
+        if pkt.sport == 53:
+            self.dns(watch, pkt, outgoing)
+            return
+        if pkt.proto != "tcp" or not pkt.payload:
+            self.counts["other"] += 1
+            return
+        self.counts["payload"] += 1
+        key = (watch.ns, pkt.flow)
+        buf = self.flows.add(key, pkt.seq, pkt.payload)
+        if buf is None:
+            return
+        need = payload.tls_record_size(buf)
+        whole = len(pkt.payload) == pkt.size  # not cut by the snap length
+        if need and len(buf) < min(need, self.cfg.flow_bytes) and whole:
+            self.flows.wait(key, pkt.seq + pkt.size, buf)
+            return
+        who = role(buf)
+        if who is None or (who == "client") != outgoing:
+            return
+        if self.budget.bump((pkt.flow, who)) > MESSAGES_PER_FLOW:
+            return
+        self.attribute(watch, pkt, who, buf)
+
+    def dns(self, watch: Watch, pkt: Packet, outgoing: bool) -> None:
+        """An answer counts in the namespace that receives it."""
+        if outgoing or not pkt.payload:
+            return
+        try:
+            parse = dns.parse_response if pkt.proto == "udp" else dns.parse_tcp
+            answers = parse(pkt.payload)
+        except dns.Malformed:
+            self.counts["malformed"] += 1
+            return
+        self.counts["dns"] += 1
+        for answer in answers:
+            self.ctx.names.add(watch.ns, answer)
+
+    def attribute(self, watch: Watch, pkt: Packet, who: str, buf: bytes) -> None:
+        """The local socket's process, the remote end and its name, then the event."""
+        if who == "client":
+            lip, lport, rip, rport = pkt.src, pkt.sport, pkt.dst, pkt.dport
+        else:
+            lip, lport, rip, rport = pkt.dst, pkt.dport, pkt.src, pkt.sport
+        pid = self.owner(watch, pkt.family, lip, lport, rip, rport)
+        proc = self.ctx.procs.get(pid) if pid else None
+        sent = (payload.tls_sni(buf) or payload.http_host(buf)) if who == "client" else None
+        domain = sent or self.ctx.names.name(watch.ns, rip)
+        conn = Connection(netcol.endpoint(lip, lport), rip, rport, "tcp", domain)
+        event = FlowPayload(time.time(), conn, proc, who, buf, watch.ns)
+        digest = (pkt.flow, who, hashlib.blake2b(buf[:512], digest_size=8).digest())
+        if proc is None:
+            self.ownerless.setdefault(digest, (time.monotonic() + OWNERLESS_WAIT, event))
+            return
+        self.ownerless.pop(digest, None)
+        if self.sent.bump(digest) == 1:
+            self.publish(event, sent)
+
+    def publish(self, event: FlowPayload, sent: str | None) -> None:
+        self.emit(event)
+        if sent:
+            self.emit(NetConn(event.time, event.conn, event.proc, "ESTABLISHED"))
+
+    def owner(self, watch: Watch, family: int, lip: str, lport: int, rip: str, rport: int) -> int:
+        """The pid owning the TCP socket with these ends in the watch's namespace (0: none)."""
+        if watch.diag is None:
+            return 0
+        try:
+            inode = netcol.diag_find(watch.diag, family, lip, lport, rip, rport)
+            if not inode and family == socket.AF_INET:  # a dual-stack socket
+                mapped = (netcol.MAPPED + lip, netcol.MAPPED + rip)
+                inode = netcol.diag_find(
+                    watch.diag, socket.AF_INET6, mapped[0], lport, mapped[1], rport
+                )
+        except OSError as exc:
+            log.info("traffic: sock_diag lookup failed: %s", exc)
+            return 0
+        if not inode:
+            return 0
+        pid = self.owners.get(inode)
+        if pid is None or not os.path.exists(f"{self.procfs}/{pid}"):
+            pid = netcol.socket_owners(self.procfs, {inode}).get(inode, 0)
+            self.owners[inode] = pid
+            while len(self.owners) > OWNERS_KEPT:
+                self.owners.popitem(last=False)
+        return pid
+
+    def flush(self, watches: Iterable[Watch]) -> None:
+        """Publish copies nobody owned once their wait is over; retune follow filters."""
+        for kind, n in self.counts.items():
+            if n:
+                metrics.traffic_packets.labels(kind).inc(n)
+                self.counts[kind] = 0
+        now = time.monotonic()
+        for digest, (deadline, event) in list(self.ownerless.items()):
+            if deadline <= now:
+                del self.ownerless[digest]
+                if self.sent.bump(digest) == 1:
+                    self.publish(event, None)
+        pending = self.flows.keys()
+        for watch in watches:
+            follow = frozenset((f[2], f[4]) for ns, f in pending if ns == watch.ns)
+            if follow != watch.follow:
+                watch.follow = follow
+                capture.attach(watch.packets, capture.program(self.cfg.snaplen, follow))
+
+    def kernel_drops(self, watches: Iterable[Watch]) -> None:
+        """Packets the kernel dropped because the socket buffer was full, as a metric."""
+        for watch in watches:
+            with contextlib.suppress(OSError):
+                raw = watch.packets.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+                _, drops = struct.unpack("=II", raw)
+                if drops:
+                    metrics.events_dropped.labels("traffic").inc(drops)

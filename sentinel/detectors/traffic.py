@@ -1,0 +1,43 @@
+"""Traffic rules: the catalogue's `traffic` rules on the first bytes of each flow direction.
+
+Pool, tunnel and dynamic-DNS names from SNI, HTTP Host and DNS answers reach the network
+rules through Connection.domain (filled by the collectors); these rules judge the payload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sentinel.core.events import Event, FlowPayload
+from sentinel.core.model import Finding
+from sentinel.detectors import Detector, register
+
+
+@register
+class TrafficDetector(Detector):
+    """Judges the first message of each flow direction by what its bytes say."""
+
+    name = "traffic"
+    events = (FlowPayload,)
+
+    def handle(self, event: Event) -> Iterable[Finding]:
+        if not isinstance(event, FlowPayload):
+            return
+        conn, proc = event.conn, event.proc
+        who = f"{proc.name} (pid {proc.pid})" if proc else "unknown process"
+        for m in self.ctx.catalogue.evaluate("traffic", event):
+            yield Finding(
+                rule=m.rule.id,
+                category=m.rule.category,
+                severity=m.severity,
+                summary=f"{who}: {m.summary}",
+                detector=self.name,
+                process=proc,
+                connection=conn,
+                evidence={
+                    **m.evidence,
+                    "raddr": conn.raddr,
+                    "rport": conn.rport,
+                    "proto": conn.proto,
+                },
+            )

@@ -1,0 +1,304 @@
+"""Traffic inspection end to end: clients in a test-made "box" namespace talk to servers in
+an "inet" namespace over a veth pair on 198.51.100.0/24; the real agent names the client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agent_harness import AgentRun, Record, severity_at_least
+from collector_run import Running
+from fakes import fake_monero_address
+from netpair import INET_IP, Pair, netpair, ready, watched
+from wire import client_hello, dns_query, stratum_line, xmrig_login
+
+from sentinel.collectors.net import in_netns
+from sentinel.collectors.traffic import TrafficCollector, capture
+from sentinel.collectors.traffic.packets import Packet, decode
+from sentinel.core import config
+from sentinel.core.events import FlowPayload
+
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"), reason="needs root and ip"),
+]
+
+POOL_NAME = "xmr-eu.supportxmr.com"  # supportxmr.com is in signatures/pool_domains.txt
+POOL_ADDR, GITHUB_ADDR = "198.51.100.10", "198.51.100.11"
+COUNT = itertools.count()
+
+SERVERS = r"""
+import socket, struct, sys, threading
+JOB = (b'{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"w1","job":'
+       b'{"blob":"0707","job_id":"9","target":"ffff"},"status":"OK"}}\n')
+ANSWERS = dict(a.split("=") for a in sys.argv[1:])
+
+def serve(s, reply):
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=talk, args=(c, reply), daemon=True).start()
+
+def talk(c, reply):
+    with c:
+        while data := c.recv(65536):
+            if reply is not None and (answer := reply(data)):
+                c.sendall(answer)
+
+def pool(data):
+    return JOB if b'"login"' in data else b""
+
+def http(data):
+    return b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+def resolver(u):
+    while True:
+        q, peer = u.recvfrom(512)
+        i, labels = 12, []
+        while q[i]:
+            labels.append(q[i + 1 : i + 1 + q[i]].decode())
+            i += 1 + q[i]
+        question, addr = q[12 : i + 5], ANSWERS.get(".".join(labels))
+        if addr is None:
+            u.sendto(q[:2] + b"\x81\x83" + q[4:6] + bytes(6) + question, peer)
+            continue
+        rr = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 5, 4) + socket.inet_aton(addr)
+        u.sendto(q[:2] + b"\x81\x80" + q[4:6] + b"\x00\x01" + bytes(4) + question + rr, peer)
+
+for port, reply in ((443, pool), (80, None), (8443, None), (8000, http)):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(64)
+    threading.Thread(target=serve, args=(s, reply), daemon=True).start()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", 53))
+threading.Thread(target=resolver, args=(u,), daemon=True).start()
+print("up", flush=True)
+threading.Event().wait()
+"""
+
+# An ordinary worker: what it sends comes on stdin, nothing in its argv.
+CLIENT = r"""
+import json, socket, sys, time
+spec = json.loads(sys.stdin.readline())
+addr = spec.get("dst")
+if "dns" in spec:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(5)
+    u.sendto(bytes.fromhex(spec["dns"]), (spec["resolver"], 53))
+    answer = u.recv(512)
+    addr = socket.inet_ntoa(answer[-4:]) if answer[3] & 0x0F == 0 else None
+if addr and "port" in spec:
+    c = socket.create_connection((addr, spec["port"]), timeout=5)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for part in spec["send"]:
+        c.sendall(bytes.fromhex(part))
+        time.sleep(spec.get("gap", 0))
+print(addr, flush=True)
+time.sleep(120)
+"""
+
+
+BULK = r"""
+import os, socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+chunk = os.urandom(1 << 20)
+for _ in range(int(sys.argv[3])):
+    c.sendall(chunk)
+c.close()
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as opening:
+    opening.sendall(sys.stdin.buffer.read())
+print("done", flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Pair]:
+    with netpair(extra=(POOL_ADDR, GITHUB_ADDR)) as p:
+        servers = p.python(p.inet, SERVERS, f"{POOL_NAME}={POOL_ADDR}", f"github.com={GITHUB_ADDR}")
+        ready(servers)
+        p.resident(p.box)
+        yield p
+
+
+@pytest.fixture(scope="module")
+def agent(pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentRun]:
+    run = AgentRun(tmp_path_factory.mktemp("traffic-agent"))
+    run.start()
+    try:
+        watched(pair.procs[0].pid)  # the servers' namespace
+        watched(pair.procs[1].pid)  # the box
+        yield run
+    finally:
+        run.stop()
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield tmp_path_factory.mktemp("workers")
+
+
+def client(
+    pair: Pair, workers: Path, send: tuple[bytes, ...] | list[bytes] = (), **spec: object
+) -> int:
+    """A python3 worker script in the box doing what `spec` says; its pid once it has sent.
+
+    Each worker is its own script, as distinct jobs are: the engine folds alerts of sibling
+    workers of one program into one incident."""
+    script = workers / f"job{next(COUNT)}.py"
+    script.write_text(CLIENT)
+    spec["send"] = [part.hex() for part in send]
+    p = pair.run(pair.box, [sys.executable, str(script)], json.dumps(spec).encode() + b"\n")
+    ready(p)
+    return p.pid
+
+
+def about(pid: int, rule: str):
+    def match(rec: Record) -> bool:
+        return rec["rule"] == rule and (rec.get("process") or {}).get("pid") == pid
+
+    return match
+
+
+def test_stratum_login_on_443_names_the_worker(agent: AgentRun, pair: Pair, workers: Path) -> None:
+    password = "pw-" + os.urandom(4).hex()
+    pid = client(
+        pair, workers, dst=INET_IP, port=443, send=[xmrig_login(fake_monero_address(), password)]
+    )
+    rec = agent.wait_for(about(pid, "network.stratum_protocol"))
+    assert rec["severity"] == "high" and rec["connection"]["rport"] == 443
+    assert rec["process"]["name"].startswith("python")
+    assert rec["evidence"]["method"] == "login" and "XMRig" in rec["evidence"]["agent"]
+    excerpt = rec["evidence"]["excerpt"]
+    assert password not in json.dumps(rec) and len(excerpt) <= 200
+
+
+def test_mining_subscribe_on_port_80(agent: AgentRun, pair: Pair, workers: Path) -> None:
+    msg = stratum_line("mining.subscribe", ["cpuminer/2.5.1"])
+    pid = client(pair, workers, dst=INET_IP, port=80, send=[msg])
+    rec = agent.wait_for(about(pid, "network.stratum_protocol"))
+    assert rec["evidence"]["method"] == "mining.subscribe" and rec["connection"]["rport"] == 80
+
+
+def test_dns_answer_names_a_later_connection(agent: AgentRun, pair: Pair, workers: Path) -> None:
+    pid = client(
+        pair, workers, dns=dns_query(POOL_NAME).hex(), resolver=INET_IP, port=8443, send=[b"hi\n"]
+    )
+    rec = agent.wait_for(about(pid, "network.pool_domain"))
+    assert rec["connection"]["domain"] == POOL_NAME and rec["connection"]["raddr"] == POOL_ADDR
+
+
+def test_tls_pool_sni_split_over_two_segments(agent: AgentRun, pair: Pair, workers: Path) -> None:
+    hello = client_hello("gulf.moneroocean.stream", pad=700)
+    pid = client(pair, workers, dst=INET_IP, port=8443, send=[hello[:300], hello[300:]], gap=0.3)
+    rec = agent.wait_for(about(pid, "network.pool_domain"))
+    assert rec["connection"]["domain"] == "gulf.moneroocean.stream"
+
+
+@pytest.mark.parametrize(
+    ("opening", "rule", "domain"),
+    [
+        (client_hello("a1b2c3.ngrok.io"), "tunnel.service_domain", "a1b2c3.ngrok.io"),
+        (
+            b"GET /x HTTP/1.1\r\nHost: box7.duckdns.org\r\n\r\n",
+            "network.dyndns",
+            "box7.duckdns.org",
+        ),
+        (
+            b"POST /submit HTTP/1.1\r\nHost: pool.supportxmr.com\r\n\r\n",
+            "network.pool_domain",
+            "pool.supportxmr.com",
+        ),
+    ],
+)
+def test_names_sent_in_sni_or_host_fire_the_domain_rules(
+    agent: AgentRun, pair: Pair, workers: Path, opening: bytes, rule: str, domain: str
+) -> None:
+    pid = client(pair, workers, dst=INET_IP, port=8443, send=[opening])
+    rec = agent.wait_for(about(pid, rule))
+    assert rec["connection"]["domain"] == domain
+
+
+def test_doh_from_a_non_browser_is_low(agent: AgentRun, pair: Pair, workers: Path) -> None:
+    pid = client(pair, workers, dst=INET_IP, port=8443, send=[client_hello("dns.google")])
+    rec = agent.wait_for(about(pid, "network.doh_resolver"))
+    assert rec["severity"] == "low"
+
+
+def test_benign_traffic_draws_nothing_at_medium(agent: AgentRun, pair: Pair, workers: Path) -> None:
+    benign = [
+        client(pair, workers, dst=INET_IP, port=8443, send=[client_hello("pypi.org")]),
+        client(
+            pair,
+            workers,
+            dns=dns_query("github.com").hex(),
+            resolver=INET_IP,
+            port=8443,
+            send=[b"x"],
+        ),
+        client(
+            pair,
+            workers,
+            dst=INET_IP,
+            port=8000,
+            send=[b"GET / HTTP/1.1\r\nHost: localhost:8000\r\n\r\n"],
+        ),
+    ]
+    # a later stratum login, found, shows the agent has handled what came before it
+    pid = client(pair, workers, dst=INET_IP, port=443, send=[xmrig_login(fake_monero_address())])
+    agent.wait_for(about(pid, "network.stratum_protocol"))
+    loud = [
+        r
+        for r in agent.records()
+        if severity_at_least(r, "medium") and (r.get("process") or {}).get("pid") in benign
+    ]
+    assert loud == []
+
+
+async def test_a_veth_crossing_is_reported_once_with_its_sender(pair: Pair, workers: Path) -> None:
+    cfg = config.parse("[agent]\ninterval = 0.2\n")
+    async with Running(TrafficCollector, cfg) as run:
+        await asyncio.to_thread(watched, pair.procs[1].pid)
+        await asyncio.to_thread(watched, pair.procs[0].pid)
+        line = stratum_line("mining.authorize", ["worker1", "secret"])
+        pid = await asyncio.to_thread(
+            lambda: client(pair, workers, dst=INET_IP, port=80, send=[line])
+        )
+        ev = await run.wait(FlowPayload, lambda e: e.data.startswith(line), timeout=10)
+        assert ev.role == "client" and ev.proc is not None and ev.proc.pid == pid
+        assert ev.conn.raddr == INET_IP and ev.conn.rport == 80
+        await asyncio.sleep(1.0)  # longer than a copy nobody owns waits
+        assert len(run.of(FlowPayload, lambda e: e.data.startswith(line))) == 1
+
+
+def test_the_kernel_filter_passes_openings_not_bulk(pair: Pair) -> None:
+    """32 MiB of random bytes on one flow pass a handful of packets at most (a segment
+    that happens to start like an opening); the stratum line opening the next flow passes."""
+    ns_file = f"/proc/{pair.procs[1].pid}/ns/net"
+    sock = in_netns(ns_file, lambda: capture.open_socket(2048, 1 << 22))
+    try:
+        line = stratum_line("mining.subscribe", ["bulk-test"])
+        p = pair.run(pair.box, [sys.executable, "-c", BULK, INET_IP, "8443", "32"], line)
+        assert ready(p, timeout=30) == "done"
+        ours: list[Packet] = []
+        deadline = time.monotonic() + 5  # the last segment may leave after send() returns
+        while not any(pkt.payload.startswith(line) for pkt in ours):
+            assert time.monotonic() < deadline, [pkt.payload[:8] for pkt in ours]
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    pkt = decode(sock.recv(65535))
+                    if pkt is not None and pkt.dport == 8443:
+                        ours.append(pkt)
+            time.sleep(0.01)
+        assert len(ours) <= 8, [pkt.payload[:8] for pkt in ours]
+    finally:
+        sock.close()
