@@ -133,10 +133,17 @@ class FilesCollector(Collector):
         return count
 
     def report_state(self) -> None:
-        if self.problems:
-            self.report(False, "; ".join(self.problems.values()), watches=self.budget.used())
-        else:
+        """Report the problems; a spent budget (something unwatched) is at least medium."""
+        if not self.problems:
             self.report(True)
+            return
+        spent = any(key.startswith("limit:") for key in self.problems)
+        self.report(
+            False,
+            "; ".join(self.problems.values()),
+            watches=self.budget.used(),
+            severity="medium" if spent else "low",
+        )
 
     def limit_reached(self, what: str, reason: str) -> None:
         """Count every hit of the watch limit; say it once per part."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
+import secrets
 import stat
 import time
+from array import array
+from bisect import bisect_left
 from collections import Counter, deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,8 +42,45 @@ PERSIST_MASK |= IN_DELETE
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
+    """What a persistence file held: its identity and a multiset of keyed line hashes, never
+    the text. `hashes` is None when the snapshot budget was spent (every line counts new)."""
+
     ident: tuple[int, int, int]  # inode, size, mtime_ns
-    lines: tuple[str, ...]
+    hashes: array[int] | None  # sorted distinct 64-bit keyed hashes of the lines
+    counts: array[int] | None  # how often each of them occurs
+
+    @property
+    def size(self) -> int:
+        """Bytes this snapshot keeps."""
+        if self.hashes is None or self.counts is None:
+            return 0
+        return self.hashes.itemsize * len(self.hashes) + self.counts.itemsize * len(self.counts)
+
+    def count(self, digest: int) -> int:
+        """How often a line with this hash occurred."""
+        if self.hashes is None or self.counts is None:
+            return 0
+        i = bisect_left(self.hashes, digest)
+        return self.counts[i] if i < len(self.hashes) and self.hashes[i] == digest else 0
+
+
+class LineHasher:
+    """64-bit keyed BLAKE2b of a line: fixed size per line, and a user who cannot read the key
+    cannot craft a line that collides with one already there."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self.key = key or secrets.token_bytes(32)
+
+    def __call__(self, line: bytes) -> int:
+        return int.from_bytes(hashlib.blake2b(line, digest_size=8, key=self.key).digest())
+
+    def snapshot(self, st: os.stat_result, lines: list[bytes] | None) -> Snapshot:
+        if lines is None:
+            return Snapshot(ident(st), None, None)
+        counted = sorted((self(line), n) for line, n in Counter(lines).items())
+        return Snapshot(
+            ident(st), array("Q", (h for h, _ in counted)), array("I", (n for _, n in counted))
+        )
 
 
 @dataclass(slots=True)
@@ -51,28 +91,33 @@ class Place:
     names: set[str] = field(default_factory=set)
 
 
-def read_lines(path: str) -> tuple[os.stat_result, tuple[str, ...]]:
+def read_lines(path: str) -> tuple[os.stat_result, list[bytes]]:
     """The first SNAPSHOT_CAP bytes of a regular file as lines, never following a link."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            return st, ()
+            return st, []
         data = os.read(fd, SNAPSHOT_CAP)
     finally:
         os.close(fd)
-    return st, tuple(data.decode("utf-8", "replace").splitlines())
+    return st, data.splitlines()
 
 
-def added_lines(old: Iterable[str], new: Iterable[str]) -> list[str]:
+def added_lines(
+    old: Snapshot | None, new: list[bytes], hasher: LineHasher, limit: int = MAX_ADDED
+) -> list[str]:
     """Lines of `new` that `old` did not have (as a multiset: a repeated line counts)."""
-    have = Counter(old)
+    used: Counter[int] = Counter()
     out = []
     for line in new:
-        if have[line] > 0:
-            have[line] -= 1
+        digest = hasher(line)
+        if old is not None and used[digest] < old.count(digest):
+            used[digest] += 1
         else:
-            out.append(line)
+            out.append(line.decode("utf-8", "replace"))
+            if len(out) >= limit:
+                break
     return out
 
 
@@ -98,6 +143,9 @@ class Persistence:
         self.places: dict[str, Place] = {}
         self.targets: set[str] = set()
         self.snapshots: dict[str, Snapshot] = {}
+        self.hasher = LineHasher()
+        self.snapshot_budget = files.ctx.config.watch.snapshot_budget
+        self.snapshot_bytes = 0  # kept by all snapshots together
 
     def setup(self) -> None:
         w = self.files.ctx.config.watch
@@ -165,16 +213,31 @@ class Persistence:
             if left > 0:
                 queue.extend((d, left - 1) for d in subdirs(path))
 
-    def snapshot(self, path: str) -> Snapshot | None:
+    def snapshot(self, path: str) -> tuple[Snapshot, list[bytes]] | None:
+        """Read a file, keep its new snapshot (within the budget) and return it with the lines."""
         try:
             st = os.lstat(path)
-            lines = read_lines(path)[1] if stat.S_ISREG(st.st_mode) else ()
+            lines = read_lines(path)[1] if stat.S_ISREG(st.st_mode) else []
         except OSError:
-            self.snapshots.pop(path, None)
+            self.forget(path)
             return None
-        snap = Snapshot(ident(st), lines)
+        self.forget(path)
+        snap = self.hasher.snapshot(st, lines)
+        if self.snapshot_bytes + snap.size > self.snapshot_budget:
+            snap = self.hasher.snapshot(st, None)
+            self.files.limit_reached(
+                "snapshots",
+                f"snapshot budget spent (watch.snapshot_budget={self.snapshot_budget} bytes): "
+                "every line of some persistence files counts as added when they change",
+            )
         self.snapshots[path] = snap
-        return snap
+        self.snapshot_bytes += snap.size
+        return snap, lines
+
+    def forget(self, path: str) -> None:
+        old = self.snapshots.pop(path, None)
+        if old is not None:
+            self.snapshot_bytes -= old.size
 
     def on_event(self, ev: InotifyEvent) -> None:
         assert self.watcher is not None
@@ -193,7 +256,7 @@ class Persistence:
                 self.placed_dir(path, place)
             return
         if ev.mask & (IN_MOVED_FROM | IN_DELETE):
-            self.snapshots.pop(path, None)
+            self.forget(path)
             self.files.pending.pop((path, "persistence"), None)
         elif ev.mask & IN_MOVED_TO:
             self.files.touch(path, "persistence", "moved", closed=True)
@@ -219,7 +282,7 @@ class Persistence:
         new = self.snapshot(path)
         if new is None:
             return
-        added = added_lines(old.lines if old else (), new.lines)
+        added = added_lines(old, new[1], self.hasher)
         if old is not None:
             if not added:
                 return  # rewritten or shortened, nothing added
@@ -232,7 +295,7 @@ class Persistence:
                 path=path,
                 kind=kind,
                 role="persistence",
-                added=added[:MAX_ADDED],
+                added=added,
             )
         )
 
@@ -243,7 +306,7 @@ class Persistence:
             try:
                 changed = ident(os.lstat(path)) != snap.ident
             except OSError:
-                self.snapshots.pop(path, None)
+                self.forget(path)
                 continue
             if changed:
                 self.files.touch(path, "persistence", "modified", closed=True)
