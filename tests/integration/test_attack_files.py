@@ -4,12 +4,13 @@ one a miner-like process is still reported in time, under MemoryHigh, with no wa
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from agent_harness import AgentRun
 from attacker import MINER_LATENCY, Guard, Nobody, miner_of
+from fakes import fake_elf_miner
 
 pytestmark = [
     pytest.mark.root,
@@ -25,10 +26,12 @@ def nobody() -> Iterator[Nobody]:
     user.cleanup()
 
 
-def guarded_agent(tmp_path: Path, nobody: Nobody, **kw: object) -> tuple[AgentRun, Guard]:
-    agent = AgentRun(tmp_path, homes=[str(nobody.homes / "*")], **kw)  # type: ignore[arg-type]
+def guarded_agent(nobody: Nobody, **kw: object) -> tuple[AgentRun, Guard]:
+    """The agent on a tree under the user's 0755 base, its drop root writable by all (/tmp)."""
+    agent = AgentRun(nobody.base / "agent", homes=[str(nobody.homes / "*")], **kw)  # type: ignore[arg-type]
     guard = Guard(nobody.base)
     guard.start(agent)
+    agent.watch.chmod(0o1777)
     return agent, guard
 
 
@@ -49,12 +52,10 @@ for i in range(int(sys.argv[1])):
 """
 
 
-def test_autostart_of_two_character_lines_keeps_rss_bounded(
-    tmp_path: Path, nobody: Nobody, procs: list
-) -> None:
+def test_autostart_of_two_character_lines_keeps_rss_bounded(nobody: Nobody, procs: list) -> None:
     """Attack 3: 100 files of 256 KB of two-character lines; snapshots are line hashes."""
     nobody.run(AUTOSTART_FLOOD, "100")  # there before the agent starts, as after a crash
-    agent, guard = guarded_agent(tmp_path, nobody, home_files=[".config/autostart"])
+    agent, guard = guarded_agent(nobody, home_files=[".config/autostart"])
     try:
         before = guard.rss[0] if guard.rss else agent.rss_kb()
         nobody.run(AUTOSTART_FLOOD.replace("flood-", "more-"), "100")  # and 100 more live
@@ -62,6 +63,60 @@ def test_autostart_of_two_character_lines_keeps_rss_bounded(
         agent.wait_for(lambda r: (r["file"] or {}).get("path") == str(more), timeout=30)
         after = agent.rss_kb()
         print(f"attack 3: agent RSS {before} kB at start, {after} kB after, max {max(guard.rss)}")
+        then_miner_reported(agent, guard, nobody, procs)
+    finally:
+        guard.stop()
+        agent.stop()
+
+
+MKDIRS = """
+import os, sys
+for i in range(int(sys.argv[2])):
+    os.mkdir(os.path.join(sys.argv[1], f"d{i}"))
+"""
+RMDIRS = """
+import os, sys
+for name in os.listdir(sys.argv[1]):
+    os.rmdir(os.path.join(sys.argv[1], name))
+"""
+DROP_DEEP = """
+import os, shutil, sys
+deep = os.path.join(sys.argv[1], "late", "deeper")
+os.makedirs(deep)
+shutil.copy(sys.argv[2], os.path.join(deep, "kdevtmpfsi"))
+"""
+
+
+def test_spent_watch_budget_is_loud_and_drop_depth_recovers(nobody: Nobody, procs: list) -> None:
+    """Attack 5: directories made and removed in a drop root spend the watch budget (40 here,
+    65,536 by default); that is a medium integrity finding, and once they are gone drops are
+    watched to the full depth again (a miner dropped two levels down is reported)."""
+    agent, guard = guarded_agent(nobody, watch_extra="max_watches = 40")
+    try:
+        nobody.run(MKDIRS, str(agent.watch), "60")
+        spent = agent.wait_for(
+            lambda r: (
+                r["rule"] == "integrity.collector_degraded"
+                and r["evidence"]["collector"] == "files"
+                and "watch limit" in r["summary"]
+            ),
+            timeout=10,
+        )
+        assert spent["severity"] in ("medium", "high", "critical")
+        assert "drops watched to depth 0 instead of 4" in spent["summary"]
+        nobody.run(RMDIRS, str(agent.watch))
+        deadline = time.monotonic() + 15
+        while not any("drops watched to depth 4 again" in line for line in agent.stderr):
+            assert time.monotonic() < deadline, "drop depth never recovered"
+            time.sleep(0.1)
+        payload = fake_elf_miner(nobody.base / "payload")
+        nobody.run(DROP_DEEP, str(agent.watch), str(payload))
+        dropped = agent.watch / "late" / "deeper" / "kdevtmpfsi"
+        agent.wait_for(
+            lambda r: r["category"] == "miner" and (r["file"] or {}).get("path") == str(dropped),
+            timeout=MINER_LATENCY,
+        )
+        print("attack 5: drop depth 4 -> 0 at the limit -> 4 once the directories were removed")
         then_miner_reported(agent, guard, nobody, procs)
     finally:
         guard.stop()

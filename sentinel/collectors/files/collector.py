@@ -10,6 +10,7 @@ below a root.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 QUIET = 0.3  # a file still being written is reported once it has been quiet this long
 MIN_GAP = 1.0  # at most one event per path and role per second
 TICK = 0.1
+RECOVER_EVERY = 2.0  # seconds between checks whether freed watches let drops go deeper
 MAX_PENDING = 50000
 
 
@@ -55,6 +57,7 @@ class FilesCollector(Collector):
         self.emitted: dict[tuple[str, str], float] = {}
         self.wake = asyncio.Event()
         self.problems: dict[str, str] = {}
+        self.recovering: asyncio.Task[None] | None = None
 
     # lifecycle
     async def run(self) -> None:
@@ -84,7 +87,12 @@ class FilesCollector(Collector):
                 self.canaries.fan.start(loop)
             self.report_state()
             while True:
-                await self.wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), RECOVER_EVERY)
+                if (self.recovering is None or self.recovering.done()) and self.drops.can_recover():
+                    self.recovering = asyncio.create_task(self.recover())
+                if not self.wake.is_set():
+                    continue
                 await asyncio.sleep(TICK)
                 with self.measure("flush"):
                     self.flush(time.monotonic())
@@ -93,7 +101,13 @@ class FilesCollector(Collector):
         finally:
             self.close()
 
+    async def recover(self) -> None:
+        with self.measure("recover"):
+            await self.drops.recover()
+
     def close(self) -> None:
+        if self.recovering is not None:
+            self.recovering.cancel()
         for part in (self.drops, self.persistence, self.canaries):
             if part.watcher is not None:
                 part.watcher.close()

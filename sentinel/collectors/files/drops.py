@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import stat
 import time
@@ -29,6 +31,9 @@ from sentinel.core.paths import under
 if TYPE_CHECKING:
     from sentinel.collectors.files.collector import FilesCollector
 
+log = logging.getLogger(__name__)
+
+RECOVER_STEP = 256  # directories walked per step of the event loop when watching deeper again
 MAX_DIR_FILES = 1000  # files reported from a directory that arrived whole (mkdir+cp, mv, untar)
 DIR_MASK = IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK
 DROP_MASK = DIR_MASK | IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM
@@ -51,6 +56,7 @@ class Drops:
         self.own_dirs = [] if any(under(r, state_dir) for r in self.roots) else [state_dir]
         self.own_log = os.path.realpath(cfg.alert_log)
         self.watcher: Inotify | None = None
+        self.spent_at = 0  # watches in use when the budget last ran out
 
     def setup(self) -> None:
         self.watch_tree(deque((r, 0) for r in self.roots))
@@ -63,27 +69,54 @@ class Drops:
         root = max((r for r in self.roots if under(path, r)), key=len, default=path)
         return path[len(root) :].count("/")
 
-    def watch_tree(self, queue: deque[tuple[str, int]]) -> list[str]:
-        """Watch directories breadth first (shallow levels first) down to the drop depth."""
+    def watch_tree(self, queue: deque[tuple[str, int]], steps: int | None = None) -> list[str]:
+        """Watch directories breadth first (shallow levels first) down to the drop depth,
+        going through the ones already watched; at most `steps` of them (the rest stay queued)."""
         assert self.watcher is not None
         added = []
-        while queue:
+        while queue and (steps is None or steps > 0):
+            if steps is not None:
+                steps -= 1
             path, depth = queue.popleft()
-            if depth > self.depth or self.own(path) or self.watcher.watching(path):
+            if depth > self.depth or self.own(path):
                 continue
-            try:
-                if not self.files.budget.add(self.watcher, path, DROP_MASK):
-                    continue
-            except WatchLimit:
-                self.limit_reached(depth)
-                break
-            added.append(path)
+            if not self.watcher.watching(path):
+                try:
+                    if not self.files.budget.add(self.watcher, path, DROP_MASK):
+                        continue
+                except WatchLimit:
+                    self.limit_reached(depth)
+                    break
+                added.append(path)
             if depth < self.depth:
                 queue.extend((d, depth + 1) for d in subdirs(path))
         return added
 
+    def can_recover(self) -> bool:
+        """Shallower than configured, and a twentieth of the budget freed since it ran out."""
+        budget = self.files.budget
+        margin = max(1, budget.limit // 20)
+        return self.depth < self.max_depth and budget.used() + margin <= self.spent_at
+
+    async def recover(self) -> None:
+        """Watch to the full depth again, a slice of the tree per step of the event loop;
+        if the budget runs out again the watch shrinks again and says so."""
+        log.info(
+            "files: watches freed (%s); watching drops deeper again", self.files.budget.describe()
+        )
+        self.depth = self.max_depth
+        self.files.problems.pop("limit:drops", None)
+        queue = deque((r, 0) for r in self.roots)
+        while queue and self.depth == self.max_depth:
+            self.watch_tree(queue, RECOVER_STEP)
+            await asyncio.sleep(0)
+        if self.depth == self.max_depth:
+            log.info("files: drops watched to depth %d again", self.depth)
+        self.files.report_state()
+
     def limit_reached(self, depth: int) -> None:
         """Shrink to the depth fully watched, and say so."""
+        self.spent_at = self.files.budget.used()
         self.depth = min(self.depth, max(depth - 1, 0))
         self.files.limit_reached(
             "drops",
