@@ -32,10 +32,12 @@ from sentinel.core.model import FileFacts, Finding, Proc, Severity
 from sentinel.rules.yara import (
     Hit,
     Rules,
+    TimedOut,
     Unscannable,
     display_path,
     file_kind,
     read_regular,
+    timeout_finding,
     unscannable,
 )
 
@@ -234,6 +236,7 @@ class _ExeJob:
     path: str
     procs: list[Proc] = field(default_factory=list)
     result: tuple[str | None, int, list[Hit]] | None = None
+    timed_out: TimedOut | None = None
 
 
 class Scanner:
@@ -314,7 +317,7 @@ class Scanner:
         try:
             hits = self.rules.hits(data, self.opts.timeout)
         except yara.TimeoutError:
-            raise Unscannable("timeout", f"scan took over {self.opts.timeout}s") from None
+            raise TimedOut(hashlib.sha256(data).hexdigest(), len(data), self.opts.timeout) from None
         except yara.Error as exc:
             raise Unscannable("yara-error", str(exc)) from None
         sha = hashlib.sha256(data).hexdigest() if hits else None
@@ -328,6 +331,13 @@ class Scanner:
     def _file_job(self, path: bytes, expect: tuple[int, int]) -> None:
         try:
             sha, size, hits = self._read_and_match(path, expect)
+        except TimedOut as exc:
+            found = timeout_finding(
+                FileFacts(display_path(path), exc.sha256, exc.size), exc.timeout
+            )
+            with self._lock:
+                self.findings.append(found)
+            return
         except Unscannable as exc:
             self._skip(path, exc.reason, exc.detail)
             return
@@ -450,6 +460,8 @@ class Scanner:
     def _exe_job(self, job: _ExeJob, link: bytes, key: tuple[int, int]) -> None:
         try:
             job.result = self._read_and_match(link, key, follow=True)
+        except TimedOut as exc:
+            job.timed_out = exc
         except Unscannable as exc:
             self._skip(job.path, exc.reason, exc.detail)
 
@@ -503,6 +515,11 @@ class Scanner:
 
     def _exe_findings(self) -> None:
         for job in self._exes.values():
+            if job.timed_out is not None:
+                t = job.timed_out
+                for proc in job.procs:
+                    facts = FileFacts(job.path, t.sha256, t.size)
+                    self.findings.append(timeout_finding(facts, t.timeout, proc))
             if job.result is None or not job.result[2]:
                 continue
             sha, size, hits = job.result

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 
 import pytest
-from agent_harness import AgentRun
-from attacker import MINER_LATENCY, Guard, Nobody, miner_of
+from attacker import MINER_LATENCY, Nobody, guarded_agent, nobody_home, then_miner_reported
 from fakes import fake_elf_miner
 
 pytestmark = [
@@ -18,27 +16,7 @@ pytestmark = [
     pytest.mark.timeout(120),
 ]
 
-
-@pytest.fixture
-def nobody() -> Iterator[Nobody]:
-    user = Nobody()
-    yield user
-    user.cleanup()
-
-
-def guarded_agent(nobody: Nobody, **kw: object) -> tuple[AgentRun, Guard]:
-    """The agent on a tree under the user's 0755 base, its drop root writable by all (/tmp)."""
-    agent = AgentRun(nobody.base / "agent", homes=[str(nobody.homes / "*")], **kw)  # type: ignore[arg-type]
-    guard = Guard(nobody.base)
-    guard.start(agent)
-    agent.watch.chmod(0o1777)
-    return agent, guard
-
-
-def then_miner_reported(agent: AgentRun, guard: Guard, nobody: Nobody, procs: list) -> None:
-    miner = nobody.miner(procs)
-    agent.wait_for(miner_of(miner.pid), timeout=MINER_LATENCY)
-    guard.check()
+nobody = pytest.fixture(nobody_home)
 
 
 AUTOSTART_FLOOD = """

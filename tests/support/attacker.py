@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from agent_harness import AgentRun, Record
@@ -163,3 +164,25 @@ class Guard:
         stamps = [*self.pings, time.monotonic()]
         gaps = [b - a for a, b in itertools.pairwise(stamps)]
         assert len(self.pings) >= 2 and max(gaps) < limit, (len(self.pings), max(gaps, default=0))
+
+
+def guarded_agent(nobody: Nobody, **kw: object) -> tuple[AgentRun, Guard]:
+    """The agent on a tree under the user's 0755 base, its drop root writable by all (/tmp)."""
+    agent = AgentRun(nobody.base / "agent", homes=[str(nobody.homes / "*")], **kw)  # type: ignore[arg-type]
+    guard = Guard(nobody.base)
+    guard.start(agent)
+    agent.watch.chmod(0o1777)
+    return agent, guard
+
+
+def then_miner_reported(agent: AgentRun, guard: Guard, nobody: Nobody, procs: list) -> None:
+    miner = nobody.miner(procs)
+    agent.wait_for(miner_of(miner.pid), timeout=MINER_LATENCY)
+    guard.check()
+
+
+def nobody_home() -> Iterator[Nobody]:
+    """A fixture body (`nobody = pytest.fixture(nobody_home)`): a Nobody, removed afterwards."""
+    user = Nobody()
+    yield user
+    user.cleanup()
