@@ -1,7 +1,8 @@
 """One-shot scanning of file trees and running processes with the compiled YARA rules.
 
-The walker runs in the calling thread and only lstat()s; reading and matching happen in a
-thread pool sharing one compiled Rules (yara-python releases the GIL while it scans).
+The walker runs in the calling thread, by directory descriptors, and only lstat()s;
+reading and matching happen in a thread pool sharing one compiled Rules (yara-python
+releases the GIL while it scans).
 Nothing but regular files is ever opened, symlinks are not followed, pseudo filesystems
 (/proc, /sys, cgroup, ...) and the agent's own rules, state and log are skipped, and every
 skip is recorded with a reason. Results are cached per (device, inode) and validated by
@@ -27,7 +28,7 @@ from typing import Any
 
 import yara
 
-from sentinel.core import proctable
+from sentinel.core import proctable, safeopen
 from sentinel.core.model import FileFacts, Finding, Proc, Severity
 from sentinel.rules.yara import (
     Hit,
@@ -52,6 +53,8 @@ ALWAYS_SKIP = (b"/proc", b"/sys")
 PROGRESS_EVERY = 0.1  # seconds between progress callbacks
 QUEUED_PER_THREAD = 64  # enough that workers never wait for a descheduled walker
 FLUSH_ROWS = 1000  # cache rows written per transaction during a walk
+
+Queued = tuple[bytes, tuple[int, int]]  # a directory to walk: path below the root, (dev, ino)
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,41 +404,66 @@ class Scanner:
         self.stats.dirs += 1
         return True
 
-    def _entry(self, entry: os.DirEntry[bytes], stack: list[bytes]) -> None:
-        path = entry.path
+    def _entry(
+        self, entry: os.DirEntry[str], dir_fd: int, path: bytes, rel: bytes, stack: list[Queued]
+    ) -> None:
+        name = os.fsencode(entry.name)
+        full = path.rstrip(b"/") + b"/" + name
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError as exc:
-            self._skip_error(path, exc)
+            self._skip_error(full, exc)
             return
         if stat.S_ISREG(st.st_mode):
-            self._file(path, st)
+            self._file(full, st)
         elif stat.S_ISDIR(st.st_mode):
-            if self._enter_dir(path, st):
-                stack.append(path)
+            if self._enter_dir(full, st):
+                stack.append((rel + b"/" + name if rel else name, _devino(st)))
         elif stat.S_ISLNK(st.st_mode):
             self.stats.symlinks += 1
             try:
-                os.stat(path)
+                os.stat(name, dir_fd=dir_fd)
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
-                    self._skip(path, "symlink-loop", "not followed")
+                    self._skip(full, "symlink-loop", "not followed")
         else:
-            self._skip(path, file_kind(st.st_mode) or "special-file", "never opened")
+            self._skip(full, file_kind(st.st_mode) or "special-file", "never opened")
 
-    def _walk(self, root: bytes) -> None:
-        stack = [root]
-        while stack:
-            directory = stack.pop()
-            try:
-                with os.scandir(directory) as it:
-                    for entry in it:
-                        self._entry(entry, stack)
-                        self._tick()
-            except OSError as exc:
-                self._skip_error(directory, exc)
-            if self.cache:
-                self.cache.flush(at_least=FLUSH_ROWS)
+    def _walk(self, root: bytes, expect: tuple[int, int]) -> None:
+        """Walk a tree by directory descriptors: each queued directory is opened beneath the
+        root's descriptor with no symlink on the way and must still be the directory that
+        was queued (device, inode), so one swapped for a link mid-scan is never walked."""
+        try:
+            root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            self._skip_error(root, exc)
+            return
+        try:
+            stack: list[Queued] = [(b"", expect)]
+            while stack:
+                rel, key = stack.pop()
+                path = root.rstrip(b"/") + b"/" + rel if rel else root
+                try:
+                    fd = safeopen.open_beneath(root_fd, rel, safeopen.DIR_FLAGS)
+                except OSError as exc:
+                    self._skip_error(path, exc)
+                    continue
+                try:
+                    if _devino(os.fstat(fd)) != key:
+                        self._skip(path, "changed", "replaced while scanning")
+                        continue
+                    with os.scandir(fd) as it:
+                        for entry in it:
+                            self._entry(entry, fd, path, rel, stack)
+                            self._tick()
+                except OSError as exc:
+                    self._skip_error(path, exc)
+                finally:
+                    os.close(fd)
+                if self.cache:
+                    self.cache.flush(at_least=FLUSH_ROWS)
+        finally:
+            os.close(root_fd)
 
     def scan_paths(self, paths: Iterable[str]) -> None:
         """Scan files and trees; a path given here is followed if it is a symlink."""
@@ -449,7 +477,7 @@ class Scanner:
                 continue
             if stat.S_ISDIR(st.st_mode):
                 if self._enter_dir(root, st):
-                    self._walk(root)
+                    self._walk(root, _devino(st))
             elif stat.S_ISREG(st.st_mode):
                 self._file(os.fsencode(os.path.realpath(root)), st)
             else:
