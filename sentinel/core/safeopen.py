@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import os
+import stat
 
 SYS_OPENAT2 = 437  # the same number on every architecture (the unified syscall table)
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -94,3 +96,64 @@ def open_nofollow(path: str | bytes, flags: int = FILE_FLAGS) -> int:
         return open_beneath(root, path, flags)
     finally:
         os.close(root)
+
+
+def stat_nofollow(path: str | bytes) -> os.stat_result:
+    """lstat() of a path that has no symlink before its last component."""
+    fd = open_nofollow(path, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def read_nofollow(
+    path: str | bytes, keep: int, hash_cap: int
+) -> tuple[os.stat_result, bytes, str | None]:
+    """(fstat, first `keep` bytes, sha256 of the whole file or None past `hash_cap` bytes) of
+    a regular file with no symlink anywhere on its path; OSError otherwise (EISDIR...)."""
+    fd = open_nofollow(path)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fsdecode(path))
+        digest = hashlib.sha256() if st.st_size <= hash_cap else None
+        head = bytearray()
+        while chunk := os.read(fd, 1 << 16):
+            if len(head) < keep:
+                head += chunk[: keep - len(head)]
+            if digest is None:
+                if len(head) >= keep:
+                    break
+            else:
+                digest.update(chunk)
+        return st, bytes(head), digest.hexdigest() if digest else None
+    finally:
+        os.close(fd)
+
+
+def listing(path: str | bytes, limit: int) -> tuple[list[str], list[str], list[str]]:
+    """(subdirectories, regular files, symlinks) of a directory reached with no symlink on
+    its path, as full paths, at most `limit` files; ([], [], []) if it cannot be opened."""
+    base = os.fsdecode(path).rstrip("/")
+    dirs: list[str] = []
+    files: list[str] = []
+    links: list[str] = []
+    try:
+        fd = open_nofollow(path, DIR_FLAGS)
+    except OSError:
+        return dirs, files, links
+    try:
+        with os.scandir(fd) as it:
+            for e in it:
+                if e.is_symlink():
+                    links.append(f"{base}/{e.name}")
+                elif e.is_dir(follow_symlinks=False):
+                    dirs.append(f"{base}/{e.name}")
+                elif e.is_file(follow_symlinks=False) and len(files) < limit:
+                    files.append(f"{base}/{e.name}")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return dirs, files, links

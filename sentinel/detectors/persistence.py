@@ -9,6 +9,7 @@ from sentinel.core.events import Event, FileChange
 from sentinel.core.model import Category, FileFacts, Finding, Severity
 from sentinel.detectors import Detector, register
 from sentinel.rules import cmdline
+from sentinel.rules.redact import excerpt
 
 # (kind, path pattern, severity of a plain addition); the first match wins
 KINDS: tuple[tuple[str, re.Pattern[str], Severity], ...] = (
@@ -88,7 +89,7 @@ class PersistenceDetector(Detector):
         elif kind == "shell_rc" and any(BACKGROUND.search(line) for line in added):
             severity = Severity.MEDIUM
             indicators.append("starts a background process")
-        shown = [redact(line) for line in added[:50]]
+        shown = excerpt(added)
         # a unit's Exec line says more than its [Service] header
         telling = [line for line in shown if kind == "systemd" and line.startswith("Exec")]
         what = (telling or shown or [f"file {event.kind}"])[0][:160]
@@ -98,7 +99,7 @@ class PersistenceDetector(Detector):
             severity=severity,
             summary=f"{kind} persistence in {event.path}: {what}",
             detector=self.name,
-            file=FileFacts(event.path, None, -1),
+            file=FileFacts(event.path, event.sha256, event.size),
             evidence={
                 "kind": kind,
                 "change": event.kind,

@@ -3,10 +3,16 @@ one a miner-like process is still reported in time, under MemoryHigh, with no wa
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import secrets
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
+from agent_harness import touches
 from attacker import MINER_LATENCY, Nobody, guarded_agent, nobody_home, then_miner_reported
 from fakes import fake_elf_miner
 
@@ -96,6 +102,84 @@ def test_spent_watch_budget_is_loud_and_drop_depth_recovers(nobody: Nobody, proc
         )
         print("attack 5: drop depth 4 -> 0 at the limit -> 4 once the directories were removed")
         then_miner_reported(agent, guard, nobody, procs)
+    finally:
+        guard.stop()
+        agent.stop()
+
+
+def private_key() -> list[str]:
+    body = base64.b64encode(secrets.token_bytes(300)).decode()
+    lines = [body[i : i + 70] for i in range(0, len(body), 70)]
+    return ["-----BEGIN OPENSSH PRIVATE KEY-----", *lines, "-----END OPENSSH PRIVATE KEY-----"]
+
+
+SWAP_TO_LINK = """
+import os, sys
+place, target = sys.argv[1], sys.argv[2]
+os.rename(place, place + ".old")
+os.symlink(target, place)
+if len(sys.argv) > 3:  # keep writing where the watch still points: the moved directory
+    with open(os.path.join(place + ".old", sys.argv[3]), "w") as f:
+        f.write("[Desktop Entry]\\nExec=/bin/true\\n")
+"""
+
+
+def test_symlinked_home_places_and_canary_are_refused_not_read(nobody: Nobody, procs: list) -> None:
+    """Attack 2: home places swapped for links to a root-only directory (at start and while
+    running), a canary replaced by a link, a root-owned file in the home: nothing of the
+    root-only files is read, shipped or armed; evidence is redacted, capped and hashed."""
+    secret = nobody.base / "root-secret"
+    secret.mkdir(mode=0o700)
+    key = private_key()
+    for name in ("x.desktop", "id_ed25519"):
+        (secret / name).write_text("\n".join(key) + "\n")
+    config = nobody.home / ".config"
+    nobody.run(
+        "import os, sys\n"
+        "os.makedirs(os.path.expanduser('~/.config/autostart'))\n"
+        "os.makedirs(os.path.expanduser('~/.config/systemd'))\n"
+        "os.symlink(sys.argv[1], os.path.expanduser('~/.config/systemd/user'))\n",
+        str(secret),
+    )
+    root_owned = config / "autostart" / "root.desktop"
+    root_owned.write_text("[Desktop Entry]\n")
+    agent, guard = guarded_agent(nobody, home_files=[".config/autostart", ".config/systemd/user"])
+    try:
+
+        def refused(place: Path):
+            return lambda r: (
+                r["rule"] == "integrity.collector_degraded"
+                and f"{place}: a symlink to {secret}" in r["summary"]
+            )
+
+        rec = agent.wait_for(refused(config / "systemd" / "user"), timeout=10)
+        assert rec["severity"] in ("medium", "high", "critical")
+        # an owned autostart entry: reported with a redacted excerpt and the file's sha256
+        token = "ghp_" + secrets.token_hex(18)
+        leak = config / "autostart" / "sync.desktop"
+        text = "\n".join(["[Desktop Entry]", f"Exec=/tmp/.s/run --token {token}", *key]) + "\n"
+        nobody.run("import sys; open(sys.argv[1], 'w').write(sys.argv[2])", str(leak), text)
+        rec = agent.wait_for(lambda r: (r["file"] or {}).get("path") == str(leak), timeout=10)
+        assert rec["file"]["sha256"] == hashlib.sha256(text.encode()).hexdigest()
+        assert "<redacted> private key" in rec["evidence"]["added"]
+        with root_owned.open("a") as f:  # not the user's file: never read
+            f.write("Exec=/opt/root-only-marker\n")
+        # the watched directory moved away and a link put in its place, then written to
+        nobody.run(SWAP_TO_LINK, str(config / "autostart"), str(secret), "x.desktop")
+        agent.wait_for(refused(config / "autostart"), timeout=10)
+        # a canary replaced by a link to the root-only key; then root reads the key
+        agent.canary.parent.chmod(0o777)
+        nobody.run(SWAP_TO_LINK, str(agent.canary), str(secret / "id_ed25519"))
+        reader = subprocess.Popen(
+            ["/bin/cat", str(secret / "id_ed25519")], stdout=subprocess.DEVNULL
+        )
+        procs.append(reader)
+        reader.wait(10)
+        then_miner_reported(agent, guard, nobody, procs)
+        log = agent.log.read_text()
+        assert not any(line in log for line in key[1:-1]), "a root-only key reached the log"
+        assert token not in log and "root-only-marker" not in log
+        assert not [r for r in agent.records() if touches(r, [reader.pid])], "link target armed"
     finally:
         guard.stop()
         agent.stop()

@@ -134,7 +134,7 @@ class Guard:
 
     def start(self, agent: AgentRun) -> None:
         """Start the agent under this guard."""
-        agent.start(env=self.env())
+        agent.start(timeout=60, env=self.env())
         assert agent.proc is not None
         self.agent, self.pid = agent, agent.proc.pid
         self.thread.start()

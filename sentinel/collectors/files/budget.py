@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 
 from sentinel.collectors.files.fsnotify import Inotify
+from sentinel.core import safeopen
 
 log = logging.getLogger(__name__)
 
@@ -27,27 +27,11 @@ def kernel_watch_limit() -> int:
 
 def subdirs(path: str) -> list[str]:
     """Real subdirectories (no symlinks) of a directory; [] if it cannot be read."""
-    try:
-        with os.scandir(path) as it:
-            return [
-                e.path for e in it if e.is_dir(follow_symlinks=False) and e.path not in SKIP_DIRS
-            ]
-    except OSError:
-        return []
+    return [d for d in safeopen.listing(path, 0)[0] if d not in SKIP_DIRS]
 
 
 def regular_files(path: str, limit: int) -> list[str]:
-    try:
-        with os.scandir(path) as it:
-            out = []
-            for e in it:
-                if e.is_file(follow_symlinks=False):
-                    out.append(e.path)
-                    if len(out) >= limit:
-                        break
-            return out
-    except OSError:
-        return []
+    return safeopen.listing(path, limit)[1]
 
 
 class WatchBudget:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 from typing import TYPE_CHECKING
 
@@ -77,8 +78,12 @@ class Canaries:
 
     def arm(self, path: str) -> None:
         """Mark the canary file itself for opens and reads (again after it was replaced)."""
-        if not os.path.isfile(path):
-            log.warning("canary %s is not a file; watching for its creation", path)
+        try:
+            regular = stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError:
+            regular = False
+        if not regular:  # gone, or replaced by a link: nothing beyond it is armed
+            log.warning("canary %s is not a regular file; watching for its creation", path)
             return
         try:
             if self.fan is not None:

@@ -32,6 +32,7 @@ MIN_GAP = 1.0  # at most one event per path and role per second
 TICK = 0.1
 RECOVER_EVERY = 2.0  # seconds between checks whether freed watches let drops go deeper
 MAX_PENDING = 50000
+MAX_REFUSED = 8  # symlinked places named in the collector's state
 
 
 @dataclass(slots=True)
@@ -151,7 +152,7 @@ class FilesCollector(Collector):
         if not self.problems:
             self.report(True)
             return
-        spent = any(key.startswith("limit:") for key in self.problems)
+        spent = any(key.startswith(("limit:", "refused:")) for key in self.problems)
         self.report(
             False,
             "; ".join(self.problems.values()),
@@ -167,6 +168,19 @@ class FilesCollector(Collector):
             return
         log.warning("files: %s", reason)
         self.problems[key] = reason
+        self.report_state()
+
+    def refused(self, path: str, why: str) -> None:
+        """A watched place in a home reached through a symlink: not followed, not read, said
+        once per path (MAX_REFUSED paths at most; the metric counts all)."""
+        metrics.errors.labels("files.symlink_refused").inc()
+        key = f"refused:{path}"
+        if key in self.problems or sum(k.startswith("refused:") for k in self.problems) >= (
+            MAX_REFUSED
+        ):
+            return
+        log.warning("files: %s: %s; not followed", path, why)
+        self.problems[key] = f"{path}: {why}; not followed, not read"
         self.report_state()
 
     # debounce: one event per file once it is closed or quiet, at most one per MIN_GAP

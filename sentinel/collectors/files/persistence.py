@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
@@ -14,7 +15,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sentinel.collectors.files.budget import WatchLimit, regular_files, subdirs
+from sentinel.collectors.files.budget import WatchLimit, regular_files
 from sentinel.collectors.files.drops import DIR_MASK, MAX_DIR_FILES
 from sentinel.collectors.files.fsnotify import (
     IN_CLOSE_WRITE,
@@ -27,6 +28,7 @@ from sentinel.collectors.files.fsnotify import (
     Inotify,
     InotifyEvent,
 )
+from sentinel.core import safeopen
 from sentinel.core.events import FileChange
 from sentinel.core.paths import under
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from sentinel.collectors.files.collector import FilesCollector
 
 SNAPSHOT_CAP = 256 * 1024  # bytes of each persistence file kept to diff against
+HASH_CAP = 64 * 1024 * 1024  # a larger persistence file gets no sha256 in its event
 MAX_ADDED = 1000  # added lines carried by one event
 PERSIST_DEPTH = 2  # subdirectories of a persistence dir watched (unit .wants/, crontabs/)
 PERSIST_MASK = DIR_MASK | IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM
@@ -125,15 +128,6 @@ def ident(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def links(path: str) -> list[str]:
-    """Symbolic links in a directory (an enabled unit is a link in a .wants dir)."""
-    try:
-        with os.scandir(path) as it:
-            return [e.path for e in it if e.is_symlink()]
-    except OSError:
-        return []
-
-
 class Persistence:
     """Watches persistence files and directories and diffs each change against a snapshot."""
 
@@ -143,23 +137,57 @@ class Persistence:
         self.places: dict[str, Place] = {}
         self.targets: set[str] = set()
         self.snapshots: dict[str, Snapshot] = {}
+        self.homes: dict[str, int] = {}  # real path of each watched home -> its owner
         self.hasher = LineHasher()
         self.snapshot_budget = files.ctx.config.watch.snapshot_budget
         self.snapshot_bytes = 0  # kept by all snapshots together
 
     def setup(self) -> None:
+        """System places as configured (links resolved: root's config); places in homes
+        below each home's real path, where no symlink is ever followed."""
         w = self.files.ctx.config.watch
-        targets = list(w.persistence)
+        targets = [os.path.realpath(p) for p in w.persistence]
         for pattern in w.homes:
             for home in sorted(glob.glob(pattern)):
-                if os.path.isdir(home) and not os.path.islink(home):
-                    targets.extend(os.path.join(home, f) for f in w.home_files)
+                try:
+                    st = os.lstat(home)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    real = os.path.realpath(home)
+                    self.homes[real] = st.st_uid
+                    targets.extend(os.path.normpath(os.path.join(real, f)) for f in w.home_files)
         for target in targets:
             try:
-                self.place(os.path.normpath(os.path.abspath(target)), announce=False)
+                self.place(target, announce=False)
             except WatchLimit:
                 self.limit_reached()
                 return
+
+    def home_of(self, path: str) -> str | None:
+        return next((h for h in self.homes if under(path, h)), None)
+
+    def link_on_way(self, path: str) -> str | None:
+        """The first symlink between a path's home and the path itself, if any."""
+        home = self.home_of(path)
+        if home is None:
+            return None
+        at = home
+        for part in os.path.relpath(path, home).split("/"):
+            at = os.path.join(at, part)
+            try:
+                if stat.S_ISLNK(os.lstat(at).st_mode):
+                    return at
+            except OSError:
+                return None
+        return None
+
+    def refuse(self, link: str) -> None:
+        try:
+            to = os.readlink(link)
+        except OSError:
+            to = "?"
+        self.files.refused(link, f"a symlink to {to} in a home")
 
     def limit_reached(self) -> None:
         self.files.limit_reached(
@@ -172,8 +200,12 @@ class Persistence:
         """Watch a persistence file or directory, or the nearest existing directory above it
         so that its creation is seen. `announce` reports what already exists as created."""
         self.targets.add(target)
-        if os.path.isdir(target):
-            self.watch_place(os.path.realpath(target), PERSIST_DEPTH, announce)
+        link = self.link_on_way(target)
+        if link is not None and link != target:
+            self.refuse(link)  # ~/.config swapped for a link: nothing below it is watched
+            return
+        if link is None and os.path.isdir(target):
+            self.watch_place(target, PERSIST_DEPTH, announce)
             return
         child, parent = target, os.path.dirname(target)
         while parent != child and not os.path.isdir(parent):
@@ -205,23 +237,33 @@ class Persistence:
                 continue
             place = self.places.setdefault(path, Place())
             place.depth = max(place.depth or 0, left)
-            for f in regular_files(path, MAX_DIR_FILES) + links(path):
+            dirs, files, links = safeopen.listing(path, MAX_DIR_FILES)
+            for f in files + links:
                 if announce:
                     self.files.touch(f, "persistence", "created", closed=True)
                 else:
                     self.snapshot(f)
             if left > 0:
-                queue.extend((d, left - 1) for d in subdirs(path))
+                queue.extend((d, left - 1) for d in dirs)
 
-    def snapshot(self, path: str) -> tuple[Snapshot, list[bytes]] | None:
-        """Read a file, keep its new snapshot (within the budget) and return it with the lines."""
-        try:
-            st = os.lstat(path)
-            lines = read_lines(path)[1] if stat.S_ISREG(st.st_mode) else []
-        except OSError:
-            self.forget(path)
-            return None
+    def snapshot(self, path: str) -> tuple[Snapshot, list[bytes], str | None] | None:
+        """Read a file with no symlink on its path, keep its snapshot (within the budget) and
+        return it with the lines and the file's sha256. A file in a home that its owner does
+        not own is not read; a path through a symlink in a home is refused and reported."""
         self.forget(path)
+        try:
+            st = safeopen.stat_nofollow(path)
+            lines: list[bytes] | None = []
+            sha = None
+            if stat.S_ISREG(st.st_mode) and self.may_read(path, st):
+                st, head, sha = safeopen.read_nofollow(path, SNAPSHOT_CAP, HASH_CAP)
+                lines = head.splitlines()
+            elif stat.S_ISLNK(st.st_mode) and self.home_of(path) and self.leads_to_target(path):
+                self.refuse(path)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR) and (link := self.link_on_way(path)):
+                self.refuse(link)
+            return None
         snap = self.hasher.snapshot(st, lines)
         if self.snapshot_bytes + snap.size > self.snapshot_budget:
             snap = self.hasher.snapshot(st, None)
@@ -232,7 +274,16 @@ class Persistence:
             )
         self.snapshots[path] = snap
         self.snapshot_bytes += snap.size
-        return snap, lines
+        return snap, lines or [], sha
+
+    def may_read(self, path: str, st: os.stat_result) -> bool:
+        """Outside homes always; in a home only a file its owner owns."""
+        home = self.home_of(path)
+        return home is None or st.st_uid == self.homes[home]
+
+    def leads_to_target(self, path: str) -> bool:
+        """Whether a path is a watched place or a step towards one (~/.config/autostart)."""
+        return any(t == path or under(t, path) for t in self.targets)
 
     def forget(self, path: str) -> None:
         old = self.snapshots.pop(path, None)
@@ -296,6 +347,8 @@ class Persistence:
                 kind=kind,
                 role="persistence",
                 added=added,
+                sha256=new[2],
+                size=new[0].ident[1],
             )
         )
 
@@ -304,7 +357,7 @@ class Persistence:
         self.files.overflowed("persistence")()
         for path, snap in list(self.snapshots.items()):
             try:
-                changed = ident(os.lstat(path)) != snap.ident
+                changed = ident(safeopen.stat_nofollow(path)) != snap.ident
             except OSError:
                 self.forget(path)
                 continue
