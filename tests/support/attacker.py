@@ -116,8 +116,8 @@ class Guard:
 
     PING_USEC = 2_000_000  # WATCHDOG_USEC given to the agent: a ping every second
 
-    def __init__(self, base: Path) -> None:
-        self.address = str(base / "notify.sock")
+    def __init__(self, base: Path, name: str = "notify.sock") -> None:
+        self.address = str(base / name)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.address)
         self.sock.settimeout(0.2)
@@ -152,7 +152,8 @@ class Guard:
         self.done.set()
         if self.thread.is_alive():
             self.thread.join(5)
-        self.sock.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
 
     def check(self) -> None:
         """The agent is the same process, stayed under MemoryHigh and kept pinging its

@@ -47,6 +47,7 @@ class FilesCollector(Collector):
     """Emits FileChange (role drop or persistence) and FileAccess (canaries)."""
 
     name = "files"
+    state_name = "files"
 
     def __init__(self, ctx: Context, emit: Emit) -> None:
         super().__init__(ctx, emit)
@@ -82,6 +83,8 @@ class FilesCollector(Collector):
         try:
             with self.measure("setup"):
                 await loop.run_in_executor(None, self.setup)
+            self.persistence.saved = None  # compared at setup; later changes come as events
+            self.persistence.ready = True
             for ino in watchers:
                 ino.start(loop)
             if self.canaries.fan is not None:
@@ -101,6 +104,12 @@ class FilesCollector(Collector):
                     self.wake.clear()
         finally:
             self.close()
+
+    def load_state(self, data: bytes | None) -> None:
+        self.persistence.load(data)
+
+    def save_state(self) -> Callable[[], bytes] | None:
+        return self.persistence.dump()
 
     async def recover(self) -> None:
         with self.measure("recover"):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import errno
 import glob
 import hashlib
+import json
 import os
 import secrets
 import stat
@@ -12,6 +14,7 @@ import time
 from array import array
 from bisect import bisect_left
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -94,17 +97,23 @@ class Place:
     names: set[str] = field(default_factory=set)
 
 
-def read_lines(path: str) -> tuple[os.stat_result, list[bytes]]:
-    """The first SNAPSHOT_CAP bytes of a regular file as lines, never following a link."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return st, []
-        data = os.read(fd, SNAPSHOT_CAP)
-    finally:
-        os.close(fd)
-    return st, data.splitlines()
+def encode(snap: Snapshot) -> list[object]:
+    """A snapshot as JSON: identity and base64 of the hash and count arrays."""
+    arrays = [
+        base64.b64encode(a.tobytes()).decode() if a is not None else None
+        for a in (snap.hashes, snap.counts)
+    ]
+    return [*snap.ident, *arrays]
+
+
+def decode(entry: list[object]) -> Snapshot:
+    ino, size, mtime, hashes, counts = entry
+    if not isinstance(hashes, str) or not isinstance(counts, str):
+        return Snapshot((int(ino), int(size), int(mtime)), None, None)  # type: ignore[call-overload]
+    h, c = array("Q"), array("I")
+    h.frombytes(base64.b64decode(hashes))
+    c.frombytes(base64.b64decode(counts))
+    return Snapshot((int(ino), int(size), int(mtime)), h, c)  # type: ignore[call-overload]
 
 
 def added_lines(
@@ -141,6 +150,9 @@ class Persistence:
         self.hasher = LineHasher()
         self.snapshot_budget = files.ctx.config.watch.snapshot_budget
         self.snapshot_bytes = 0  # kept by all snapshots together
+        self.saved: dict[str, Snapshot] | None = None  # what the last run knew, until setup ends
+        self.ready = False  # setup done: the snapshots may be saved
+        self.dirty = True
 
     def setup(self) -> None:
         """System places as configured (links resolved: root's config); places in homes
@@ -223,7 +235,7 @@ class Persistence:
         if announce:
             self.files.touch(target, "persistence", "created", closed=True)
         else:
-            self.snapshot(target)
+            self.baseline(target)
 
     def watch_place(self, top: str, depth: int, announce: bool) -> None:
         """Watch a whole persistence directory and its subdirectories to `depth` levels."""
@@ -242,7 +254,7 @@ class Persistence:
                 if announce:
                     self.files.touch(f, "persistence", "created", closed=True)
                 else:
-                    self.snapshot(f)
+                    self.baseline(f)
             if left > 0:
                 queue.extend((d, left - 1) for d in dirs)
 
@@ -274,6 +286,7 @@ class Persistence:
             )
         self.snapshots[path] = snap
         self.snapshot_bytes += snap.size
+        self.dirty = True
         return snap, lines or [], sha
 
     def may_read(self, path: str, st: os.stat_result) -> bool:
@@ -289,6 +302,37 @@ class Persistence:
         old = self.snapshots.pop(path, None)
         if old is not None:
             self.snapshot_bytes -= old.size
+            self.dirty = True
+
+    def baseline(self, path: str) -> None:
+        """Snapshot a file at start; after a restart, report what it gained while the agent
+        was down (diffed against the saved hashes), or that it appeared meanwhile."""
+        new = self.snapshot(path)
+        if new is None or self.saved is None:
+            return
+        old = self.saved.pop(path, None)
+        if old is not None and old.ident == new[0].ident:
+            return
+        self.report(path, "created", old, new)
+
+    def load(self, data: bytes | None) -> None:
+        """The last run's snapshots (and the key their line hashes were made with)."""
+        if not data:
+            self.saved = None
+            return
+        doc = json.loads(data)
+        self.hasher = LineHasher(bytes.fromhex(doc["key"]))
+        self.saved = {path: decode(entry) for path, entry in doc["snapshots"].items()}
+
+    def dump(self) -> Callable[[], bytes] | None:
+        """A serialiser of the snapshots as they are now; None before setup or if unchanged."""
+        if not self.ready or not self.dirty:
+            return None
+        self.dirty = False
+        snaps, key = dict(self.snapshots), self.hasher.key
+        return lambda: json.dumps(
+            {"key": key.hex(), "snapshots": {p: encode(s) for p, s in snaps.items()}}
+        ).encode()
 
     def on_event(self, ev: InotifyEvent) -> None:
         assert self.watcher is not None
@@ -331,8 +375,17 @@ class Persistence:
     def deliver(self, path: str, kind: str) -> None:
         old = self.snapshots.get(path)
         new = self.snapshot(path)
-        if new is None:
-            return
+        if new is not None:
+            self.report(path, kind, old, new)
+
+    def report(
+        self,
+        path: str,
+        kind: str,
+        old: Snapshot | None,
+        new: tuple[Snapshot, list[bytes], str | None],
+    ) -> None:
+        """Emit what a file gained since `old` (all of it if there was no `old`)."""
         added = added_lines(old, new[1], self.hasher)
         if old is not None:
             if not added:
