@@ -24,6 +24,7 @@ from typing import Any
 import yara
 
 from sentinel import __version__
+from sentinel.core import safeopen
 from sentinel.core.model import Category, FileFacts, Finding, Proc, Severity
 from sentinel.rules import intel, wallets
 
@@ -278,13 +279,13 @@ def read_regular(
 ) -> tuple[bytearray, os.stat_result]:
     """The bytes of a regular file and its fstat, read through a checked descriptor.
 
-    Symlinks are refused unless `follow` (needed for /proc/PID/exe); whatever is opened
+    Symlinks anywhere on the path are refused unless `follow` (needed for /proc/PID/exe,
+    whose own path is root's); whatever is opened
     must be a regular file of at most `max_size` bytes and, given `expect`, the same
     (device, inode) the caller stat'ed. Raises Unscannable with the reason otherwise.
     """
-    flags = _OPEN_FLAGS if follow else _OPEN_FLAGS | os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, _OPEN_FLAGS) if follow else safeopen.open_nofollow(path, _OPEN_FLAGS)
     except OSError as exc:
         raise unscannable(exc) from None
     with open(fd, "rb", buffering=0) as f:

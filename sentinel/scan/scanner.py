@@ -476,6 +476,7 @@ class Scanner:
                 self._skip(root, "not-found", exc.strerror or str(exc))
                 continue
             if stat.S_ISDIR(st.st_mode):
+                root = os.fsencode(os.path.realpath(root))  # below it, no link is followed
                 if self._enter_dir(root, st):
                     self._walk(root, _devino(st))
             elif stat.S_ISREG(st.st_mode):
