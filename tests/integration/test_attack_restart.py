@@ -8,12 +8,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import stat
+import subprocess
 import time
 
 import pytest
-from attacker import Guard, Nobody, guarded_agent, nobody_home, then_miner_reported
+from attacker import (
+    NOBODY,
+    SYSTEM_PYTHON,
+    Guard,
+    Nobody,
+    guarded_agent,
+    nobody_home,
+    then_miner_reported,
+)
 
 pytestmark = [
     pytest.mark.root,
@@ -56,7 +66,19 @@ def test_changes_while_down_are_reported_after_restart(nobody: Nobody, procs: li
         nobody.run(
             "import sys; open(sys.argv[1], 'a').write('* * * * * /tmp/.x/kdevtmpfsi\\n')", str(cron)
         )
-        nobody.spawn(DAEMON, str(pidfile)).wait(10)
+        # its own script name: no other detached python daemon folds it into its incident
+        script = nobody.base / f"syncd-{secrets.token_hex(4)}.py"
+        script.write_text(DAEMON)
+        subprocess.run(
+            [SYSTEM_PYTHON, str(script), str(pidfile)],
+            user=NOBODY,
+            group=NOBODY,
+            extra_groups=[],
+            env=nobody.env(),
+            stdin=subprocess.DEVNULL,
+            timeout=10,
+            check=True,
+        )
         deadline = time.monotonic() + 5
         while not pidfile.exists() or not pidfile.read_text():
             assert time.monotonic() < deadline, "daemon did not start"

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -87,7 +88,9 @@ class Nobody:
 
     def miner(self, procs: list[subprocess.Popen]) -> subprocess.Popen[bytes]:
         """A burner named like a miner, started as uid 65534 (ended by the procs fixture)."""
-        burner = write_burner(self.base / f"xmrig-{os.getpid()}", python=SYSTEM_PYTHON)
+        where = self.base / f"bin-{secrets.token_hex(3)}"  # argv[1] unique: never a sibling
+        where.mkdir(mode=0o755)
+        burner = write_burner(where / "xmrig", python=SYSTEM_PYTHON)
         p = subprocess.Popen(
             [str(burner), "--donate-level", "1"],
             user=NOBODY,
