@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sentinel.core import config
 from sentinel.core.model import Finding, Severity
 from sentinel.rules import intel
-from sentinel.rules.yara import RulesError, load_rules
+from sentinel.rules.yara import TIMEOUT_RULE, RulesError, load_rules
 from sentinel.scan.scanner import CACHE_FILE, Scanner, ScanOptions, ScanStats
 
 if TYPE_CHECKING:
@@ -197,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         _print_report(Console(), findings, record)
-    if any(f.severity >= fail for f in findings):
-        return EX_FINDINGS
+    if any(f.severity >= fail or f.rule == TIMEOUT_RULE for f in findings):
+        return EX_FINDINGS  # a file the rules did not finish on is never clean
     if any(s.reason == "not-found" for s in stats.skipped):
         return EX_ERROR
     return EX_OK

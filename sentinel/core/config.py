@@ -105,6 +105,7 @@ class WatchConfig:
     homes: list[str] = field(default_factory=lambda: ["/root", "/home/*"])
     max_depth: int = 4
     max_watches: int = 65536
+    snapshot_budget: int = 32 * 1024 * 1024  # bytes of line hashes kept of persistence files
 
 
 @dataclass

@@ -52,6 +52,8 @@ class FileChange(Event):
     kind: str  # created | modified | moved
     role: str  # drop | persistence
     added: list[str] = field(default_factory=list)
+    sha256: str | None = None  # of the whole file, when the collector read it
+    size: int = -1
 
 
 @dataclass(slots=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+from sentinel.core import proctable
 from sentinel.core.context import Context
 from sentinel.core.events import Event, ProcExec, ProcExit, Tick
 from sentinel.core.model import Category, Finding, Proc, Severity, same_start
@@ -31,6 +33,7 @@ class DaemonDetector(Detector):
 
     name = "daemons"
     events = (ProcExec, ProcExit, Tick)
+    state_name = "daemons"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
@@ -40,6 +43,8 @@ class DaemonDetector(Detector):
         self.children: dict[int, set[int]] = {}  # parent pid -> attached pids
         self.detached: OrderedDict[int, Proc] = OrderedDict()  # waiting for min_age
         self.exits: OrderedDict[int, float] = OrderedDict()  # recently exited pid -> time
+        self.saved_at = 0.0  # when the last run saved its state: it saw what started before
+        self.pending: dict[int, float] = {}  # pid -> start time: what it still had to judge
 
     def handle(self, event: Event) -> Iterable[Finding]:
         if isinstance(event, ProcExec):
@@ -49,8 +54,33 @@ class DaemonDetector(Detector):
         elif isinstance(event, Tick):
             yield from self.due(event.time)
 
+    def load_state(self, data: bytes | None) -> None:
+        """After a restart on the same boot, only what the last run had seen is exempt."""
+        state = json.loads(data) if data else {}
+        if abs(state.get("boot_time", 0.0) - proctable.boot_time(self.ctx.procfs)) > 1.0:
+            return  # a first start, or the box rebooted: what runs now started without us
+        self.saved_at = float(state["saved_at"])
+        self.pending = {int(pid): float(start) for pid, start in state["pending"]}
+
+    def save_state(self) -> Callable[[], bytes]:
+        pending = [
+            [p.pid, p.start_time] for t in (self.attached, self.detached) for p in t.values()
+        ]
+        state = {"boot_time": proctable.boot_time(self.ctx.procfs), "saved_at": time.time()}
+        return lambda: json.dumps({**state, "pending": pending}).encode()
+
+    def existed(self, proc: Proc) -> bool:
+        """Started before this agent and seen (and judged) by it or by the run before it."""
+        if proc.start_time >= self.started - START_SLACK:
+            return False
+        if not self.saved_at:
+            return True
+        if proc.start_time >= self.saved_at - START_SLACK:
+            return False  # started while the agent was down
+        return not same_start(self.pending.get(proc.pid, -1.0), proc.start_time)
+
     def seen(self, proc: Proc) -> None:
-        if proc.start_time < self.started - START_SLACK or (not proc.exe and not proc.cmdline):
+        if self.existed(proc) or (not proc.exe and not proc.cmdline):
             return  # existed before the agent, or a kernel thread
         if self.explained(proc):
             self.forget(proc.pid)

@@ -8,6 +8,7 @@ import os
 import stat
 from collections.abc import Iterable
 
+from sentinel.core import safeopen
 from sentinel.core.events import Event, FileChange
 from sentinel.core.model import Finding
 from sentinel.core.paths import under
@@ -26,8 +27,9 @@ PEEK = len(MAGICS[0])
 
 
 def peek(path: str) -> bytes:
-    """The first bytes of a regular file, read without following links or blocking."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    """The first bytes of a regular file, read without following links (at any component)
+    or blocking."""
+    fd = safeopen.open_nofollow(path)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return b""

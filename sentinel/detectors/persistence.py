@@ -31,6 +31,6 @@ class PersistenceDetector(Detector):
                 severity=m.severity,
                 summary=m.summary,
                 detector=self.name,
-                file=FileFacts(event.path, None, -1),
+                file=FileFacts(event.path, event.sha256, event.size),
                 evidence=m.evidence,
             )

@@ -21,6 +21,7 @@ from sentinel.core.events import CollectorState, Event, GpuSample, ProcExit, Tic
 from sentinel.core.model import Finding, Resolved, same_start
 from sentinel.engine import health
 from sentinel.engine.incidents import Incidents
+from sentinel.engine.state import RestartState, send_heartbeat
 from sentinel.ops import http as httpserver
 from sentinel.ops import metrics
 from sentinel.ops import sd_notify as systemd_notify
@@ -128,7 +129,11 @@ class Engine:
         self.http = httpserver.MetricsServer(self.cfg.metrics, self.health)
         await self.http.start()
         self.notifier = systemd_notify.Notifier.from_env()
+        self.state = RestartState(self.cfg.agent.state_dir)
+        self.publish_all(self.state.begin(self._stateful()))
+        send_heartbeat(self.sinks)
         self.tasks = [
+            asyncio.create_task(self.state.run(self._stateful), name="state"),
             asyncio.create_task(self._dispatch(), name="dispatch"),
             asyncio.create_task(self._ticker(), name="ticker"),
             *(asyncio.create_task(self._blocking_worker(), name="scan") for _ in range(2)),
@@ -169,10 +174,16 @@ class Engine:
             await sink.close()
         for sink in self.sinks:
             await sink.start()
+        self.state.load(self._stateful())
+        send_heartbeat(self.sinks)
         self.health_state = health.Health()
         self._start_collectors()
         log.info("configuration reloaded from %s", cfg.source)
         return True
+
+    def _stateful(self) -> list[object]:
+        """Plugins whose state survives a restart (see engine/state.py)."""
+        return [*self.collectors, *self.detectors]
 
     def _start_collectors(self) -> None:
         self.collector_tasks = [
@@ -322,6 +333,7 @@ class Engine:
         for task in [*self.collector_tasks, *self.tasks]:
             task.cancel()
         await asyncio.gather(*self.collector_tasks, *self.tasks, return_exceptions=True)
+        self.state.stop(self._stateful())
         for sink in self.sinks:
             with contextlib.suppress(Exception):
                 await sink.close()

@@ -24,6 +24,7 @@ from typing import Any
 import yara
 
 from sentinel import __version__
+from sentinel.core import safeopen
 from sentinel.core.model import Category, FileFacts, Finding, Proc, Severity
 from sentinel.rules import intel, wallets
 
@@ -35,6 +36,7 @@ MAX_TEXT = 80  # characters kept per occurrence
 MAX_WALLET_CANDIDATES = 256  # wallet matches checksummed per hit (Keccak in Python is slow)
 DEFAULT_CATEGORY = Category.INTEGRITY
 DEFAULT_SEVERITY = Severity.MEDIUM
+TIMEOUT_RULE = "integrity.scan_timeout"
 
 
 class RulesError(Exception):
@@ -48,6 +50,32 @@ class Unscannable(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class TimedOut(Unscannable):
+    """The rules did not finish on a file in time: not clean, a finding (see timeout_finding)."""
+
+    def __init__(self, sha256: str, size: int, timeout: float) -> None:
+        super().__init__("timeout", f"scan took over {timeout}s")
+        self.sha256 = sha256
+        self.size = size
+        self.timeout = timeout
+
+
+def timeout_finding(file: FileFacts, timeout: float, process: Proc | None = None) -> Finding:
+    """A scan that timed out hides whatever the rest of the file holds (a miner padded with
+    regex-heavy junk), so it is reported, never taken as clean."""
+    where = f"pid {process.pid} ({process.name}) {file.path}" if process else file.path
+    return Finding(
+        rule=TIMEOUT_RULE,
+        category=Category.INTEGRITY,
+        severity=Severity.MEDIUM,
+        summary=f"YARA scan timed out after {timeout}s, the file is unchecked: {where}",
+        detector=DETECTOR,
+        process=process,
+        file=file,
+        evidence={"timeout_s": timeout},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +207,14 @@ class Rules:
         process: Proc | None = None,
         timeout: int = 60,
     ) -> list[Finding]:
-        """Findings for one regular file; raises Unscannable when it cannot be read."""
+        """Findings for one regular file (a timeout is one); raises Unscannable when it cannot
+        be read."""
         data, st = read_regular(path, max_size, follow=follow)
-        hits = self.hits(data, timeout)
+        try:
+            hits = self.hits(data, timeout)
+        except yara.TimeoutError:
+            facts = FileFacts(display_path(path), hashlib.sha256(data).hexdigest(), st.st_size)
+            return [timeout_finding(facts, timeout, process)]
         if not hits:
             return []
         facts = FileFacts(display_path(path), hashlib.sha256(data).hexdigest(), st.st_size)
@@ -235,13 +268,13 @@ def read_regular(
 ) -> tuple[bytearray, os.stat_result]:
     """The bytes of a regular file and its fstat, read through a checked descriptor.
 
-    Symlinks are refused unless `follow` (needed for /proc/PID/exe); whatever is opened
+    Symlinks anywhere on the path are refused unless `follow` (needed for /proc/PID/exe,
+    whose own path is root's); whatever is opened
     must be a regular file of at most `max_size` bytes and, given `expect`, the same
     (device, inode) the caller stat'ed. Raises Unscannable with the reason otherwise.
     """
-    flags = _OPEN_FLAGS if follow else _OPEN_FLAGS | os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, _OPEN_FLAGS) if follow else safeopen.open_nofollow(path, _OPEN_FLAGS)
     except OSError as exc:
         raise unscannable(exc) from None
     with open(fd, "rb", buffering=0) as f:

@@ -1,7 +1,8 @@
 """One-shot scanning of file trees and running processes with the compiled YARA rules.
 
-The walker runs in the calling thread and only lstat()s; reading and matching happen in a
-thread pool sharing one compiled Rules (yara-python releases the GIL while it scans).
+The walker runs in the calling thread, by directory descriptors, and only lstat()s;
+reading and matching happen in a thread pool sharing one compiled Rules (yara-python
+releases the GIL while it scans).
 Nothing but regular files is ever opened, symlinks are not followed, pseudo filesystems
 (/proc, /sys, cgroup, ...) and the agent's own rules, state and log are skipped, and every
 skip is recorded with a reason. Results are cached per (device, inode) and validated by
@@ -27,15 +28,17 @@ from typing import Any
 
 import yara
 
-from sentinel.core import proctable
+from sentinel.core import proctable, safeopen
 from sentinel.core.model import FileFacts, Finding, Proc, Severity
 from sentinel.rules.yara import (
     Hit,
     Rules,
+    TimedOut,
     Unscannable,
     display_path,
     file_kind,
     read_regular,
+    timeout_finding,
     unscannable,
 )
 
@@ -50,6 +53,8 @@ ALWAYS_SKIP = (b"/proc", b"/sys")
 PROGRESS_EVERY = 0.1  # seconds between progress callbacks
 QUEUED_PER_THREAD = 64  # enough that workers never wait for a descheduled walker
 FLUSH_ROWS = 1000  # cache rows written per transaction during a walk
+
+Queued = tuple[bytes, tuple[int, int]]  # a directory to walk: path below the root, (dev, ino)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +239,7 @@ class _ExeJob:
     path: str
     procs: list[Proc] = field(default_factory=list)
     result: tuple[str | None, int, list[Hit]] | None = None
+    timed_out: TimedOut | None = None
 
 
 class Scanner:
@@ -314,7 +320,7 @@ class Scanner:
         try:
             hits = self.rules.hits(data, self.opts.timeout)
         except yara.TimeoutError:
-            raise Unscannable("timeout", f"scan took over {self.opts.timeout}s") from None
+            raise TimedOut(hashlib.sha256(data).hexdigest(), len(data), self.opts.timeout) from None
         except yara.Error as exc:
             raise Unscannable("yara-error", str(exc)) from None
         sha = hashlib.sha256(data).hexdigest() if hits else None
@@ -328,6 +334,13 @@ class Scanner:
     def _file_job(self, path: bytes, expect: tuple[int, int]) -> None:
         try:
             sha, size, hits = self._read_and_match(path, expect)
+        except TimedOut as exc:
+            found = timeout_finding(
+                FileFacts(display_path(path), exc.sha256, exc.size), exc.timeout
+            )
+            with self._lock:
+                self.findings.append(found)
+            return
         except Unscannable as exc:
             self._skip(path, exc.reason, exc.detail)
             return
@@ -391,41 +404,66 @@ class Scanner:
         self.stats.dirs += 1
         return True
 
-    def _entry(self, entry: os.DirEntry[bytes], stack: list[bytes]) -> None:
-        path = entry.path
+    def _entry(
+        self, entry: os.DirEntry[str], dir_fd: int, path: bytes, rel: bytes, stack: list[Queued]
+    ) -> None:
+        name = os.fsencode(entry.name)
+        full = path.rstrip(b"/") + b"/" + name
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError as exc:
-            self._skip_error(path, exc)
+            self._skip_error(full, exc)
             return
         if stat.S_ISREG(st.st_mode):
-            self._file(path, st)
+            self._file(full, st)
         elif stat.S_ISDIR(st.st_mode):
-            if self._enter_dir(path, st):
-                stack.append(path)
+            if self._enter_dir(full, st):
+                stack.append((rel + b"/" + name if rel else name, _devino(st)))
         elif stat.S_ISLNK(st.st_mode):
             self.stats.symlinks += 1
             try:
-                os.stat(path)
+                os.stat(name, dir_fd=dir_fd)
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
-                    self._skip(path, "symlink-loop", "not followed")
+                    self._skip(full, "symlink-loop", "not followed")
         else:
-            self._skip(path, file_kind(st.st_mode) or "special-file", "never opened")
+            self._skip(full, file_kind(st.st_mode) or "special-file", "never opened")
 
-    def _walk(self, root: bytes) -> None:
-        stack = [root]
-        while stack:
-            directory = stack.pop()
-            try:
-                with os.scandir(directory) as it:
-                    for entry in it:
-                        self._entry(entry, stack)
-                        self._tick()
-            except OSError as exc:
-                self._skip_error(directory, exc)
-            if self.cache:
-                self.cache.flush(at_least=FLUSH_ROWS)
+    def _walk(self, root: bytes, expect: tuple[int, int]) -> None:
+        """Walk a tree by directory descriptors: each queued directory is opened beneath the
+        root's descriptor with no symlink on the way and must still be the directory that
+        was queued (device, inode), so one swapped for a link mid-scan is never walked."""
+        try:
+            root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            self._skip_error(root, exc)
+            return
+        try:
+            stack: list[Queued] = [(b"", expect)]
+            while stack:
+                rel, key = stack.pop()
+                path = root.rstrip(b"/") + b"/" + rel if rel else root
+                try:
+                    fd = safeopen.open_beneath(root_fd, rel, safeopen.DIR_FLAGS)
+                except OSError as exc:
+                    self._skip_error(path, exc)
+                    continue
+                try:
+                    if _devino(os.fstat(fd)) != key:
+                        self._skip(path, "changed", "replaced while scanning")
+                        continue
+                    with os.scandir(fd) as it:
+                        for entry in it:
+                            self._entry(entry, fd, path, rel, stack)
+                            self._tick()
+                except OSError as exc:
+                    self._skip_error(path, exc)
+                finally:
+                    os.close(fd)
+                if self.cache:
+                    self.cache.flush(at_least=FLUSH_ROWS)
+        finally:
+            os.close(root_fd)
 
     def scan_paths(self, paths: Iterable[str]) -> None:
         """Scan files and trees; a path given here is followed if it is a symlink."""
@@ -438,8 +476,9 @@ class Scanner:
                 self._skip(root, "not-found", exc.strerror or str(exc))
                 continue
             if stat.S_ISDIR(st.st_mode):
+                root = os.fsencode(os.path.realpath(root))  # below it, no link is followed
                 if self._enter_dir(root, st):
-                    self._walk(root)
+                    self._walk(root, _devino(st))
             elif stat.S_ISREG(st.st_mode):
                 self._file(os.fsencode(os.path.realpath(root)), st)
             else:
@@ -450,6 +489,8 @@ class Scanner:
     def _exe_job(self, job: _ExeJob, link: bytes, key: tuple[int, int]) -> None:
         try:
             job.result = self._read_and_match(link, key, follow=True)
+        except TimedOut as exc:
+            job.timed_out = exc
         except Unscannable as exc:
             self._skip(job.path, exc.reason, exc.detail)
 
@@ -503,6 +544,11 @@ class Scanner:
 
     def _exe_findings(self) -> None:
         for job in self._exes.values():
+            if job.timed_out is not None:
+                t = job.timed_out
+                for proc in job.procs:
+                    facts = FileFacts(job.path, t.sha256, t.size)
+                    self.findings.append(timeout_finding(facts, t.timeout, proc))
             if job.result is None or not job.result[2]:
                 continue
             sha, size, hits = job.result

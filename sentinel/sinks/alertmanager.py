@@ -95,6 +95,7 @@ class AlertmanagerSink(HttpSink):
         for key, f in list(self.firing.items()):
             if (
                 not f.has_process
+                and not f.record["evidence"].get("always_firing")  # the agent's heartbeat
                 and self.cfg.resolve_after
                 and now - f.since >= (self.cfg.resolve_after)
             ):

@@ -149,3 +149,30 @@ async def test_alert_fires_resends_and_resolves(tmp_path, monkeypatch, alertmana
     assert resolved["labels"]["severity"] == "critical"
     assert resolved["endsAt"] >= resolved["startsAt"]
     assert notifications(hook, "firing", dropped.subject)
+
+
+async def test_heartbeat_fires_while_the_agent_runs_and_ends_when_it_dies(
+    tmp_path, monkeypatch, alertmanager
+) -> None:
+    """The dead man's switch: integrity.heartbeat reaches Alertmanager whatever the sink's
+    min_severity, is re-sent and never resolved while the agent runs; once the agent is gone
+    its lease (endsAt) runs out and Alertmanager resolves it by itself."""
+    base, hook = alertmanager
+    monkeypatch.setattr(collectors, "load_all", lambda: {})
+    monkeypatch.setattr(detectors, "load_all", lambda: {})
+    am = table("alertmanager", base, "am", resend_interval=0.5, resolve_after=1.0)
+    cfg = cfg_for(tmp_path, am.replace("min_severity = 'info'", "min_severity = 'high'"))
+    engine = Engine(cfg)
+    task = asyncio.create_task(engine.run())
+    try:
+        await hook.wait_for(lambda: notifications(hook, "firing", "heartbeat"), timeout=15)
+        sent = counter(metrics.deliveries, "am")
+        await hook.wait_for(lambda: counter(metrics.deliveries, "am") >= sent + 3, timeout=10)
+        assert not notifications(hook, "resolved", "heartbeat")  # past resolve_after
+        (alert,) = notifications(hook, "firing", "heartbeat")[:1]
+        assert alert["labels"]["alertname"] == "integrity.heartbeat"
+        assert alert["labels"]["severity"] == "info"
+    finally:
+        engine.stop()
+        await asyncio.wait_for(task, 10)
+    await hook.wait_for(lambda: notifications(hook, "resolved", "heartbeat"), timeout=20)

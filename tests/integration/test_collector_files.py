@@ -313,3 +313,20 @@ def test_canary_falls_back_to_inotify_without_fanotify(
     ev = next_event(agent, "FileAccess")
     assert ev["path"] == str(canary) and ev["kind"] in ("opened", "read")
     assert ev["pids"] == [reader.pid]  # found holding it open in /proc/*/fd
+
+
+async def test_spent_snapshot_budget_is_loud_and_hides_no_line(tmp_path: Path) -> None:
+    cron = tmp_path / "etc" / "cron.d"
+    cron.mkdir(parents=True)
+    (cron / "small").write_text("0 3 * * * root /usr/bin/backup\n")
+    big = cron / "big"
+    big.write_text("".join(f"{i} * * * * root /bin/true\n" for i in range(20)))
+    cfg = make_cfg(tmp_path, persistence=[str(cron)], snapshot_budget=64)
+    async with Running(FilesCollector, cfg) as run:
+        state = run.state()
+        assert not state.ok and "snapshot budget" in state.reason
+        assert state.detail["severity"] == "medium"
+        with open(big, "a") as f:
+            f.write("@reboot root /dev/shm/x\n")
+        ev = await run.wait(FileChange, lambda e: e.path == str(big))
+        assert "@reboot root /dev/shm/x" in ev.added and len(ev.added) == 21

@@ -210,7 +210,7 @@ def test_file_vanishing_between_listing_and_stat_is_reported(tmp_path, monkeypat
         def __iter__(self):
             for entry in self.it:
                 if entry.name in (b"vanish.txt", "vanish.txt"):
-                    os.unlink(entry.path)
+                    os.unlink(tmp_path / os.fsdecode(entry.name))
                 yield entry
 
     monkeypatch.setattr(os, "scandir", Vanishing)

@@ -41,7 +41,15 @@ class AgentRun:
     """One agent process on a config whose every path lies under `root`."""
 
     def __init__(
-        self, root: Path, *, interval: float = 0.5, min_age: float = 2.0, extra: str = ""
+        self,
+        root: Path,
+        *,
+        interval: float = 0.5,
+        min_age: float = 2.0,
+        extra: str = "",
+        homes: list[str] | None = None,
+        home_files: list[str] | None = None,
+        watch_extra: str = "",
     ) -> None:
         self.root = root
         self.state = root / "state"
@@ -53,6 +61,9 @@ class AgentRun:
         self.interval = interval
         self.min_age = min_age
         self.extra = extra
+        self.homes = homes
+        self.home_files = home_files or []
+        self.watch_extra = watch_extra
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr: list[str] = []
         self._records: list[Record] = []
@@ -91,7 +102,9 @@ stdout = false
 [watch]
 paths = ["{self.watch}"]
 persistence = [{persistence}]
-home_files = []
+home_files = {json.dumps(self.home_files)}
+{f"homes = {json.dumps(self.homes)}" if self.homes is not None else ""}
+{self.watch_extra}
 [canaries]
 paths = ["{self.canary}"]
 [daemons]
@@ -103,10 +116,12 @@ enabled = false
         )
         return cfg
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, env: dict[str, str] | None = None) -> None:
         cfg = self.prepare()
+        self._ready.clear()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sentinel.cli", "agent", "-c", str(cfg)],
+            env={**os.environ, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

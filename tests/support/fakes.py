@@ -124,9 +124,10 @@ while time.time() < deadline:
 """
 
 
-def write_burner(path: Path) -> Path:
-    """A burner script at `path` (named like a miner by the caller), executable."""
-    path.write_text(BURNER.format(python=os.path.realpath(sys.executable)))
+def write_burner(path: Path, python: str | None = None) -> Path:
+    """A burner script at `path` (named like a miner by the caller), executable; `python`
+    is its interpreter (default: this one; /usr/bin/python3 for an unprivileged user)."""
+    path.write_text(BURNER.format(python=python or os.path.realpath(sys.executable)))
     path.chmod(0o755)
     return path
 

@@ -293,7 +293,8 @@ async def test_engine_states_gpu_trouble_with_severity(tmp_path, monkeypatch) ->
         "steps": [{"devices": [{"util_sm": 1}]}],
         "failures": [{"at": 2, "device": 0, "error": "lost"}],
     }
-    cfg = gpu_config(tmp_path, script, AGENT.format(tmp=tmp_path))
+    # a fresh state dir: the same one again would be a restart (integrity.agent_restarted)
+    cfg = gpu_config(tmp_path, script, AGENT.format(tmp=tmp_path / "second"))
     (lost,) = await run_engine(cfg, monkeypatch, lambda g: bool(g), settle=0.3)
     assert lost.severity == Severity.LOW
     assert lost.summary.startswith("collector gpu degraded: GPU 0 (GPU-fake-0) lost: fake lost")

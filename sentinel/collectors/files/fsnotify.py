@@ -53,6 +53,7 @@ FAN_CLOEXEC = 0x00000001
 FAN_NONBLOCK = 0x00000002
 FAN_CLASS_NOTIF = 0x00000000
 FAN_MARK_ADD = 0x00000001
+FAN_MARK_DONT_FOLLOW = 0x00000004
 FAN_NOFD = -1
 AT_FDCWD = -100
 
@@ -193,8 +194,10 @@ class Fanotify(_EventFd):
         self.on_overflow = on_overflow
 
     def mark(self, path: str, mask: int) -> None:
-        """Report these events on this file (an inode mark: a replaced file needs a new one)."""
-        if _libc.fanotify_mark(self.fd, FAN_MARK_ADD, mask, AT_FDCWD, os.fsencode(path)) < 0:
+        """Report these events on this file (an inode mark: a replaced file needs a new one);
+        a symlink there is marked itself, never what it points to."""
+        flags = FAN_MARK_ADD | FAN_MARK_DONT_FOLLOW
+        if _libc.fanotify_mark(self.fd, flags, mask, AT_FDCWD, os.fsencode(path)) < 0:
             _raise("fanotify_mark", path)
 
     def _dispatch(self, data: bytes) -> None:

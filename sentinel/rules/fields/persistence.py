@@ -10,6 +10,7 @@ from sentinel.core.events import FileChange
 from sentinel.rules import cmdline
 from sentinel.rules.fields import text
 from sentinel.rules.kinds import extractor, kind, sample_builder
+from sentinel.rules.redact import excerpt
 
 if TYPE_CHECKING:
     from sentinel.rules.catalogue import Subject
@@ -21,20 +22,9 @@ HIDDEN_PATH = re.compile(r"/\.[^/\s]+")
 BACKGROUND = re.compile(
     r"\b(?:nohup|setsid|disown|screen\s+-dm|tmux\s+new(?:-session)?\s+-d)\b|&\s*$"
 )
-SECRET_ASSIGNMENT = re.compile(
-    r"\b(\w*(?:token|secret|passw(?:or)?d?|api_?key|access_key|private_key|auth)\w*)"
-    r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)",
-    re.IGNORECASE,
-)
 SYSTEM_LIB_DIRS = re.compile(r"^/(?:usr/)?lib(?:64|32)?/")
 ROOT_SSH = re.compile(r"(?:^|/)root/\.ssh/")
 WORDS = re.compile(r"[^a-z0-9._-]+")
-SHOWN_LINES = 50
-
-
-def redact(line: str) -> str:
-    """The line with values of secret-looking assignments (TOKEN=..., password: ...) hidden."""
-    return SECRET_ASSIGNMENT.sub(r"\1\2<redacted>", line)
 
 
 def meaningful(lines: Iterable[str]) -> list[str]:
@@ -46,7 +36,7 @@ extractor(KIND, "path")(lambda s: s.obj.path)
 extractor(KIND, "change")(lambda s: s.obj.kind)
 extractor(KIND, "added")(lambda s: meaningful(s.obj.added))
 extractor(KIND, "added_count")(lambda s: len(s.get("added")))
-extractor(KIND, "shown")(lambda s: [redact(line) for line in s.get("added")[:SHOWN_LINES]])
+extractor(KIND, "shown")(lambda s: excerpt(s.get("added")))
 extractor(KIND, "place")(lambda s: "other")  # a rule's `set` names the place it matched
 extractor(KIND, "background")(lambda s: any(BACKGROUND.search(x) for x in s.get("added")))
 

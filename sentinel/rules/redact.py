@@ -1,0 +1,66 @@
+"""Evidence excerpts that never carry a secret: private-key bodies, tokens, passwords and
+credentials in URLs are replaced by `<redacted>` markers, and the excerpt is capped."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+MAX_LINES = 50  # lines in one excerpt
+MAX_LINE = 240  # characters kept of each line
+MARK = "<redacted>"
+
+KEY_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
+KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
+SECRET_ASSIGNMENT = re.compile(
+    r"\b(\w*(?:token|secret|passw(?:or)?d?|pwd|api_?key|access_key|private_key|auth|credential)"
+    r"\w*)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)",
+    re.IGNORECASE,
+)
+SECRET_FLAG = re.compile(
+    r"(--?(?:password|passwd|pass|token|secret|api-key|auth)(?:=|\s+))(\"[^\"]*\"|'[^']*'|\S+)",
+    re.IGNORECASE,
+)
+URL_CREDENTIALS = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@", re.IGNORECASE)
+AUTH_HEADER = re.compile(
+    r"\b(authorization|x-api-key)(\s*:\s*)(?:(bearer|basic|token)\s+)?\S+", re.I
+)
+TOKENS = re.compile(
+    r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|xox[abposr]-[A-Za-z0-9-]{10,}"
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{30,}|sk-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{20,}"
+    r"|glpat-[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+)"
+)
+SSH_PUBLIC = re.compile(r"(?:^|\s)(?:ssh-(?:rsa|dss|ed25519)|ecdsa-sha2-\S+|sk-\S+@openssh\.com) ")
+BLOB = re.compile(r"[A-Za-z0-9+/_-]{64,}={0,2}")  # a key body, a token, a long base64 payload
+
+
+def redact(line: str) -> str:
+    """One line with every secret-looking value replaced by a marker."""
+    line = URL_CREDENTIALS.sub(rf"\1{MARK}@", line)
+    line = AUTH_HEADER.sub(lambda m: f"{m[1]}{m[2]}{(m[3] + ' ') if m[3] else ''}{MARK}", line)
+    line = SECRET_FLAG.sub(rf"\1{MARK}", line)
+    line = SECRET_ASSIGNMENT.sub(rf"\1\2{MARK}", line)
+    line = TOKENS.sub(MARK, line)
+    if not SSH_PUBLIC.search(line):  # a public key is evidence, not a secret
+        line = BLOB.sub(lambda m: f"<redacted {len(m[0])} chars>", line)
+    return line
+
+
+def excerpt(lines: Iterable[str], max_lines: int = MAX_LINES) -> list[str]:
+    """At most `max_lines` redacted lines of at most MAX_LINE characters; a private key's
+    body (between its BEGIN and END lines) is dropped whole."""
+    out: list[str] = []
+    in_key = False
+    for line in lines:
+        if len(out) >= max_lines:
+            break
+        if in_key:
+            in_key = not KEY_END.search(line)
+            continue
+        if KEY_BEGIN.search(line):
+            out.append(f"{MARK} private key")
+            in_key = not KEY_END.search(line)
+            continue
+        text = redact(line)
+        out.append(text if len(text) <= MAX_LINE else text[:MAX_LINE] + "...")
+    return out
