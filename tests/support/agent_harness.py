@@ -41,7 +41,13 @@ class AgentRun:
     """One agent process on a config whose every path lies under `root`."""
 
     def __init__(
-        self, root: Path, *, interval: float = 0.5, min_age: float = 2.0, extra: str = ""
+        self,
+        root: Path,
+        *,
+        interval: float = 0.5,
+        min_age: float = 2.0,
+        extra: str = "",
+        stdout: bool = False,
     ) -> None:
         self.root = root
         self.state = root / "state"
@@ -53,6 +59,8 @@ class AgentRun:
         self.interval = interval
         self.min_age = min_age
         self.extra = extra
+        self.stdout = stdout  # the stdout sink on, its lines written to `out`
+        self.out = root / "stdout.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr: list[str] = []
         self._records: list[Record] = []
@@ -87,7 +95,7 @@ interval = {self.interval}
 state_dir = "{self.state}"
 [log]
 path = "{self.log}"
-stdout = false
+stdout = {"true" if self.stdout else "false"}
 [watch]
 paths = ["{self.watch}"]
 persistence = [{persistence}]
@@ -105,12 +113,13 @@ enabled = false
 
     def start(self, timeout: float = 30.0) -> None:
         cfg = self.prepare()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sentinel.cli", "agent", "-c", str(cfg)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        with self.out.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sentinel.cli", "agent", "-c", str(cfg)],
+                stdin=subprocess.DEVNULL,
+                stdout=out if self.stdout else subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
         threading.Thread(target=self._drain, daemon=True).start()
         if not self._ready.wait(timeout):
             self.stop()
