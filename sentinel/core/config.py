@@ -187,6 +187,11 @@ class SinkConfig:
 class MetricsConfig:
     listen: str = "127.0.0.1:9812"
     enabled: bool = True
+    auth: str = "token"  # bearer token from token_file; "none" only by explicit choice
+    token_file: str = ""  # default: <state_dir>/metrics.token (generated, 0600)
+    unix_socket: str = ""  # listen here (mode 0600) instead of TCP
+    max_connections: int = 64
+    idle_timeout: float = 10.0  # seconds for a request to arrive in full
 
 
 @dataclass
@@ -295,6 +300,13 @@ def _validate(cfg: Config, source: str) -> None:
         parse_listen(cfg.metrics.listen)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}", exc.where) from None
+    if cfg.metrics.auth not in ("token", "none"):
+        raise ConfigError(f"{source}: metrics.auth: 'token' or 'none'", "metrics.auth")
+    if cfg.metrics.max_connections < 1 or cfg.metrics.idle_timeout <= 0:
+        raise ConfigError(
+            f"{source}: metrics.max_connections and idle_timeout must be > 0",
+            "metrics.max_connections",
+        )
     if cfg.agent.interval <= 0:
         raise ConfigError(f"{source}: agent.interval: must be > 0", "agent.interval")
     seen: set[str] = set()

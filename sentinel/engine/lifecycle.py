@@ -121,7 +121,9 @@ class Engine:
                 self.loop.add_signal_handler(sig, handler)
         for sink in self.sinks:
             await sink.start()
-        self.http = httpserver.MetricsServer(self.cfg.metrics, self.health)
+        self.http = httpserver.MetricsServer(
+            self.cfg.metrics, self.health, self.cfg.agent.state_dir
+        )
         await self.http.start()
         self.notifier = systemd_notify.Notifier.from_env()
         self.tasks = [

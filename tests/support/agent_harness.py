@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,6 +49,7 @@ class AgentRun:
         min_age: float = 2.0,
         extra: str = "",
         stdout: bool = False,
+        metrics: str = "enabled = false",
     ) -> None:
         self.root = root
         self.state = root / "state"
@@ -61,6 +63,7 @@ class AgentRun:
         self.extra = extra
         self.stdout = stdout  # the stdout sink on, its lines written to `out`
         self.out = root / "stdout.log"
+        self.metrics = metrics  # the body of the [metrics] table
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr: list[str] = []
         self._records: list[Record] = []
@@ -105,7 +108,7 @@ paths = ["{self.canary}"]
 [daemons]
 min_age = {self.min_age}
 [metrics]
-enabled = false
+{self.metrics}
 {self.extra}
 """
         )
@@ -132,6 +135,14 @@ enabled = false
             self.stderr.append(line)
             if "ready" in line:
                 self._ready.set()
+
+    def metrics_port(self) -> int:
+        """The TCP port the agent's metrics endpoint said it listens on."""
+        for line in self.stderr:
+            m = re.search(r"metrics on http://[^ ]+:(\d+)/metrics", line)
+            if m:
+                return int(m.group(1))
+        raise AssertionError("the agent announced no metrics port")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

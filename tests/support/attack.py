@@ -48,6 +48,7 @@ class Siege:
         self.agent = agent
         self.pid = 0
         self.peak_kb = 0
+        self.miners = 0
         self.attackers: list[subprocess.Popen[bytes]] = []
         self.bin = world_dir("siege-bin")
         self._done = threading.Event()
@@ -105,7 +106,9 @@ class Siege:
 
     def miner_latency(self, timeout: float = 15.0) -> float:
         """Seconds from starting a miner-like burner as nobody to its finding in the log."""
-        burner = self.bin / "xmrig"
+        self.miners += 1  # its own path: one miner does not fold into the last one
+        (self.bin / str(self.miners)).mkdir(mode=0o755)
+        burner = self.bin / str(self.miners) / "xmrig"
         burner.write_text(BURNER.format(python=PYTHON))
         burner.chmod(0o755)
         start = time.monotonic()
