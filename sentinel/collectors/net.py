@@ -257,23 +257,34 @@ class NetCollector(Collector):
         return found
 
     def sockets(self, ns: str, pid: int) -> list[Sock]:
-        """The sockets of one namespace, by sock_diag when it can be had, else the tables."""
+        """The sockets of one namespace, by sock_diag when it can be had, else the tables.
+
+        Only the agent's own namespace keeps its sock_diag socket; one for another
+        namespace is opened for the dump and closed after it, so a user who makes a
+        thousand namespaces cannot make the agent hold a thousand fds.
+        """
         if self.live and ns not in self.diags:
             try:
-                self.diags[ns] = diag_socket(f"{self.procfs}/{pid}/ns/net" if ns else None)
+                sock = diag_socket(f"{self.procfs}/{pid}/ns/net" if ns else None)
             except OSError as exc:
                 log.info("sock_diag for %s unavailable (%s): reading tables", ns or "own", exc)
+                sock = None
                 self.diags[ns] = None
-        sock = self.diags.get(ns)
+            if sock is not None and not ns:
+                self.diags[ns] = sock
+        else:
+            sock = self.diags.get(ns)
         if sock is not None:
             try:
                 return diag_dump(sock)
             except OSError as exc:
                 log.warning("sock_diag dump failed (%s): reading tables from now on", exc)
                 metrics.errors.labels("collector.net").inc()
-                sock.close()
                 self.diags[ns] = None
                 self.report_state()
+            finally:
+                if ns or self.diags.get(ns) is None:
+                    sock.close()
         return read_tables(f"{self.procfs}/{pid}/net" if ns else f"{self.procfs}/net")
 
     def sweep(self) -> None:

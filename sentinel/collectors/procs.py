@@ -48,6 +48,8 @@ READ_BATCH = 1024  # datagrams per wake-up, so a storm cannot starve the loop
 FORK_GRACE = 1.0  # a child that has not exec'd after this long is reported as it is
 ACK_TIMEOUT = 0.5
 START_CLOCK_SLACK = 1.0  # procfs start times use a whole-second boot time: up to 1 s early
+RETRY_DELAY = 0.5  # seconds before a /proc read that ran out of a resource is tried again
+UNREAD_LOUD = 3  # failed tries after which unread processes are an integrity finding
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,9 @@ class ProcsCollector(Collector):
         self.known: dict[int, Proc] = {}
         self.forks: dict[int, float] = {}  # forked, not exec'd yet: pid -> time of fork
         self.imageless: set[int] = set()  # zombies and kernel threads the sweep skips
+        self.unread: dict[int, int] = {}  # pid -> failed reads for lack of fds or memory
+        self.unread_why = ""
+        self.state: tuple[bool, str] = (True, "")  # what to report when reads work again
         self.sock: socket.socket | None = None
         self.wake = asyncio.Event()
         # per pid: (own CPU, reaped children's CPU) at the last sample, and the CPU already
@@ -153,10 +158,8 @@ class ProcsCollector(Collector):
         try:
             with self.measure("initial sweep"):
                 self.sweep()
-            if degraded:
-                self.report(False, degraded)
-            else:
-                self.report(True)
+            self.state = (False, degraded) if degraded else (True, "")
+            self.report(*self.state)
             interval = self.ctx.config.agent.interval
             sample_every = self.ctx.config.load.sample_interval
             sampling = self.ctx.config.load.enabled and sample_every > 0
@@ -267,7 +270,12 @@ class ProcsCollector(Collector):
 
     # discovery shared by events and sweeps
     def discover(self, pid: int, source: str) -> None:
-        proc = self.ctx.procs.get(pid)
+        try:
+            proc = self.ctx.procs.get(pid, strict=True)
+        except proctable.ProcReadError as exc:
+            self.read_failed(pid, exc)
+            return
+        self.unread.pop(pid, None)
         if proc is None:
             if os.path.exists(f"{self.procfs}/{pid}"):
                 self.imageless.add(pid)  # a zombie or kernel thread: nothing to judge
@@ -281,6 +289,22 @@ class ProcsCollector(Collector):
         self.known[pid] = proc
         self.emit(ProcExec(time=time.time(), proc=proc, source=source))
 
+    def read_failed(self, pid: int, exc: OSError) -> None:
+        """Out of fds or memory: the pid stays unknown (the next sweep reads it again, one
+        comes early); still unread after UNREAD_LOUD tries, it is an integrity finding."""
+        metrics.errors.labels("collector.procs.resource").inc()
+        tries = self.unread[pid] = self.unread.get(pid, 0) + 1
+        self.unread_why = exc.strerror or str(exc)
+        if tries == 1:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().call_later(RETRY_DELAY, self.wake.set)
+        if tries >= UNREAD_LOUD:
+            self.report(
+                False,
+                f"cannot read /proc ({self.unread_why}): new processes unjudged",
+                severity="medium",
+            )
+
     def exited(self, pid: int) -> None:
         proc = self.known.pop(pid, None)
         self.cpu_prev.pop(pid, None)
@@ -293,13 +317,23 @@ class ProcsCollector(Collector):
 
     def sweep(self) -> None:
         """Diff the pid set of procfs against what is known; read details of new pids only."""
-        pids = {int(n) for n in os.listdir(self.procfs) if n.isdigit()}
+        try:
+            pids = {int(n) for n in os.listdir(self.procfs) if n.isdigit()}
+        except OSError as exc:
+            if exc.errno not in proctable.RESOURCE_ERRNOS:
+                raise
+            self.read_failed(0, exc)  # pid 0: the listing itself
+            return
+        self.unread.pop(0, None)
+        self.unread = {p: n for p, n in self.unread.items() if p in pids}
         for pid in self.known.keys() - pids:
             self.exited(pid)
         self.imageless &= pids
         for pid in pids - self.known.keys() - self.imageless:
             self.forks.pop(pid, None)
             self.discover(pid, "sweep")
+        if not self.unread and self.reason.startswith("cannot read /proc"):
+            self.report(*self.state)  # every process read again
 
     # CPU
     def sample(self) -> None:

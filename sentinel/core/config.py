@@ -39,6 +39,7 @@ class AgentConfig:
     hostname: str = ""
     netlink: bool = True
     queue_size: int = 20000
+    max_open_files: int = 65536  # RLIMIT_NOFILE set at start (the unit's LimitNOFILE too)
 
 
 @dataclass
@@ -307,6 +308,8 @@ def _validate(cfg: Config, source: str) -> None:
             f"{source}: metrics.max_connections and idle_timeout must be > 0",
             "metrics.max_connections",
         )
+    if cfg.agent.max_open_files < 64:
+        raise ConfigError(f"{source}: agent.max_open_files: must be >= 64", "agent.max_open_files")
     if cfg.agent.interval <= 0:
         raise ConfigError(f"{source}: agent.interval: must be > 0", "agent.interval")
     seen: set[str] = set()

@@ -85,7 +85,11 @@ class MetricsServer:
             if self.cfg.auth == "token":
                 self.token = ensure_token(self.token_path)
             self.server = await asyncio.start_server(
-                self._client, self.host, self.port, limit=MAX_HEAD
+                self._client,
+                self.host,
+                self.port,
+                limit=MAX_HEAD,
+                backlog=self.cfg.max_connections,  # also the accept burst per loop turn
             )
         except OSError as exc:
             log.error("metrics endpoint off: cannot listen on %s: %s", self.where(), exc)

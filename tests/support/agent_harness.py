@@ -50,6 +50,7 @@ class AgentRun:
         extra: str = "",
         stdout: bool = False,
         metrics: str = "enabled = false",
+        agent: str = "",
     ) -> None:
         self.root = root
         self.state = root / "state"
@@ -64,6 +65,7 @@ class AgentRun:
         self.stdout = stdout  # the stdout sink on, its lines written to `out`
         self.out = root / "stdout.log"
         self.metrics = metrics  # the body of the [metrics] table
+        self.agent = agent  # more keys of the [agent] table
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr: list[str] = []
         self._records: list[Record] = []
@@ -96,6 +98,7 @@ class AgentRun:
 [agent]
 interval = {self.interval}
 state_dir = "{self.state}"
+{self.agent}
 [log]
 path = "{self.log}"
 stdout = {"true" if self.stdout else "false"}
