@@ -142,6 +142,7 @@ class ProcsCollector(Collector):
         self.unread: dict[int, int] = {}  # pid -> failed reads for lack of fds or memory
         self.unread_why = ""
         self.state: tuple[bool, str] = (True, "")  # what to report when reads work again
+        self.lost = False  # events were lost: the next sweep checks (pid, start_time) of all
         self.sock: socket.socket | None = None
         self.wake = asyncio.Event()
         # per pid: (own CPU, reaped children's CPU) at the last sample, and the CPU already
@@ -218,6 +219,7 @@ class ProcsCollector(Collector):
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:  # the kernel dropped events: reconcile now
                     metrics.events_dropped.labels("procs.netlink").inc()
+                    self.lost = True
                     self.wake.set()
                     continue
                 log.error("netlink read failed: %s", exc)
@@ -251,9 +253,8 @@ class ProcsCollector(Collector):
         if self.forks.pop(pid, None) is None or pid in self.known:
             return
         proc = self.ctx.procs.get(pid)
-        if proc is not None:
+        if proc is not None and self.queued(ProcExec(time=time.time(), proc=proc, source="fork")):
             self.known[pid] = proc
-            self.emit(ProcExec(time=time.time(), proc=proc, source="fork"))
 
     def renamed(self, pid: int) -> None:
         """A process changed its own name (prctl PR_SET_NAME): report it again if it differs."""
@@ -265,8 +266,9 @@ class ProcsCollector(Collector):
         if proc is None:
             return
         self.known[pid] = proc
-        if proc.name != old.name or proc.cmdline != old.cmdline:
-            self.emit(ProcExec(time=time.time(), proc=proc, source="comm"))
+        changed = proc.name != old.name or proc.cmdline != old.cmdline
+        if changed and not self.queued(ProcExec(time=time.time(), proc=proc, source="comm")):
+            del self.known[pid]  # the next sweep reports it again
 
     # discovery shared by events and sweeps
     def discover(self, pid: int, source: str) -> None:
@@ -285,9 +287,23 @@ class ProcsCollector(Collector):
         self.imageless.discard(pid)
         old = self.known.get(pid)
         if old is not None and not same_start(old.start_time, proc.start_time):
-            self.emit(ProcExit(time=time.time(), pid=pid, start_time=old.start_time))
-        self.known[pid] = proc
-        self.emit(ProcExec(time=time.time(), proc=proc, source=source))
+            self.queued(ProcExit(time=time.time(), pid=pid, start_time=old.start_time))
+        # known only once the engine took the event: a dropped one is read again next sweep
+        if self.queued(ProcExec(time=time.time(), proc=proc, source=source)):
+            self.known[pid] = proc
+        else:
+            self.known.pop(pid, None)
+
+    def queued(self, event: ProcExec | ProcExit) -> bool:
+        """Emit; if the engine queue was full, remember that a reconcile is owed (a lost
+        exit may hide a reused pid) and sweep again soon."""
+        if self.emit(event) is not False:
+            return True
+        if not self.lost:
+            self.lost = True
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().call_later(RETRY_DELAY, self.wake.set)
+        return False
 
     def read_failed(self, pid: int, exc: OSError) -> None:
         """Out of fds or memory: the pid stays unknown (the next sweep reads it again, one
@@ -313,10 +329,12 @@ class ProcsCollector(Collector):
         if proc is not None and counted and proc.ppid in self.known:
             self.reaped[proc.ppid] = self.reaped.get(proc.ppid, 0.0) + counted
         if proc is not None:
-            self.emit(ProcExit(time=time.time(), pid=pid, start_time=proc.start_time))
+            self.queued(ProcExit(time=time.time(), pid=pid, start_time=proc.start_time))
 
     def sweep(self) -> None:
-        """Diff the pid set of procfs against what is known; read details of new pids only."""
+        """Diff the pid set of procfs against what is known; read details of new pids only.
+        After lost events, also re-read every known pid whose start time changed (a pid
+        reused while its exit was lost); the CPU sample checks start times all the time."""
         try:
             pids = {int(n) for n in os.listdir(self.procfs) if n.isdigit()}
         except OSError as exc:
@@ -328,6 +346,13 @@ class ProcsCollector(Collector):
         self.unread = {p: n for p, n in self.unread.items() if p in pids}
         for pid in self.known.keys() - pids:
             self.exited(pid)
+        if self.lost:
+            self.lost = False
+            for pid, proc in list(self.known.items()):
+                st = proctable.read_stat(pid, self.procfs)
+                if st is not None and not same_start(st[2], proc.start_time):
+                    self.ctx.procs.forget(pid)
+                    self.discover(pid, "sweep")
         self.imageless &= pids
         for pid in pids - self.known.keys() - self.imageless:
             self.forks.pop(pid, None)
@@ -345,8 +370,12 @@ class ProcsCollector(Collector):
         cpu: dict[int, float] = {}
         reused: list[int] = []
         for pid, proc in self.known.items():
-            times = proctable.cpu_times(pid, self.procfs)
-            if times is None:
+            st = proctable.stat_times(pid, self.procfs)
+            if st is None:
+                continue
+            times = st[:2]
+            if not same_start(st[2], proc.start_time):
+                reused.append(pid)  # the pid now belongs to another process
                 continue
             prev = self.cpu_prev.get(pid)
             self.cpu_prev[pid] = times

@@ -78,6 +78,20 @@ def cpu_times(pid: int, procfs: str = "/proc") -> tuple[float, float] | None:
     return (int(rest[11]) + int(rest[12])) / CLK_TCK, (int(rest[13]) + int(rest[14])) / CLK_TCK
 
 
+def stat_times(pid: int, procfs: str = "/proc") -> tuple[float, float, float] | None:
+    """(own CPU seconds, reaped children's CPU seconds, start time epoch) from one read."""
+    try:
+        _, rest = parse_stat(_read(f"{procfs}/{pid}/stat"))
+    except (OSError, ValueError):
+        return None
+    cpu = (int(rest[11]) + int(rest[12])) / CLK_TCK
+    return (
+        cpu,
+        (int(rest[13]) + int(rest[14])) / CLK_TCK,
+        boot_time(procfs) + int(rest[19]) / CLK_TCK,
+    )
+
+
 def cpu_seconds(pid: int, procfs: str = "/proc") -> float | None:
     """utime + stime of one process."""
     times = cpu_times(pid, procfs)

@@ -49,6 +49,7 @@ class Engine:
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()
         self.health_state = health.Health()
+        self.drops = health.Drops()
         self.incidents = Incidents(cfg.engine)
         self.tasks: list[asyncio.Task[None]] = []
         self.reload_task: asyncio.Future[bool] | None = None
@@ -90,23 +91,38 @@ class Engine:
         self.sinks, self.collectors = new_sinks, cols
 
     # event intake (any thread)
-    def emit(self, event: Event) -> None:
-        """Queue an event; safe from any thread; drops and counts when the queue is full."""
+    def emit(self, event: Event) -> bool:
+        """Queue an event; safe from any thread; drops and counts when the queue is full.
+        On the loop thread, False says it was dropped (the caller retries later)."""
         loop = self.loop
         if loop is None:
-            return
+            return False
         if threading.get_ident() == self._loop_thread:
-            self._put(event)
-        else:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._put, event)
+            return self._put(event)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._put, event)
+        return True
 
-    def _put(self, event: Event) -> None:
+    def _put(self, event: Event) -> bool:
         try:
             self.queue.put_nowait(event)
-            metrics.events.labels(type(event).__name__).inc()
         except asyncio.QueueFull:
+            if isinstance(event, CollectorState):  # rare and small: never lose one
+                self._handle(event)
+                return True
             metrics.events_dropped.labels("queue").inc()
+            self.drops.add(type(event).__name__, time.time())
+            self._report_drops()
+            return False
+        metrics.events.labels(type(event).__name__).inc()
+        return True
+
+    def _report_drops(self) -> None:
+        """Publish the dropped-events finding now (not through the full queue) if due."""
+        finding = self.drops.finding(time.time())
+        if finding is not None:
+            log.warning("%s", finding.summary)
+            self.publish(finding)
 
     # main
     async def run(self) -> int:
@@ -196,6 +212,7 @@ class Engine:
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.agent.interval)
+            self._report_drops()
             self._put(Tick(time=time.time()))
 
     async def _dispatch(self) -> None:
@@ -274,8 +291,11 @@ class Engine:
         print(f"sentinel: ready; collectors: {summary or 'none'}", file=sys.stderr, flush=True)
 
     def health(self) -> tuple[bool, str]:
-        """(True, '') once every collector runs or is off by design; else False and why."""
-        return self.health_state.check(self.ready.is_set(), [c.name for c in self.collectors])
+        """(True, '') once every collector runs or is off by design and no event was dropped
+        lately; else False and why."""
+        ok, why = self.health_state.check(self.ready.is_set(), [c.name for c in self.collectors])
+        fine, dropped = self.drops.check(time.time())
+        return ok and fine, "; ".join(r for r in (why, dropped) if r)
 
     # findings
     def publish_all(self, results: Iterable[Finding | Resolved]) -> None:
