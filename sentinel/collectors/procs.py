@@ -45,6 +45,7 @@ EVENT_DATA = NLMSGHDR.size + CN_MSG.size + PROC_EVENT.size
 
 RCVBUF = 4 * 1024 * 1024
 READ_BATCH = 1024  # datagrams per wake-up, so a storm cannot starve the loop
+BATCH_CHARS = 16 * 1024 * 1024  # argv read per wake-up: huge command lines wait their turn
 FORK_GRACE = 1.0  # a child that has not exec'd after this long is reported as it is
 ACK_TIMEOUT = 0.5
 START_CLOCK_SLACK = 1.0  # procfs start times use a whole-second boot time: up to 1 s early
@@ -143,6 +144,7 @@ class ProcsCollector(Collector):
         self.unread_why = ""
         self.state: tuple[bool, str] = (True, "")  # what to report when reads work again
         self.lost = False  # events were lost: the next sweep checks (pid, start_time) of all
+        self.read_chars = 0  # argv characters read since the last netlink wake-up
         self.sock: socket.socket | None = None
         self.wake = asyncio.Event()
         # per pid: (own CPU, reaped children's CPU) at the last sample, and the CPU already
@@ -210,8 +212,13 @@ class ProcsCollector(Collector):
         self.sock = None
 
     def on_readable(self) -> None:
-        assert self.sock is not None
+        if self.sock is None:
+            return  # a deferred read after the socket was closed
+        self.read_chars = 0
         for _ in range(READ_BATCH):
+            if self.read_chars > BATCH_CHARS:  # let the engine take these first
+                asyncio.get_running_loop().call_soon(self.on_readable)
+                return
             try:
                 data = self.sock.recv(8192)
             except BlockingIOError:
@@ -278,6 +285,8 @@ class ProcsCollector(Collector):
             self.read_failed(pid, exc)
             return
         self.unread.pop(pid, None)
+        if proc is not None:
+            self.read_chars += sum(len(a) for a in proc.cmdline)
         if proc is None:
             if os.path.exists(f"{self.procfs}/{pid}"):
                 self.imageless.add(pid)  # a zombie or kernel thread: nothing to judge

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sentinel.core.events import CollectorState
-from sentinel.core.model import Category, Finding, Severity
+from sentinel.core.model import CMDLINE_CAP, Category, Finding, Proc, Severity
 
 DROP_REPORT_EVERY = 10.0  # seconds between two findings about dropped events
 DROP_HEALTH_HOLD = 30.0  # /healthz stays degraded this long after the last drop
@@ -102,3 +102,18 @@ class Drops:
         if now - self.last_drop < DROP_HEALTH_HOLD:
             return False, f"event queue full: {self.total} events dropped"
         return True, ""
+
+
+def unjudged(proc: Proc, size: int) -> Finding:
+    """A command line too large to judge whole while others of its kind wait: it is judged
+    on its first CMDLINE_CAP characters, and that is a finding of its own."""
+    return Finding(
+        rule="integrity.cmdline_unjudged",
+        category=Category.INTEGRITY,
+        severity=Severity.MEDIUM,
+        summary=f"command line of {size} characters judged on its first {CMDLINE_CAP} only: "
+        f"{proc.name} (pid {proc.pid})",
+        detector="engine",
+        process=proc,
+        evidence={"cmdline_chars": size},
+    )

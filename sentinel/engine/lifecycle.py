@@ -17,7 +17,7 @@ from sentinel import collectors, detectors, sinks
 from sentinel.core import config
 from sentinel.core.config import Config, SinkConfig
 from sentinel.core.context import Context
-from sentinel.core.events import CollectorState, Event, GpuSample, ProcExit, Tick
+from sentinel.core.events import CollectorState, Event, GpuSample, ProcExec, ProcExit, Tick
 from sentinel.core.model import Finding, Resolved, same_start
 from sentinel.engine import health
 from sentinel.engine.incidents import Incidents
@@ -31,6 +31,8 @@ log = logging.getLogger("sentinel")
 
 BLOCKING_QUEUE = 16384  # scan candidates waiting for a worker thread
 RESTART_DELAY = 5.0
+HEAVY_CMDLINE = 64 * 1024  # argv characters beyond which threadable detectors judge off the loop
+HEAVY_BUDGET = 32 * 1024 * 1024  # argv characters waiting for those judges at most
 
 
 class Engine:
@@ -55,6 +57,8 @@ class Engine:
         self.reload_task: asyncio.Future[bool] | None = None
         self.reload_lock = asyncio.Lock()
         self.collector_tasks: list[asyncio.Task[None]] = []
+        self.judging: dict[int, int] = {}  # id of a heavy ProcExec -> detectors still on it
+        self.heavy_chars = 0  # argv characters of heavy ProcExecs not yet judged
         self._build(cfg)
 
     # construction and reload
@@ -232,16 +236,33 @@ class Engine:
                 self._resolve(key)
         elif isinstance(event, GpuSample):
             metrics.observe_gpu(event)
+        heavy = False
+        if isinstance(event, ProcExec):
+            size = sum(len(a) for a in event.proc.cmdline)
+            heavy = size > HEAVY_CMDLINE
+            if heavy and self.heavy_chars + size > HEAVY_BUDGET:
+                self.publish(health.unjudged(event.proc, size))
+                event.proc.cap_cmdline()  # judged capped, and said so
+                heavy = False
+            elif heavy:
+                self.heavy_chars += size
         for det in self.routes.get(type(event), ()):
-            if det.blocking:
+            if det.blocking or (heavy and det.threadable):
                 if not det.accepts(event):
                     continue
                 try:
                     self.blocking.put_nowait((det, event))
                 except asyncio.QueueFull:
                     metrics.events_dropped.labels(f"detector.{det.name}").inc()
+                    continue
+                if heavy:
+                    self.judging[id(event)] = self.judging.get(id(event), 0) + 1
             else:
                 self.publish_all(self._run_detector(det, event))
+        if isinstance(event, ProcExec) and id(event) not in self.judging:
+            if heavy:
+                self.heavy_chars -= size
+            event.proc.cap_cmdline()  # judged whole above; kept capped from here on
         if isinstance(event, ProcExit):
             cached = self.ctx.procs.lookup(event.pid)
             if cached is not None and same_start(cached.start_time, event.start_time):
@@ -253,6 +274,12 @@ class Engine:
             det, event = await self.blocking.get()
             results = await self.loop.run_in_executor(self.pool, self._run_detector, det, event)
             self.publish_all(results)
+            left = self.judging.pop(id(event), 0) - 1
+            if left > 0:
+                self.judging[id(event)] = left
+            elif left == 0 and isinstance(event, ProcExec):
+                self.heavy_chars -= sum(len(a) for a in event.proc.cmdline)
+                event.proc.cap_cmdline()  # every detector has judged the whole
 
     @staticmethod
     def _run_detector(det: detectors.Detector, event: Event) -> list[Finding | Resolved]:

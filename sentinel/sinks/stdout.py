@@ -8,6 +8,8 @@ from sentinel.core.model import Finding, rfc3339
 from sentinel.core.safetext import escape
 from sentinel.sinks import Sink, register
 
+LINE_CAP = 64 * 1024
+
 
 def describe(finding: Finding) -> str:
     """`time severity category rule: summary [pid N name | path | raddr:port]`, one line:
@@ -23,7 +25,8 @@ def describe(finding: Finding) -> str:
         where.append(f"{c.domain or c.raddr}:{c.rport}")
     tail = f" [{'; '.join(where)}]" if where else ""
     head = f"{rfc3339(finding.time)} {str(finding.severity).upper():8} {finding.category:11}"
-    return f"{head} {escape(finding.rule)}: {escape(finding.summary)}{escape(tail)}"
+    line = f"{head} {escape(finding.rule)}: {escape(finding.summary)}{escape(tail)}"
+    return line if len(line) <= LINE_CAP else line[: LINE_CAP - 13] + " [truncated]"
 
 
 @register

@@ -359,7 +359,7 @@ class HttpSink(Sink):
 
     # engine side: never blocks on the network
     def submit(self, finding: Finding) -> None:
-        self.enqueue(Outbound("firing", finding.to_record(), finding.subject))
+        self.enqueue(Outbound("firing", self.record(finding), finding.subject))
 
     def enqueue(self, msg: Outbound) -> None:
         self.spool.put(msg)
@@ -545,7 +545,7 @@ class HttpSink(Sink):
                 self.session = None
 
     def probe_message(self, finding: Finding) -> Outbound:
-        return Outbound("firing", finding.to_record(), finding.subject)
+        return Outbound("firing", self.record(finding), finding.subject)
 
     # secrets
     def _secret_strings(self) -> list[str]:
