@@ -181,6 +181,8 @@ class SinkConfig:
     spool_max_count: int = 10000
     spool_max_bytes: int = 64 * 1024 * 1024
     spool_max_age: float = 7 * 24 * 3600.0
+    rollup_after: int = 5  # chat sinks: messages per rule and severity (below high) ...
+    rollup_window: float = 300.0  # ... per window; the rest become one rollup message
     headers: dict[str, str] = field(default_factory=dict)
 
 
