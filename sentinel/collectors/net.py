@@ -1,6 +1,7 @@
 """Network: outbound sockets not seen before, with their owner, in every network namespace.
 
-Every `agent.interval` the TCP and UDP sockets (v4 and v6) of each network namespace are
+Every `agent.interval`, on a worker thread (a thousand namespaces or a hundred thousand
+fds must not hold the event loop), the TCP and UDP sockets (v4 and v6) of each network namespace are
 listed with sock_diag (netlink; one dump walks only the sockets in the asked states) or,
 where that is not available, read from the /proc/net tables, whose generation walks the
 whole connection hash on every read. Only a socket inode not seen before has its owner
@@ -11,7 +12,6 @@ are not reported. Names are never resolved: Connection.domain stays None here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import errno
 import logging
@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sentinel.collectors import Collector, Emit, register
-from sentinel.core import proctable
+from sentinel.core import fdowners, proctable
 from sentinel.core.context import Context
 from sentinel.core.events import NetConn
 from sentinel.core.model import Connection
@@ -214,7 +214,7 @@ class NetCollector(Collector):
         try:
             while True:
                 with self.measure("sweep"):
-                    self.sweep()
+                    await asyncio.to_thread(self.sweep)
                     if first:
                         first = False
                         self.report_state()
@@ -314,21 +314,5 @@ class NetCollector(Collector):
             self.emit(NetConn(time=time.time(), conn=conn, proc=proc, state=state))
 
     def owners(self, inodes: set[int]) -> dict[int, int]:
-        """inode -> pid for these sockets, from /proc/*/fd; newest processes are read first."""
-        found: dict[int, int] = {}
-        want = set(inodes)
-        for pid in sorted(proctable.list_pids(self.procfs), reverse=True):
-            fd_dir = f"{self.procfs}/{pid}/fd"
-            try:
-                fds = os.listdir(fd_dir)
-            except OSError:
-                continue
-            for fd in fds:
-                with contextlib.suppress(OSError):
-                    link = os.readlink(f"{fd_dir}/{fd}")
-                    if link.startswith("socket:[") and int(link[8:-1]) in want:
-                        found[int(link[8:-1])] = pid
-                        want.discard(int(link[8:-1]))
-            if not want:
-                break
-        return found
+        """inode -> pid for these sockets, from /proc/*/fd within a time budget."""
+        return fdowners.socket_owners(inodes, self.procfs)

@@ -22,7 +22,7 @@ from sentinel.core.model import Finding, Resolved, same_start
 from sentinel.engine import health
 from sentinel.engine.incidents import Incidents
 from sentinel.ops import http as httpserver
-from sentinel.ops import metrics
+from sentinel.ops import loopwatch, metrics
 from sentinel.ops import sd_notify as systemd_notify
 from sentinel.rules import intel
 from sentinel.rules.yara import RulesError
@@ -151,6 +151,7 @@ class Engine:
             asyncio.create_task(self._ticker(), name="ticker"),
             *(asyncio.create_task(self._blocking_worker(), name="scan") for _ in range(2)),
             asyncio.create_task(self.notifier.run(self.ready, self.health), name="sd_notify"),
+            asyncio.create_task(loopwatch.watch(), name="loopwatch"),
         ]
         self._start_collectors()
         if not self.collectors:

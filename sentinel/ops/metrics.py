@@ -130,3 +130,13 @@ def observe_gpu(sample: GpuSample) -> None:
                     gauge.remove(dev.uuid)
             else:
                 gauge.labels(dev.uuid).set(value)
+
+
+loop_slowest_step = Gauge(
+    "sentinel_loop_slowest_step_seconds",
+    "Longest the event loop was held by one step since start (timer lateness)",
+    registry=REGISTRY,
+)
+loop_slow_steps = Counter(
+    "sentinel_loop_slow_steps_total", "Event-loop steps over 50 ms", registry=REGISTRY
+)

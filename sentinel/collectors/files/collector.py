@@ -43,6 +43,7 @@ from sentinel.collectors.files.fsnotify import (
     Inotify,
     InotifyEvent,
 )
+from sentinel.core import fdowners
 from sentinel.core.context import Context
 from sentinel.core.events import FileAccess, FileChange
 from sentinel.core.paths import under
@@ -628,8 +629,9 @@ class FilesCollector(Collector):
                 kind = "opened"
             if self.recent(path, kind, 0):
                 return
-            pids = self.holders(path)
-            self.emit_access(path, kind, pids)
+            fdowners.holders_then(
+                path, self.ctx.procfs, self.own_pid, lambda pids: self.emit_access(path, kind, pids)
+            )
         elif ev.mask & (IN_DELETE | IN_MOVED_FROM):
             self.canary_access(path, "deleted", 0)
         elif ev.mask & (IN_CREATE | IN_MOVED_TO):
@@ -654,24 +656,3 @@ class FilesCollector(Collector):
     def emit_access(self, path: str, kind: str, pids: list[int]) -> None:
         procs = [p for p in map(self.ctx.procs.get, pids) if p is not None]
         self.emit(FileAccess(time=time.time(), path=path, kind=kind, pids=pids, procs=procs))
-
-    def holders(self, path: str) -> list[int]:
-        """Processes that hold the file open right now (a scan of /proc/*/fd)."""
-        procfs = self.ctx.procfs
-        out = []
-        for name in os.listdir(procfs):
-            if not name.isdigit() or int(name) == self.own_pid:
-                continue
-            fd_dir = f"{procfs}/{name}/fd"
-            try:
-                fds = os.listdir(fd_dir)
-            except OSError:
-                continue
-            for fd in fds:
-                try:
-                    if os.readlink(f"{fd_dir}/{fd}") == path:
-                        out.append(int(name))
-                        break
-                except OSError:
-                    continue
-        return out
