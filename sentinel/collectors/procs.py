@@ -51,6 +51,9 @@ ACK_TIMEOUT = 0.5
 START_CLOCK_SLACK = 1.0  # procfs start times use a whole-second boot time: up to 1 s early
 RETRY_DELAY = 0.5  # seconds before a /proc read that ran out of a resource is tried again
 UNREAD_LOUD = 3  # failed tries after which unread processes are an integrity finding
+RECONCILE = 6  # with netlink events, the sweep only reconciles: every 6 agent.intervals
+SWEEP_CHUNK = 128  # new pids read between two turns of the loop
+ROTATE = 6  # an idle process is sampled every 6th sample at most (see `rotation`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,18 +157,22 @@ class ProcsCollector(Collector):
         self.reaped: dict[int, float] = {}  # parent pid -> counted CPU of children that ended
         self.host_prev: tuple[int, int, int] | None = None
         self.sampled_at = 0.0
+        self.idle: set[int] = set()  # used no CPU at their last read: sampled in rotation
+        self.samples = 0
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         degraded = self.start_netlink(loop)
         try:
             with self.measure("initial sweep"):
-                self.sweep()
+                await self.sweep_yielding()
             self.state = (False, degraded) if degraded else (True, "")
             self.report(*self.state)
             interval = self.ctx.config.agent.interval
             sample_every = self.ctx.config.load.sample_interval
             sampling = self.ctx.config.load.enabled and sample_every > 0
+            if self.sock is not None:  # events say what is new; the sweep reconciles
+                interval *= RECONCILE
             next_sweep = time.monotonic() + interval
             next_sample = time.monotonic()
             while True:
@@ -178,7 +185,7 @@ class ProcsCollector(Collector):
                 if self.wake.is_set() or now >= next_sweep:
                     self.wake.clear()
                     with self.measure("sweep"):
-                        self.sweep()
+                        await self.sweep_yielding()
                     next_sweep = now + interval
                 if sampling and now >= next_sample:
                     with self.measure("cpu sample"):
@@ -333,6 +340,7 @@ class ProcsCollector(Collector):
     def exited(self, pid: int) -> None:
         proc = self.known.pop(pid, None)
         self.cpu_prev.pop(pid, None)
+        self.idle.discard(pid)
         counted = self.counted.pop(pid, 0.0)
         self.reaped.pop(pid, None)
         if proc is not None and counted and proc.ppid in self.known:
@@ -341,9 +349,21 @@ class ProcsCollector(Collector):
             self.queued(ProcExit(time=time.time(), pid=pid, start_time=proc.start_time))
 
     def sweep(self) -> None:
+        """One whole sweep at once (see `steps`)."""
+        for _ in self.steps():
+            pass
+
+    async def sweep_yielding(self) -> None:
+        """One sweep that lets the loop (and the engine queue) run every SWEEP_CHUNK pids,
+        so 20,000 new processes neither hold the loop nor overflow the queue."""
+        for _ in self.steps():
+            await asyncio.sleep(0)
+
+    def steps(self) -> Iterator[None]:
         """Diff the pid set of procfs against what is known; read details of new pids only.
         After lost events, also re-read every known pid whose start time changed (a pid
-        reused while its exit was lost); the CPU sample checks start times all the time."""
+        reused while its exit was lost); the CPU sample checks start times all the time.
+        Yields every SWEEP_CHUNK pids read."""
         try:
             pids = {int(n) for n in os.listdir(self.procfs) if n.isdigit()}
         except OSError as exc:
@@ -357,28 +377,48 @@ class ProcsCollector(Collector):
             self.exited(pid)
         if self.lost:
             self.lost = False
-            for pid, proc in list(self.known.items()):
+            for i, (pid, proc) in enumerate(list(self.known.items()), 1):
                 st = proctable.read_stat(pid, self.procfs)
                 if st is not None and not same_start(st[2], proc.start_time):
                     self.ctx.procs.forget(pid)
                     self.discover(pid, "sweep")
+                if i % (SWEEP_CHUNK * 8) == 0:
+                    yield
         self.imageless &= pids
-        for pid in pids - self.known.keys() - self.imageless:
-            self.forks.pop(pid, None)
-            self.discover(pid, "sweep")
+        for i, pid in enumerate(sorted(pids - self.known.keys() - self.imageless), 1):
+            if pid not in self.known:  # netlink may have reported it meanwhile
+                self.forks.pop(pid, None)
+                self.discover(pid, "sweep")
+            if i % SWEEP_CHUNK == 0:
+                yield
         if not self.unread and self.reason.startswith("cannot read /proc"):
             self.report(*self.state)  # every process read again
 
     # CPU
+    def rotation(self) -> int:
+        """Every how many samples an idle process is read: at most ROTATE, and often enough
+        that one which starts burning is seen twice within the load sustain window."""
+        load = self.ctx.config.load
+        return max(1, min(ROTATE, int(load.sustain / max(load.sample_interval, 1e-3) / 2)))
+
     def sample(self) -> None:
         """CPU seconds each process used since the last sample, plus what its reaped
         children used that no earlier sample counted (a compile's short-lived workers), and
-        the host's busy fraction. Processes that used none are left out of ProcCpu."""
+        the host's busy fraction. Processes that used none are left out of ProcCpu.
+
+        The cost does not grow with sleeping processes: one that used no CPU at its last
+        read is read again only every `rotation()` samples (each sample reads another
+        share of them); what it used since its last read counts in this sample, so the
+        CPU of every process is counted once."""
         now = time.time()
         span = now - self.sampled_at if self.sampled_at else 0.0
         cpu: dict[int, float] = {}
         reused: list[int] = []
+        self.samples += 1
+        turn = self.rotation()
         for pid, proc in self.known.items():
+            if pid in self.idle and (pid + self.samples) % turn:
+                continue
             st = proctable.stat_times(pid, self.procfs)
             if st is None:
                 continue
@@ -401,10 +441,14 @@ class ProcsCollector(Collector):
             children = times[1] - prev[1] - self.reaped.pop(pid, 0.0)
             used = times[0] - prev[0] + max(children, 0.0)
             if used > 0:
+                self.idle.discard(pid)
                 cpu[pid] = used
                 self.counted[pid] = self.counted.get(pid, 0.0) + used
+            else:
+                self.idle.add(pid)
         for pid in reused:
             self.cpu_prev.pop(pid, None)
+            self.idle.discard(pid)
             self.counted.pop(pid, None)
             self.reaped.pop(pid, None)
             cpu.pop(pid, None)
