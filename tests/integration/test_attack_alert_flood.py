@@ -96,7 +96,7 @@ def test_a_medium_flood_does_not_bury_the_miner_in_chat() -> None:
                     time.sleep(0.1)
                 in_chat = time.monotonic() - started
                 spawner.wait(30)
-                deadline = time.monotonic() + WINDOW + 10
+                deadline = time.monotonic() + WINDOW + 30  # behind other chat traffic at 1/s
                 while not any("medium findings of rule" in t for t in chat_texts(rx)):
                     assert time.monotonic() < deadline, "no rollup message"
                     time.sleep(0.2)
