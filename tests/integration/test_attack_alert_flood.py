@@ -27,9 +27,9 @@ pytestmark = [
     pytest.mark.timeout(120),
 ]
 
-FLOOD = 200
+FLOOD = 120
 ROLLUP_AFTER = 3
-WINDOW = 4.0
+WINDOW = 3.0
 SPAWNER = """
 import os, sys
 bindir, n, text = sys.argv[1], int(sys.argv[2]), os.environ.pop("TEXT")
@@ -77,7 +77,7 @@ def test_a_medium_flood_does_not_bury_the_miner_in_chat() -> None:
             with Siege(agent) as siege:
                 for i in range(FLOOD):  # one script each: argv[1] differs, nothing folds
                     script = siege.bin / f"w{i}"
-                    script.write_text("#!/bin/sh\nsleep 4\n")
+                    script.write_text("#!/bin/sh\nsleep 3\n")
                     script.chmod(0o755)
                 spawner = siege.nobody(
                     [PYTHON, "-c", SPAWNER, str(siege.bin), str(FLOOD)], env={"TEXT": "chattr +i"}
