@@ -13,12 +13,10 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 from sentinel.ops import metrics
 
 BUDGET = 2.0  # seconds one scan may take
-T = TypeVar("T")
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -89,11 +87,6 @@ def _executor() -> ThreadPoolExecutor:
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-fd")
     return _pool
-
-
-async def off_loop(fn: Callable[..., T], *args: object) -> T:
-    """Run a scan on the fd-scan thread and wait for it without blocking the loop."""
-    return await asyncio.get_running_loop().run_in_executor(_executor(), fn, *args)
 
 
 def holders_then(path: str, procfs: str, skip: int, then: Callable[[list[int]], None]) -> None:
