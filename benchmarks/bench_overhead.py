@@ -8,7 +8,9 @@ same window, once per agent.interval, the benchmark itself does one bare psutil 
 the ratio and the targets (<= 1% of one core, <= 100 MB RSS). Every process it starts is
 ended by its pid.
 
-    sudo python3 benchmarks/bench_overhead.py [--extra 1000] [--window 60]
+    sudo python3 benchmarks/bench_overhead.py [--procs 1000,10000] [--window 60]
+
+With several counts, each gets its own agent and its own baseline, one after the other.
 """
 
 from __future__ import annotations
@@ -70,10 +72,15 @@ def wait_ready(agent: subprocess.Popen, err: Path, timeout: float = 60.0) -> str
     raise SystemExit(f"no 'ready' line within {timeout}s:\n{err.read_text()}")
 
 
+TOKEN: dict[int, str] = {}  # metrics port -> bearer token of that agent
+
+
 def events_handled(port: int) -> Counter[str]:
     """sentinel_events_total by event type, from the agent's own metrics endpoint."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+    req.add_header("Authorization", f"Bearer {TOKEN.get(port, '')}")
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        with urllib.request.urlopen(req, timeout=5) as r:
             text = r.read().decode()
     except OSError:
         return Counter()
@@ -145,12 +152,22 @@ def hwm_mb(pid: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--extra", type=int, default=1000, help="sleeping processes to add")
+    parser.add_argument(
+        "--procs", default="1000", help="sleeping processes to add, comma-separated counts"
+    )
+    parser.add_argument("--extra", type=int, help="one count (same as --procs N)")
     parser.add_argument("--window", type=float, default=60.0, help="seconds measured")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds after adding")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("note: not root; the agent runs degraded (see its ready line)", file=sys.stderr)
+    counts = [args.extra] if args.extra is not None else [int(n) for n in args.procs.split(",")]
+    codes = [run_one(n, args) for n in counts]
+    return max(codes)
+
+
+def run_one(extra: int, args: argparse.Namespace) -> int:
+    """One agent, `extra` sleeping processes, one measured window; prints the block."""
     interval = config.AgentConfig().interval
     sleepers: list[subprocess.Popen] = []
     agent: subprocess.Popen | None = None
@@ -160,10 +177,11 @@ def main() -> int:
         try:
             agent, err = start_agent(tmp, port)
             ready = wait_ready(agent, err)
+            TOKEN[port] = (tmp / "state" / "metrics.token").read_text().strip()
             proc = psutil.Process(agent.pid)
             cpu_ready = sum(proc.cpu_times()[:2])
             t_add = time.monotonic()
-            for _ in range(args.extra):
+            for _ in range(extra):
                 sleepers.append(
                     subprocess.Popen(
                         ["sleep", "3600"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
@@ -192,9 +210,10 @@ def main() -> int:
     ratio = r["agent_cpu"] / r["base_cpu"] if r["base_cpu"] else float("inf")
     ok_cpu = "ok" if r["agent_cpu"] <= CPU_TARGET else "OVER"
     ok_rss = "ok" if max(r["agent_rss"], hwm) <= RSS_TARGET else "OVER"
+    print(f"== {extra} sleeping processes ==")
     print(f"agent: {ready.removeprefix('sentinel: ')}")
     print(
-        f"setup: {args.extra} sleeping processes added in {added_in:.1f} s "
+        f"setup: {extra} sleeping processes added in {added_in:.1f} s "
         f"(agent CPU for them and {args.settle:.0f} s of settling: {add_cpu:.2f} s); "
         f"{nprocs} processes on the box"
     )

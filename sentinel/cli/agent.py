@@ -20,8 +20,10 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from sentinel.engine import Engine
+    from sentinel.ops.limits import set_open_files
 
     cfg = config.load(args.config)
+    set_open_files(cfg.agent.max_open_files)
     if args.procfs != "/proc":
         logging.getLogger("sentinel").info("reading processes from %s", args.procfs)
     engine = Engine(cfg, procfs=args.procfs, config_path=args.config)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sentinel.core import config
 from sentinel.core.model import Finding, Severity
+from sentinel.core.safetext import escape
 from sentinel.rules import intel
 from sentinel.rules.yara import TIMEOUT_RULE, RulesError, load_rules
 from sentinel.scan.scanner import CACHE_FILE, Scanner, ScanOptions, ScanStats
@@ -101,14 +102,15 @@ class _LiveStatus:
 
 
 def _subject(f: Finding) -> str:
+    """What a finding is about, control characters escaped (names come from the box)."""
     if f.process is not None:
-        return f"pid {f.process.pid} {f.process.name}"
-    return f.file.path if f.file else f.subject
+        return escape(f"pid {f.process.pid} {f.process.name}")
+    return escape(f.file.path if f.file else f.subject)
 
 
 def _print_report(console: Console, findings: list[Finding], stats: dict[str, Any]) -> None:
     """A table on a terminal; one tab-separated line per finding otherwise (for grep)."""
-    from rich.markup import escape
+    from rich.markup import escape as markup
     from rich.table import Table
 
     say = console.print
@@ -121,11 +123,14 @@ def _print_report(console: Console, findings: list[Finding], stats: dict[str, An
         for f in findings:
             sev = str(f.severity)
             styled = f"[{_STYLES[sev]}]{sev}[/]" if _STYLES[sev] else sev
-            table.add_row(styled, str(f.category), f.rule, escape(_subject(f)), escape(f.summary))
+            table.add_row(
+                styled, str(f.category), f.rule, markup(_subject(f)), markup(escape(f.summary))
+            )
         say(table)
     else:
         for f in findings:
-            line = "\t".join((str(f.severity), str(f.category), f.rule, _subject(f), f.summary))
+            fields = (str(f.severity), str(f.category), f.rule, _subject(f), escape(f.summary))
+            line = "\t".join(fields)
             say(line, markup=False, highlight=False, soft_wrap=True)
     say(
         f"{len(findings)} findings, {stats['files_scanned']} files scanned, "
@@ -138,7 +143,8 @@ def _print_report(console: Console, findings: list[Finding], stats: dict[str, An
         say(f"  skipped {count} x {reason}")
     for skip in stats["skipped"][:SHOWN_SKIPS]:
         detail = f" ({skip['detail']})" if skip["detail"] else ""
-        say(f"  {skip['reason']}: {skip['path']}{detail}", markup=False, soft_wrap=True)
+        line = escape(f"  {skip['reason']}: {skip['path']}{detail}")
+        say(line, markup=False, highlight=False, soft_wrap=True)
     if len(stats["skipped"]) > SHOWN_SKIPS:
         say(f"  ... {len(stats['skipped']) - SHOWN_SKIPS} more (see --json)")
 
@@ -187,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
             if progress:
                 progress.stop()
     except Exception as exc:  # a runtime failure must not look like "findings" (exit 1)
-        print(f"sentinel scan: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"sentinel scan: error: {type(exc).__name__}: {escape(exc)}", file=sys.stderr)
         return EX_ERROR
     record = stats.to_record(findings)
     if args.json:

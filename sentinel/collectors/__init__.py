@@ -22,7 +22,9 @@ _registry: Registry[Collector] = Registry(__name__, "name")
 register = _registry.register
 load_all = _registry.load_all
 
-Emit = Callable[[Event], None]
+# queues an event; False when it was dropped (a full queue): the caller should retry
+# later. None (a test's list.append) counts as accepted.
+Emit = Callable[[Event], bool | None]
 
 
 class Collector:

@@ -1,6 +1,7 @@
 """Network: outbound sockets not seen before, with their owner, in every network namespace.
 
-Every `agent.interval` the TCP and UDP sockets (v4 and v6) of each network namespace are
+Every `agent.interval`, on a worker thread (a thousand namespaces or a hundred thousand
+fds must not hold the event loop), the TCP and UDP sockets (v4 and v6) of each network namespace are
 listed with sock_diag (netlink; one dump walks only the sockets in the asked states) or,
 where that is not available, read from the /proc/net tables, whose generation walks the
 whole connection hash on every read. Only a socket inode not seen before has its owner
@@ -12,7 +13,6 @@ seen by the traffic collector gave for the remote address in that namespace, if 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import errno
 import logging
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sentinel.collectors import Collector, Emit, register
-from sentinel.core import proctable
+from sentinel.core import fdowners, proctable
 from sentinel.core.context import Context
 from sentinel.core.events import NetConn
 from sentinel.core.model import Connection
@@ -225,27 +225,6 @@ def diag_find(sock: socket.socket, family: int, lip: str, lport: int, rip: str, 
     return DIAG_MSG.unpack_from(data, NLMSGHDR.size)[-1]
 
 
-def socket_owners(procfs: str, inodes: set[int]) -> dict[int, int]:
-    """inode -> pid for these sockets, from /proc/*/fd; newest processes are read first."""
-    found: dict[int, int] = {}
-    want = set(inodes)
-    for pid in sorted(proctable.list_pids(procfs), reverse=True):
-        fd_dir = f"{procfs}/{pid}/fd"
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError:
-            continue
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                link = os.readlink(f"{fd_dir}/{fd}")
-                if link.startswith("socket:[") and int(link[8:-1]) in want:
-                    found[int(link[8:-1])] = pid
-                    want.discard(int(link[8:-1]))
-        if not want:
-            break
-    return found
-
-
 def network_namespaces(procfs: str, ns_of: dict[int, str]) -> dict[str, int]:
     """Each network namespace seen ('' for the agent's own) and a pid inside it; `ns_of`
     (pid -> namespace) is kept up to date across calls."""
@@ -287,7 +266,7 @@ class NetCollector(Collector):
         try:
             while True:
                 with self.measure("sweep"):
-                    self.sweep()
+                    await asyncio.to_thread(self.sweep)
                     if first:
                         first = False
                         self.report_state()
@@ -314,23 +293,34 @@ class NetCollector(Collector):
         return network_namespaces(self.procfs, self.ns_of)
 
     def sockets(self, ns: str, pid: int) -> list[Sock]:
-        """The sockets of one namespace, by sock_diag when it can be had, else the tables."""
+        """The sockets of one namespace, by sock_diag when it can be had, else the tables.
+
+        Only the agent's own namespace keeps its sock_diag socket; one for another
+        namespace is opened for the dump and closed after it, so a user who makes a
+        thousand namespaces cannot make the agent hold a thousand fds.
+        """
         if self.live and ns not in self.diags:
             try:
-                self.diags[ns] = diag_socket(f"{self.procfs}/{pid}/ns/net" if ns else None)
+                sock = diag_socket(f"{self.procfs}/{pid}/ns/net" if ns else None)
             except OSError as exc:
                 log.info("sock_diag for %s unavailable (%s): reading tables", ns or "own", exc)
+                sock = None
                 self.diags[ns] = None
-        sock = self.diags.get(ns)
+            if sock is not None and not ns:
+                self.diags[ns] = sock
+        else:
+            sock = self.diags.get(ns)
         if sock is not None:
             try:
                 return diag_dump(sock)
             except OSError as exc:
                 log.warning("sock_diag dump failed (%s): reading tables from now on", exc)
                 metrics.errors.labels("collector.net").inc()
-                sock.close()
                 self.diags[ns] = None
                 self.report_state()
+            finally:
+                if ns or self.diags.get(ns) is None:
+                    sock.close()
         return read_tables(f"{self.procfs}/{pid}/net" if ns else f"{self.procfs}/net")
 
     def sweep(self) -> None:
@@ -361,5 +351,5 @@ class NetCollector(Collector):
             self.emit(NetConn(time=time.time(), conn=conn, proc=proc, state=state))
 
     def owners(self, inodes: set[int]) -> dict[int, int]:
-        """inode -> pid for these sockets, from /proc/*/fd; newest processes are read first."""
-        return socket_owners(self.procfs, inodes)
+        """inode -> pid for these sockets, from /proc/*/fd within a time budget."""
+        return fdowners.socket_owners(inodes, self.procfs)

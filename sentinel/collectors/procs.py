@@ -45,9 +45,15 @@ EVENT_DATA = NLMSGHDR.size + CN_MSG.size + PROC_EVENT.size
 
 RCVBUF = 4 * 1024 * 1024
 READ_BATCH = 1024  # datagrams per wake-up, so a storm cannot starve the loop
+BATCH_CHARS = 16 * 1024 * 1024  # argv read per wake-up: huge command lines wait their turn
 FORK_GRACE = 1.0  # a child that has not exec'd after this long is reported as it is
 ACK_TIMEOUT = 0.5
 START_CLOCK_SLACK = 1.0  # procfs start times use a whole-second boot time: up to 1 s early
+RETRY_DELAY = 0.5  # seconds before a /proc read that ran out of a resource is tried again
+UNREAD_LOUD = 3  # failed tries after which unread processes are an integrity finding
+RECONCILE = 6  # with netlink events, the sweep only reconciles: every 6 agent.intervals
+SWEEP_CHUNK = 128  # new pids read between two turns of the loop
+ROTATE = 6  # an idle process is sampled every 6th sample at most (see `rotation`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +143,11 @@ class ProcsCollector(Collector):
         self.known: dict[int, Proc] = {}
         self.forks: dict[int, float] = {}  # forked, not exec'd yet: pid -> time of fork
         self.imageless: set[int] = set()  # zombies and kernel threads the sweep skips
+        self.unread: dict[int, int] = {}  # pid -> failed reads for lack of fds or memory
+        self.unread_why = ""
+        self.state: tuple[bool, str] = (True, "")  # what to report when reads work again
+        self.lost = False  # events were lost: the next sweep checks (pid, start_time) of all
+        self.read_chars = 0  # argv characters read since the last netlink wake-up
         self.sock: socket.socket | None = None
         self.wake = asyncio.Event()
         # per pid: (own CPU, reaped children's CPU) at the last sample, and the CPU already
@@ -146,20 +157,22 @@ class ProcsCollector(Collector):
         self.reaped: dict[int, float] = {}  # parent pid -> counted CPU of children that ended
         self.host_prev: tuple[int, int, int] | None = None
         self.sampled_at = 0.0
+        self.idle: set[int] = set()  # used no CPU at their last read: sampled in rotation
+        self.samples = 0
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         degraded = self.start_netlink(loop)
         try:
             with self.measure("initial sweep"):
-                self.sweep()
-            if degraded:
-                self.report(False, degraded)
-            else:
-                self.report(True)
+                await self.sweep_yielding()
+            self.state = (False, degraded) if degraded else (True, "")
+            self.report(*self.state)
             interval = self.ctx.config.agent.interval
             sample_every = self.ctx.config.load.sample_interval
             sampling = self.ctx.config.load.enabled and sample_every > 0
+            if self.sock is not None:  # events say what is new; the sweep reconciles
+                interval *= RECONCILE
             next_sweep = time.monotonic() + interval
             next_sample = time.monotonic()
             while True:
@@ -172,7 +185,7 @@ class ProcsCollector(Collector):
                 if self.wake.is_set() or now >= next_sweep:
                     self.wake.clear()
                     with self.measure("sweep"):
-                        self.sweep()
+                        await self.sweep_yielding()
                     next_sweep = now + interval
                 if sampling and now >= next_sample:
                     with self.measure("cpu sample"):
@@ -206,8 +219,13 @@ class ProcsCollector(Collector):
         self.sock = None
 
     def on_readable(self) -> None:
-        assert self.sock is not None
+        if self.sock is None:
+            return  # a deferred read after the socket was closed
+        self.read_chars = 0
         for _ in range(READ_BATCH):
+            if self.read_chars > BATCH_CHARS:  # let the engine take these first
+                asyncio.get_running_loop().call_soon(self.on_readable)
+                return
             try:
                 data = self.sock.recv(8192)
             except BlockingIOError:
@@ -215,6 +233,7 @@ class ProcsCollector(Collector):
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:  # the kernel dropped events: reconcile now
                     metrics.events_dropped.labels("procs.netlink").inc()
+                    self.lost = True
                     self.wake.set()
                     continue
                 log.error("netlink read failed: %s", exc)
@@ -248,9 +267,8 @@ class ProcsCollector(Collector):
         if self.forks.pop(pid, None) is None or pid in self.known:
             return
         proc = self.ctx.procs.get(pid)
-        if proc is not None:
+        if proc is not None and self.queued(ProcExec(time=time.time(), proc=proc, source="fork")):
             self.known[pid] = proc
-            self.emit(ProcExec(time=time.time(), proc=proc, source="fork"))
 
     def renamed(self, pid: int) -> None:
         """A process changed its own name (prctl PR_SET_NAME): report it again if it differs."""
@@ -262,12 +280,20 @@ class ProcsCollector(Collector):
         if proc is None:
             return
         self.known[pid] = proc
-        if proc.name != old.name or proc.cmdline != old.cmdline:
-            self.emit(ProcExec(time=time.time(), proc=proc, source="comm"))
+        changed = proc.name != old.name or proc.cmdline != old.cmdline
+        if changed and not self.queued(ProcExec(time=time.time(), proc=proc, source="comm")):
+            del self.known[pid]  # the next sweep reports it again
 
     # discovery shared by events and sweeps
     def discover(self, pid: int, source: str) -> None:
-        proc = self.ctx.procs.get(pid)
+        try:
+            proc = self.ctx.procs.get(pid, strict=True)
+        except proctable.ProcReadError as exc:
+            self.read_failed(pid, exc)
+            return
+        self.unread.pop(pid, None)
+        if proc is not None:
+            self.read_chars += sum(len(a) for a in proc.cmdline)
         if proc is None:
             if os.path.exists(f"{self.procfs}/{pid}"):
                 self.imageless.add(pid)  # a zombie or kernel thread: nothing to judge
@@ -277,42 +303,128 @@ class ProcsCollector(Collector):
         self.imageless.discard(pid)
         old = self.known.get(pid)
         if old is not None and not same_start(old.start_time, proc.start_time):
-            self.emit(ProcExit(time=time.time(), pid=pid, start_time=old.start_time))
-        self.known[pid] = proc
-        self.emit(ProcExec(time=time.time(), proc=proc, source=source))
+            self.queued(ProcExit(time=time.time(), pid=pid, start_time=old.start_time))
+        # known only once the engine took the event: a dropped one is read again next sweep
+        if self.queued(ProcExec(time=time.time(), proc=proc, source=source)):
+            self.known[pid] = proc
+        else:
+            self.known.pop(pid, None)
+
+    def queued(self, event: ProcExec | ProcExit) -> bool:
+        """Emit; if the engine queue was full, remember that a reconcile is owed (a lost
+        exit may hide a reused pid) and sweep again soon."""
+        if self.emit(event) is not False:
+            return True
+        if not self.lost:
+            self.lost = True
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().call_later(RETRY_DELAY, self.wake.set)
+        return False
+
+    def read_failed(self, pid: int, exc: OSError) -> None:
+        """Out of fds or memory: the pid stays unknown (the next sweep reads it again, one
+        comes early); still unread after UNREAD_LOUD tries, it is an integrity finding."""
+        metrics.errors.labels("collector.procs.resource").inc()
+        tries = self.unread[pid] = self.unread.get(pid, 0) + 1
+        self.unread_why = exc.strerror or str(exc)
+        if tries == 1:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().call_later(RETRY_DELAY, self.wake.set)
+        if tries >= UNREAD_LOUD:
+            self.report(
+                False,
+                f"cannot read /proc ({self.unread_why}): new processes unjudged",
+                severity="medium",
+            )
 
     def exited(self, pid: int) -> None:
         proc = self.known.pop(pid, None)
         self.cpu_prev.pop(pid, None)
+        self.idle.discard(pid)
         counted = self.counted.pop(pid, 0.0)
         self.reaped.pop(pid, None)
         if proc is not None and counted and proc.ppid in self.known:
             self.reaped[proc.ppid] = self.reaped.get(proc.ppid, 0.0) + counted
         if proc is not None:
-            self.emit(ProcExit(time=time.time(), pid=pid, start_time=proc.start_time))
+            self.queued(ProcExit(time=time.time(), pid=pid, start_time=proc.start_time))
 
     def sweep(self) -> None:
-        """Diff the pid set of procfs against what is known; read details of new pids only."""
-        pids = {int(n) for n in os.listdir(self.procfs) if n.isdigit()}
+        """One whole sweep at once (see `steps`)."""
+        for _ in self.steps():
+            pass
+
+    async def sweep_yielding(self) -> None:
+        """One sweep that lets the loop (and the engine queue) run every SWEEP_CHUNK pids,
+        so 20,000 new processes neither hold the loop nor overflow the queue."""
+        for _ in self.steps():
+            await asyncio.sleep(0)
+
+    def steps(self) -> Iterator[None]:
+        """Diff the pid set of procfs against what is known; read details of new pids only.
+        After lost events, also re-read every known pid whose start time changed (a pid
+        reused while its exit was lost); the CPU sample checks start times all the time.
+        Yields every SWEEP_CHUNK pids read."""
+        try:
+            pids = {int(n) for n in os.listdir(self.procfs) if n.isdigit()}
+        except OSError as exc:
+            if exc.errno not in proctable.RESOURCE_ERRNOS:
+                raise
+            self.read_failed(0, exc)  # pid 0: the listing itself
+            return
+        self.unread.pop(0, None)
+        self.unread = {p: n for p, n in self.unread.items() if p in pids}
         for pid in self.known.keys() - pids:
             self.exited(pid)
+        if self.lost:
+            self.lost = False
+            for i, (pid, proc) in enumerate(list(self.known.items()), 1):
+                st = proctable.read_stat(pid, self.procfs)
+                if st is not None and not same_start(st[2], proc.start_time):
+                    self.ctx.procs.forget(pid)
+                    self.discover(pid, "sweep")
+                if i % (SWEEP_CHUNK * 8) == 0:
+                    yield
         self.imageless &= pids
-        for pid in pids - self.known.keys() - self.imageless:
-            self.forks.pop(pid, None)
-            self.discover(pid, "sweep")
+        for i, pid in enumerate(sorted(pids - self.known.keys() - self.imageless), 1):
+            if pid not in self.known:  # netlink may have reported it meanwhile
+                self.forks.pop(pid, None)
+                self.discover(pid, "sweep")
+            if i % SWEEP_CHUNK == 0:
+                yield
+        if not self.unread and self.reason.startswith("cannot read /proc"):
+            self.report(*self.state)  # every process read again
 
     # CPU
+    def rotation(self) -> int:
+        """Every how many samples an idle process is read: at most ROTATE, and often enough
+        that one which starts burning is seen twice within the load sustain window."""
+        load = self.ctx.config.load
+        return max(1, min(ROTATE, int(load.sustain / max(load.sample_interval, 1e-3) / 2)))
+
     def sample(self) -> None:
         """CPU seconds each process used since the last sample, plus what its reaped
         children used that no earlier sample counted (a compile's short-lived workers), and
-        the host's busy fraction. Processes that used none are left out of ProcCpu."""
+        the host's busy fraction. Processes that used none are left out of ProcCpu.
+
+        The cost does not grow with sleeping processes: one that used no CPU at its last
+        read is read again only every `rotation()` samples (each sample reads another
+        share of them); what it used since its last read counts in this sample, so the
+        CPU of every process is counted once."""
         now = time.time()
         span = now - self.sampled_at if self.sampled_at else 0.0
         cpu: dict[int, float] = {}
         reused: list[int] = []
+        self.samples += 1
+        turn = self.rotation()
         for pid, proc in self.known.items():
-            times = proctable.cpu_times(pid, self.procfs)
-            if times is None:
+            if pid in self.idle and (pid + self.samples) % turn:
+                continue
+            st = proctable.stat_times(pid, self.procfs)
+            if st is None:
+                continue
+            times = st[:2]
+            if not same_start(st[2], proc.start_time):
+                reused.append(pid)  # the pid now belongs to another process
                 continue
             prev = self.cpu_prev.get(pid)
             self.cpu_prev[pid] = times
@@ -329,10 +441,14 @@ class ProcsCollector(Collector):
             children = times[1] - prev[1] - self.reaped.pop(pid, 0.0)
             used = times[0] - prev[0] + max(children, 0.0)
             if used > 0:
+                self.idle.discard(pid)
                 cpu[pid] = used
                 self.counted[pid] = self.counted.get(pid, 0.0) + used
+            else:
+                self.idle.add(pid)
         for pid in reused:
             self.cpu_prev.pop(pid, None)
+            self.idle.discard(pid)
             self.counted.pop(pid, None)
             self.reaped.pop(pid, None)
             cpu.pop(pid, None)

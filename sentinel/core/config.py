@@ -39,6 +39,7 @@ class AgentConfig:
     hostname: str = ""
     netlink: bool = True
     queue_size: int = 20000
+    max_open_files: int = 65536  # RLIMIT_NOFILE set at start (the unit's LimitNOFILE too)
 
 
 @dataclass
@@ -189,6 +190,8 @@ class SinkConfig:
     spool_max_count: int = 10000
     spool_max_bytes: int = 64 * 1024 * 1024
     spool_max_age: float = 7 * 24 * 3600.0
+    rollup_after: int = 5  # chat sinks: messages per rule and severity (below high) ...
+    rollup_window: float = 300.0  # ... per window; the rest become one rollup message
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -196,6 +199,11 @@ class SinkConfig:
 class MetricsConfig:
     listen: str = "127.0.0.1:9812"
     enabled: bool = True
+    auth: str = "token"  # bearer token from token_file; "none" only by explicit choice
+    token_file: str = ""  # default: <state_dir>/metrics.token (generated, 0600)
+    unix_socket: str = ""  # listen here (mode 0600) instead of TCP
+    max_connections: int = 64
+    idle_timeout: float = 10.0  # seconds for a request to arrive in full
 
 
 RESPONSE_ACTIONS = ("freeze", "forensics", "egress", "kill", "quarantine", "revoke")
@@ -357,6 +365,15 @@ def _validate(cfg: Config, source: str) -> None:
         if not low <= getattr(cfg.traffic, key) <= high:
             where = f"traffic.{key}"
             raise ConfigError(f"{source}: {where}: must be between {low} and {high}", where)
+    if cfg.metrics.auth not in ("token", "none"):
+        raise ConfigError(f"{source}: metrics.auth: 'token' or 'none'", "metrics.auth")
+    if cfg.metrics.max_connections < 1 or cfg.metrics.idle_timeout <= 0:
+        raise ConfigError(
+            f"{source}: metrics.max_connections and idle_timeout must be > 0",
+            "metrics.max_connections",
+        )
+    if cfg.agent.max_open_files < 64:
+        raise ConfigError(f"{source}: agent.max_open_files: must be >= 64", "agent.max_open_files")
     if cfg.agent.interval <= 0:
         raise ConfigError(f"{source}: agent.interval: must be > 0", "agent.interval")
     seen: set[str] = set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
 import uuid
@@ -49,6 +50,25 @@ class Category(StrEnum):
     INTEGRITY = "integrity"
 
 
+CMDLINE_CAP = 8192  # characters of argv kept once the rules have judged the whole
+
+
+def cap_argv(argv: list[str], limit: int = CMDLINE_CAP) -> tuple[list[str], str, int] | None:
+    """(the first `limit` characters of argv, sha256 and length in bytes of the whole,
+    NUL-joined) when argv is longer than `limit`; None when it fits."""
+    if sum(len(a) + 1 for a in argv) <= limit:
+        return None
+    whole = "\0".join(argv).encode("utf-8", "surrogateescape")
+    kept: list[str] = []
+    room = limit
+    for arg in argv:
+        if room <= 0:
+            break
+        kept.append(arg[:room])
+        room -= len(arg) + 1
+    return kept, hashlib.sha256(whole).hexdigest(), len(whole)
+
+
 @dataclass(frozen=True, slots=True)
 class Ancestor:
     pid: int
@@ -77,22 +97,39 @@ class Proc:
     tty: bool = False
     cgroup: str = ""
     argv0: str = ""
+    cmdline_sha256: str = ""  # set with cmdline_len once cmdline was capped
+    cmdline_len: int = 0
 
     @property
     def key(self) -> tuple[int, float]:
         return (self.pid, self.start_time)
 
+    def cap_cmdline(self) -> None:
+        """Keep CMDLINE_CAP characters of argv (plus the whole's sha256 and length) once
+        the rules have judged it, so a huge argv is not held in memory or findings."""
+        capped = cap_argv(self.cmdline)
+        if capped is not None:
+            self.cmdline, self.cmdline_sha256, self.cmdline_len = capped
+            self.argv0 = self.argv0[:CMDLINE_CAP]
+
     def to_record(self) -> dict[str, Any]:
-        return {
+        """The record's process object; a command line over CMDLINE_CAP comes capped,
+        with `cmdline_sha256` and `cmdline_len` (bytes) of the whole."""
+        capped = None if self.cmdline_sha256 else cap_argv(self.cmdline)
+        cmdline, digest, length = capped or (self.cmdline, self.cmdline_sha256, self.cmdline_len)
+        record = {
             "pid": self.pid,
             "ppid": self.ppid,
             "name": self.name,
             "exe": self.exe,
-            "cmdline": list(self.cmdline),
+            "cmdline": list(cmdline),
             "user": self.user,
             "start_time": rfc3339(self.start_time),
             "ancestors": [a.to_record() for a in self.ancestors],
         }
+        if digest:
+            record["cmdline_sha256"], record["cmdline_len"] = digest, length
+        return record
 
 
 @dataclass(frozen=True, slots=True)

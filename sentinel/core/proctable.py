@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 from functools import lru_cache
@@ -10,6 +11,17 @@ from sentinel.core.model import Ancestor, Proc, same_start
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MAX_ANCESTORS = 16
+# the reader ran out of something (fds, memory): the process exists, its facts are unread
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
+
+
+class ProcReadError(OSError):
+    """A /proc read failed for lack of a resource; retry later, never take it as absence."""
+
+
+def _check(exc: OSError, strict: bool) -> None:
+    if strict and exc.errno in RESOURCE_ERRNOS:
+        raise ProcReadError(exc.errno, os.strerror(exc.errno)) from exc
 
 
 @lru_cache(maxsize=4)
@@ -40,11 +52,17 @@ def parse_stat(data: bytes) -> tuple[str, list[bytes]]:
     return data[lo + 1 : hi].decode("utf-8", "replace"), data[hi + 2 :].split()
 
 
-def read_stat(pid: int, procfs: str = "/proc") -> tuple[str, int, float, float, int] | None:
-    """(comm, ppid, start_time epoch, cpu seconds, tty_nr) or None if the process is gone."""
+def read_stat(
+    pid: int, procfs: str = "/proc", strict: bool = False
+) -> tuple[str, int, float, float, int] | None:
+    """(comm, ppid, start_time epoch, cpu seconds, tty_nr) or None if the process is gone;
+    `strict` raises ProcReadError when the read failed for lack of a resource."""
     try:
         comm, rest = parse_stat(_read(f"{procfs}/{pid}/stat"))
-    except (OSError, ValueError):
+    except OSError as exc:
+        _check(exc, strict)
+        return None
+    except ValueError:
         return None
     start = boot_time(procfs) + int(rest[19]) / CLK_TCK
     cpu = (int(rest[11]) + int(rest[12])) / CLK_TCK
@@ -58,6 +76,20 @@ def cpu_times(pid: int, procfs: str = "/proc") -> tuple[float, float] | None:
     except (OSError, ValueError):
         return None
     return (int(rest[11]) + int(rest[12])) / CLK_TCK, (int(rest[13]) + int(rest[14])) / CLK_TCK
+
+
+def stat_times(pid: int, procfs: str = "/proc") -> tuple[float, float, float] | None:
+    """(own CPU seconds, reaped children's CPU seconds, start time epoch) from one read."""
+    try:
+        _, rest = parse_stat(_read(f"{procfs}/{pid}/stat"))
+    except (OSError, ValueError):
+        return None
+    cpu = (int(rest[11]) + int(rest[12])) / CLK_TCK
+    return (
+        cpu,
+        (int(rest[13]) + int(rest[14])) / CLK_TCK,
+        boot_time(procfs) + int(rest[19]) / CLK_TCK,
+    )
 
 
 def list_pids(procfs: str = "/proc") -> list[int]:
@@ -74,12 +106,14 @@ def _readlink(path: str) -> str:
         return ""
 
 
-def _uid(pid: int, procfs: str) -> int:
+def _uid(pid: int, procfs: str, strict: bool = False) -> int:
     try:
         for line in _read(f"{procfs}/{pid}/status").splitlines():
             if line.startswith(b"Uid:"):
                 return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
+    except OSError as exc:
+        _check(exc, strict)
+    except (ValueError, IndexError):
         pass
     return -1
 
@@ -92,16 +126,19 @@ def _cgroup(pid: int, procfs: str) -> str:
     return lines[-1].split(":", 2)[-1] if lines else ""
 
 
-def read_proc(pid: int, procfs: str = "/proc", table: ProcTable | None = None) -> Proc | None:
+def read_proc(
+    pid: int, procfs: str = "/proc", table: ProcTable | None = None, strict: bool = False
+) -> Proc | None:
     """All facts of one process, ancestors included; None if it vanished mid-read or has
-    no image (zombies, kernel threads)."""
-    st = read_stat(pid, procfs)
+    no image (zombies, kernel threads); `strict`: ProcReadError if a resource ran out."""
+    st = read_stat(pid, procfs, strict)
     if st is None:
         return None
     comm, ppid, start, _, tty_nr = st
     try:
         raw = _read(f"{procfs}/{pid}/cmdline")
-    except OSError:
+    except OSError as exc:
+        _check(exc, strict)
         return None
     cmdline = [a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")]
     if cmdline and cmdline[-1] == "":
@@ -112,7 +149,7 @@ def read_proc(pid: int, procfs: str = "/proc", table: ProcTable | None = None) -
     deleted = exe.endswith(" (deleted)")
     if deleted:
         exe = exe[: -len(" (deleted)")]
-    uid = _uid(pid, procfs)
+    uid = _uid(pid, procfs, strict)
     proc = Proc(
         pid=pid,
         ppid=ppid,
@@ -129,7 +166,7 @@ def read_proc(pid: int, procfs: str = "/proc", table: ProcTable | None = None) -
         argv0=cmdline[0] if cmdline else "",
     )
     # a process that exited during the reads has a stat we can no longer confirm
-    again = read_stat(pid, procfs)
+    again = read_stat(pid, procfs, strict)
     if again is None or again[2] != start:
         return None
     proc.ancestors = _ancestors(ppid, procfs, table)
@@ -163,15 +200,16 @@ class ProcTable:
         self.procfs = procfs
         self.procs: dict[int, Proc] = {}
 
-    def get(self, pid: int) -> Proc | None:
-        """Cached facts, refreshed when the pid was reused; None if gone."""
+    def get(self, pid: int, strict: bool = False) -> Proc | None:
+        """Cached facts, refreshed when the pid was reused; None if gone; `strict` raises
+        ProcReadError when a read failed for lack of a resource (fds, memory)."""
         cached = self.procs.get(pid)
         if cached is not None:
-            st = read_stat(pid, self.procfs)
+            st = read_stat(pid, self.procfs, strict)
             if st is not None and same_start(st[2], cached.start_time):
                 return cached
             self.procs.pop(pid, None)
-        proc = read_proc(pid, self.procfs, self)
+        proc = read_proc(pid, self.procfs, self, strict)
         if proc is not None:
             self.procs[pid] = proc
         return proc

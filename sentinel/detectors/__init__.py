@@ -25,6 +25,9 @@ class Detector:
     name: ClassVar[str]
     events: ClassVar[tuple[type[Event], ...]] = ()
     blocking: ClassVar[bool] = False
+    # keeps no state of its own: the engine may run it on a worker thread for an event
+    # that is costly to judge (a huge command line), so the loop keeps ticking
+    threadable: ClassVar[bool] = False
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

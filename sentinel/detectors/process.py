@@ -18,6 +18,7 @@ class ProcessDetector(Detector):
 
     name = "process"
     events = (ProcExec,)
+    threadable = True
 
     def handle(self, event: Event) -> Iterable[Finding]:
         if isinstance(event, ProcExec):

@@ -21,6 +21,9 @@ class Incidents:
         self.groups: dict[tuple[str, ...], float] = {}
         self.alerted_pids: dict[str, dict[int, float]] = defaultdict(dict)
         self.active: dict[tuple[str, str], Finding] = {}
+        # active alerts about a process, by pid (start times told apart on lookup), so an
+        # exit does not scan every active alert
+        self.by_pid: dict[int, set[tuple[str, str]]] = defaultdict(set)
 
     def suppress_reason(self, f: Finding, now: float) -> str:
         """'dedup' or 'incident' when the finding folds into one already sent, else ''."""
@@ -54,15 +57,28 @@ class Incidents:
         return ""
 
     def sent(self, f: Finding) -> None:
+        old = self.active.get(f.dedup_key)
+        if old is not None:
+            self._unindex(f.dedup_key, old)
         self.active[f.dedup_key] = f
+        if f.process is not None:
+            self.by_pid[f.process.pid].add(f.dedup_key)
+
+    def _unindex(self, key: tuple[str, str], f: Finding) -> None:
+        if f.process is not None:
+            keys = self.by_pid.get(f.process.pid)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.by_pid[f.process.pid]
 
     def expire(self, now: float) -> None:
         window = self.cfg.dedup_window
         self.recent = {k: v for k, v in self.recent.items() if now - v[0] < window}
         self.groups = {k: v for k, v in self.groups.items() if now - v < self.cfg.incident_window}
-        self.active = {
-            k: f for k, f in self.active.items() if f.process is not None or now - f.time < window
-        }
+        for k, f in list(self.active.items()):
+            if f.process is None and now - f.time >= window:
+                del self.active[k]
         for rule, pids in self.alerted_pids.items():
             self.alerted_pids[rule] = {p: t for p, t in pids.items() if now - t < window}
 
@@ -72,8 +88,9 @@ class Incidents:
             pids.pop(ev.pid, None)
         return [
             key
-            for key, f in self.active.items()
-            if (p := f.process) is not None
+            for key in self.by_pid.get(ev.pid, ())
+            if (f := self.active.get(key)) is not None
+            and (p := f.process) is not None
             and p.pid == ev.pid
             and same_start(p.start_time, ev.start_time)
         ]
@@ -83,4 +100,5 @@ class Incidents:
         finding = self.active.pop(key, None)
         if finding is not None:
             self.recent.pop(key, None)
+            self._unindex(key, finding)
         return finding

@@ -17,13 +17,13 @@ from sentinel import collectors, detectors, sinks
 from sentinel.core import config
 from sentinel.core.config import Config, SinkConfig
 from sentinel.core.context import Context
-from sentinel.core.events import CollectorState, Event, GpuSample, ProcExit, Tick
+from sentinel.core.events import CollectorState, Event, GpuSample, ProcExec, ProcExit, Tick
 from sentinel.core.model import Finding, Resolved, same_start
 from sentinel.engine import health
 from sentinel.engine.incidents import Incidents
 from sentinel.engine.state import RestartState, send_heartbeat
 from sentinel.ops import http as httpserver
-from sentinel.ops import metrics
+from sentinel.ops import loopwatch, metrics
 from sentinel.ops import sd_notify as systemd_notify
 from sentinel.response.responder import Responder
 from sentinel.rules import intel
@@ -34,6 +34,8 @@ log = logging.getLogger("sentinel")
 
 BLOCKING_QUEUE = 16384  # scan candidates waiting for a worker thread
 RESTART_DELAY = 5.0
+HEAVY_CMDLINE = 64 * 1024  # argv characters beyond which threadable detectors judge off the loop
+HEAVY_BUDGET = 32 * 1024 * 1024  # argv characters waiting for those judges at most
 
 
 class Engine:
@@ -52,11 +54,14 @@ class Engine:
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()
         self.health_state = health.Health()
+        self.drops = health.Drops()
         self.incidents = Incidents(cfg.engine)
         self.tasks: list[asyncio.Task[None]] = []
         self.reload_task: asyncio.Future[bool] | None = None
         self.reload_lock = asyncio.Lock()
         self.collector_tasks: list[asyncio.Task[None]] = []
+        self.judging: dict[int, int] = {}  # id of a heavy ProcExec -> detectors still on it
+        self.heavy_chars = 0  # argv characters of heavy ProcExecs not yet judged
         self._build(cfg)
         self.responder = Responder(lambda: self.cfg, self.publish)
 
@@ -95,23 +100,38 @@ class Engine:
         self.sinks, self.collectors = new_sinks, cols
 
     # event intake (any thread)
-    def emit(self, event: Event) -> None:
-        """Queue an event; safe from any thread; drops and counts when the queue is full."""
+    def emit(self, event: Event) -> bool:
+        """Queue an event; safe from any thread; drops and counts when the queue is full.
+        On the loop thread, False says it was dropped (the caller retries later)."""
         loop = self.loop
         if loop is None:
-            return
+            return False
         if threading.get_ident() == self._loop_thread:
-            self._put(event)
-        else:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._put, event)
+            return self._put(event)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._put, event)
+        return True
 
-    def _put(self, event: Event) -> None:
+    def _put(self, event: Event) -> bool:
         try:
             self.queue.put_nowait(event)
-            metrics.events.labels(type(event).__name__).inc()
         except asyncio.QueueFull:
+            if isinstance(event, CollectorState):  # rare and small: never lose one
+                self._handle(event)
+                return True
             metrics.events_dropped.labels("queue").inc()
+            self.drops.add(type(event).__name__, time.time())
+            self._report_drops()
+            return False
+        metrics.events.labels(type(event).__name__).inc()
+        return True
+
+    def _report_drops(self) -> None:
+        """Publish the dropped-events finding now (not through the full queue) if due."""
+        finding = self.drops.finding(time.time())
+        if finding is not None:
+            log.warning("%s", finding.summary)
+            self.publish(finding)
 
     # main
     async def run(self) -> int:
@@ -126,7 +146,9 @@ class Engine:
                 self.loop.add_signal_handler(sig, handler)
         for sink in self.sinks:
             await sink.start()
-        self.http = httpserver.MetricsServer(self.cfg.metrics, self.health)
+        self.http = httpserver.MetricsServer(
+            self.cfg.metrics, self.health, self.cfg.agent.state_dir
+        )
         await self.http.start()
         self.notifier = systemd_notify.Notifier.from_env()
         self.state = RestartState(self.cfg.agent.state_dir)
@@ -138,6 +160,7 @@ class Engine:
             asyncio.create_task(self._ticker(), name="ticker"),
             *(asyncio.create_task(self._blocking_worker(), name="scan") for _ in range(2)),
             asyncio.create_task(self.notifier.run(self.ready, self.health), name="sd_notify"),
+            asyncio.create_task(loopwatch.watch(), name="loopwatch"),
         ]
         self._start_collectors()
         if not self.collectors:
@@ -209,6 +232,7 @@ class Engine:
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.agent.interval)
+            self._report_drops()
             self._put(Tick(time=time.time()))
 
     async def _dispatch(self) -> None:
@@ -228,16 +252,33 @@ class Engine:
                 self._resolve(key)
         elif isinstance(event, GpuSample):
             metrics.observe_gpu(event)
+        heavy = False
+        if isinstance(event, ProcExec):
+            size = sum(len(a) for a in event.proc.cmdline)
+            heavy = size > HEAVY_CMDLINE
+            if heavy and self.heavy_chars + size > HEAVY_BUDGET:
+                self.publish(health.unjudged(event.proc, size))
+                event.proc.cap_cmdline()  # judged capped, and said so
+                heavy = False
+            elif heavy:
+                self.heavy_chars += size
         for det in self.routes.get(type(event), ()):
-            if det.blocking:
+            if det.blocking or (heavy and det.threadable):
                 if not det.accepts(event):
                     continue
                 try:
                     self.blocking.put_nowait((det, event))
                 except asyncio.QueueFull:
                     metrics.events_dropped.labels(f"detector.{det.name}").inc()
+                    continue
+                if heavy:
+                    self.judging[id(event)] = self.judging.get(id(event), 0) + 1
             else:
                 self.publish_all(self._run_detector(det, event))
+        if isinstance(event, ProcExec) and id(event) not in self.judging:
+            if heavy:
+                self.heavy_chars -= size
+            event.proc.cap_cmdline()  # judged whole above; kept capped from here on
         if isinstance(event, ProcExit):
             cached = self.ctx.procs.lookup(event.pid)
             if cached is not None and same_start(cached.start_time, event.start_time):
@@ -249,6 +290,12 @@ class Engine:
             det, event = await self.blocking.get()
             results = await self.loop.run_in_executor(self.pool, self._run_detector, det, event)
             self.publish_all(results)
+            left = self.judging.pop(id(event), 0) - 1
+            if left > 0:
+                self.judging[id(event)] = left
+            elif left == 0 and isinstance(event, ProcExec):
+                self.heavy_chars -= sum(len(a) for a in event.proc.cmdline)
+                event.proc.cap_cmdline()  # every detector has judged the whole
 
     @staticmethod
     def _run_detector(det: detectors.Detector, event: Event) -> list[Finding | Resolved]:
@@ -287,8 +334,11 @@ class Engine:
         print(f"sentinel: ready; collectors: {summary or 'none'}", file=sys.stderr, flush=True)
 
     def health(self) -> tuple[bool, str]:
-        """(True, '') once every collector runs or is off by design; else False and why."""
-        return self.health_state.check(self.ready.is_set(), [c.name for c in self.collectors])
+        """(True, '') once every collector runs or is off by design and no event was dropped
+        lately; else False and why."""
+        ok, why = self.health_state.check(self.ready.is_set(), [c.name for c in self.collectors])
+        fine, dropped = self.drops.check(time.time())
+        return ok and fine, "; ".join(r for r in (why, dropped) if r)
 
     # findings
     def publish_all(self, results: Iterable[Finding | Resolved]) -> None:

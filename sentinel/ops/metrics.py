@@ -138,3 +138,11 @@ traffic_packets = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+loop_slowest_step = Gauge(
+    "sentinel_loop_slowest_step_seconds",
+    "Longest the event loop was held by one step since start (timer lateness)",
+    registry=REGISTRY,
+)
+loop_slow_steps = Counter(
+    "sentinel_loop_slow_steps_total", "Event-loop steps over 50 ms", registry=REGISTRY
+)

@@ -7,7 +7,7 @@ sink by its `type`.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sentinel.core.config import SinkConfig
 from sentinel.core.context import Context
@@ -29,6 +29,13 @@ class Sink:
         self.ctx = ctx
         self.name = cfg.name or self.type
         self.min_severity = Severity.parse(cfg.min_severity)
+
+    @staticmethod
+    def record(finding: Finding) -> dict[str, Any]:
+        """The finding's alert record, cut to fit in 64 KiB (`truncated: true` when cut)."""
+        from sentinel.sinks._cap import capped
+
+        return capped(finding.to_record())
 
     def wants(self, finding: Finding) -> bool:
         return finding.severity >= self.min_severity

@@ -70,7 +70,7 @@ class AlertmanagerSink(HttpSink):
 
     def submit(self, finding: Finding) -> None:
         now = time.time()
-        record = finding.to_record()
+        record = self.record(finding)
         old = self.firing.get(finding.dedup_key)
         if old is not None and labels(old.record, old.subject) != labels(record, finding.subject):
             self._resolved(old.record, old.subject, now)  # e.g. medium became high
@@ -84,7 +84,7 @@ class AlertmanagerSink(HttpSink):
         if old is not None:
             self._resolved(old.record, old.subject, time.time())
         else:
-            self._resolved(finding.to_record(), finding.subject, time.time())
+            self._resolved(self.record(finding), finding.subject, time.time())
 
     def _resolved(self, record: dict[str, Any], subject: str, when: float) -> None:
         self.enqueue(Outbound("resolved", record, subject, extra={"ends_at": when}))

@@ -92,6 +92,7 @@ def payload(record: dict[str, Any]) -> dict[str, Any]:
 @register
 class DiscordSink(HttpSink):
     type = "discord"
+    rollup = True
     default_rate = 2.5  # Discord webhooks: 5 requests per 2 seconds
     default_burst = 5
 

@@ -33,7 +33,7 @@ class JsonlSink(Sink):
 
     def submit(self, finding: Finding) -> None:
         # ASCII escapes keep a record with non-UTF-8 argv bytes (lone surrogates) parseable
-        data = (json.dumps(finding.to_record(), default=str) + "\n").encode("ascii")
+        data = (json.dumps(self.record(finding), default=str) + "\n").encode("ascii")
         try:
             if self.fd < 0:
                 self._open()

@@ -85,6 +85,7 @@ def payload(record: dict[str, Any]) -> dict[str, Any]:
 @register
 class SlackSink(HttpSink):
     type = "slack"
+    rollup = True
     default_rate = 1.0  # Slack: about one message per second per webhook
 
     def body(self, msg: Outbound) -> bytes:

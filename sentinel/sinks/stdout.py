@@ -5,11 +5,15 @@ from __future__ import annotations
 import sys
 
 from sentinel.core.model import Finding, rfc3339
+from sentinel.core.safetext import escape
 from sentinel.sinks import Sink, register
+
+LINE_CAP = 64 * 1024
 
 
 def describe(finding: Finding) -> str:
-    """`time severity category rule: summary [pid N name | path | raddr:port]`."""
+    """`time severity category rule: summary [pid N name | path | raddr:port]`, one line:
+    everything that came from the box has its control characters escaped."""
     where = []
     if finding.process is not None:
         p = finding.process
@@ -21,7 +25,8 @@ def describe(finding: Finding) -> str:
         where.append(f"{c.domain or c.raddr}:{c.rport}")
     tail = f" [{'; '.join(where)}]" if where else ""
     head = f"{rfc3339(finding.time)} {str(finding.severity).upper():8} {finding.category:11}"
-    return f"{head} {finding.rule}: {finding.summary}{tail}"
+    line = f"{head} {escape(finding.rule)}: {escape(finding.summary)}{escape(tail)}"
+    return line if len(line) <= LINE_CAP else line[: LINE_CAP - 13] + " [truncated]"
 
 
 @register

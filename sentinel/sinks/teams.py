@@ -102,6 +102,7 @@ def encode(record: dict[str, Any]) -> bytes:
 @register
 class TeamsSink(HttpSink):
     type = "teams"
+    rollup = True
     default_rate = 4.0  # Teams connectors: about 4 requests per second
     default_burst = 4
 

@@ -100,9 +100,9 @@ async def test_slack_payload_within_limits_and_escaped(tmp_path) -> None:
     await sink.start()
     normal, evil, load = miner(7), hostile(), load_finding()
     try:
-        for f in (normal, evil, load):
-            sink.submit(f)
-        await rx.wait_for(lambda: len(rx.requests) == 3)
+        for n, f in enumerate((normal, evil, load), 1):  # one at a time: the queue would
+            sink.submit(f)  # otherwise send the most severe first
+            await rx.wait_for(lambda n=n: len(rx.requests) == n)
     finally:
         await sink.close()
         await rx.stop()

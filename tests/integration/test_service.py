@@ -64,8 +64,9 @@ async def wait_until(cond, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def get(url: str) -> tuple[int, str, str]:
-    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+async def get(url: str, token: str | None = None) -> tuple[int, str, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
         return resp.status, resp.headers.get("Content-Type", ""), await resp.text()
 
 
@@ -74,14 +75,19 @@ async def test_metrics_and_healthz(tmp_path, gated) -> None:
     engine = Engine(cfg_for(tmp_path, table("webhook", rx.url(), "hook")))
     task = asyncio.create_task(engine.run())
     try:
-        await wait_until(lambda: getattr(engine, "http", None) and engine.http.runner)
+        await wait_until(lambda: getattr(engine, "http", None) and engine.http.server)
         base = f"http://127.0.0.1:{engine.http.port}"
-        status, _, text = await get(f"{base}/healthz")
+        token = (tmp_path / "metrics.token").read_text().strip()
+        assert (tmp_path / "metrics.token").stat().st_mode & 0o777 == 0o600
+        for wrong in (None, "x" * 43, token[:-1]):
+            assert (await get(f"{base}/healthz", wrong))[0] == 401
+            assert (await get(f"{base}/metrics", wrong))[0] == 401
+        status, _, text = await get(f"{base}/healthz", token)
         assert (status, text) == (503, "starting: waiting for gate\n")
 
         gated.up.set()
         await asyncio.wait_for(engine.ready.wait(), 5)
-        assert await get(f"{base}/healthz") == (200, "text/plain; charset=utf-8", "ok\n")
+        assert await get(f"{base}/healthz", token) == (200, "text/plain; charset=utf-8", "ok\n")
 
         engine.publish(miner(1))
         engine.emit(
@@ -93,7 +99,7 @@ async def test_metrics_and_healthz(tmp_path, gated) -> None:
         )
         await rx.wait_for(lambda: len(rx.requests) == 1)
         await wait_until(lambda: not engine.sinks[-1].spool.entries)
-        status, ctype, text = await get(f"{base}/metrics")
+        status, ctype, text = await get(f"{base}/metrics", token)
         assert status == 200 and ctype.startswith("text/plain")
         families = {f.name: f for f in text_string_to_metric_families(text)}
         samples = {
@@ -129,7 +135,7 @@ async def test_metrics_and_healthz(tmp_path, gated) -> None:
 
         gated.down.set()
         await wait_until(lambda: not engine.health()[0])
-        assert await get(f"{base}/healthz") == (
+        assert await get(f"{base}/healthz", token) == (
             503,
             "text/plain; charset=utf-8",
             "gate: netlink gone\n",
@@ -139,7 +145,39 @@ async def test_metrics_and_healthz(tmp_path, gated) -> None:
         assert await asyncio.wait_for(task, 10) == 0
         await rx.stop()
     with pytest.raises(aiohttp.ClientConnectionError):
-        await get(f"{base}/healthz")  # closed with the engine
+        await get(f"{base}/healthz", token)  # closed with the engine
+
+
+async def test_metrics_without_auth_only_by_choice_and_on_a_0600_socket(tmp_path, gated) -> None:
+    sock_path = tmp_path / "metrics.sock"
+    for how in ("none", "unix"):
+        cfg = cfg_for(tmp_path)
+        if how == "none":
+            cfg.metrics.auth = "none"
+        else:
+            cfg.metrics.unix_socket = str(sock_path)
+        engine = Engine(cfg)
+        task = asyncio.create_task(engine.run())
+        try:
+            gated.up.set()
+            await asyncio.wait_for(engine.ready.wait(), 5)
+            if how == "none":
+                url = f"http://127.0.0.1:{engine.http.port}/healthz"
+                assert (await get(url))[0] == 200
+            else:
+                assert sock_path.stat().st_mode & 0o777 == 0o600
+                conn = aiohttp.UnixConnector(path=str(sock_path))
+                async with (
+                    aiohttp.ClientSession(connector=conn) as http,
+                    http.get("http://localhost/healthz") as resp,
+                ):
+                    assert resp.status == 200
+        finally:
+            engine.stop()
+            assert await asyncio.wait_for(task, 10) == 0
+    assert not sock_path.exists()
+    with pytest.raises(config.ConfigError, match=r"metrics\.auth"):
+        config.parse("[metrics]\nauth = 'basic'\n", "t.toml")
 
 
 async def test_metrics_port_in_use_is_not_fatal(tmp_path, gated, caplog) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,6 +51,9 @@ class AgentRun:
         homes: list[str] | None = None,
         home_files: list[str] | None = None,
         watch_extra: str = "",
+        stdout: bool = False,
+        metrics: str = "enabled = false",
+        agent: str = "",
     ) -> None:
         self.root = root
         self.state = root / "state"
@@ -64,6 +68,10 @@ class AgentRun:
         self.homes = homes
         self.home_files = home_files or []
         self.watch_extra = watch_extra
+        self.stdout = stdout  # the stdout sink on, its lines written to `out`
+        self.out = root / "stdout.log"
+        self.metrics = metrics  # the body of the [metrics] table
+        self.agent = agent  # more keys of the [agent] table
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr: list[str] = []
         self._records: list[Record] = []
@@ -96,9 +104,10 @@ class AgentRun:
 [agent]
 interval = {self.interval}
 state_dir = "{self.state}"
+{self.agent}
 [log]
 path = "{self.log}"
-stdout = false
+stdout = {"true" if self.stdout else "false"}
 [watch]
 paths = ["{self.watch}"]
 persistence = [{persistence}]
@@ -110,7 +119,7 @@ paths = ["{self.canary}"]
 [daemons]
 min_age = {self.min_age}
 [metrics]
-enabled = false
+{self.metrics}
 {self.extra}
 """
         )
@@ -119,13 +128,14 @@ enabled = false
     def start(self, timeout: float = 30.0, env: dict[str, str] | None = None) -> None:
         cfg = self.prepare()
         self._ready.clear()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sentinel.cli", "agent", "-c", str(cfg)],
-            env={**os.environ, **(env or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        with self.out.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sentinel.cli", "agent", "-c", str(cfg)],
+                env={**os.environ, **(env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=out if self.stdout else subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
         threading.Thread(target=self._drain, daemon=True).start()
         if not self._ready.wait(timeout):
             self.stop()
@@ -138,6 +148,14 @@ enabled = false
             self.stderr.append(line)
             if "ready" in line:
                 self._ready.set()
+
+    def metrics_port(self) -> int:
+        """The TCP port the agent's metrics endpoint said it listens on."""
+        for line in self.stderr:
+            m = re.search(r"metrics on http://[^ ]+:(\d+)/metrics", line)
+            if m:
+                return int(m.group(1))
+        raise AssertionError("the agent announced no metrics port")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

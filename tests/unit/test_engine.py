@@ -15,7 +15,7 @@ from sentinel import collectors, detectors
 from sentinel.core import config
 from sentinel.core.events import Event, FileChange, ProcExec, ProcExit
 from sentinel.core.model import Ancestor, Category, Finding, Proc, Resolved, Severity
-from sentinel.engine import Engine
+from sentinel.engine import Engine, health
 from sentinel.ops import metrics
 from sentinel.sinks import Sink
 
@@ -273,3 +273,23 @@ async def test_reload_with_a_bad_sink_replaces_nothing(reloadable, tmp_path) -> 
     assert results == [False, False]
     assert (engine.cfg, engine.ctx, engine.sinks, engine.collector_tasks) == before
     assert all(t is before[3][0] for t in engine.collector_tasks)
+
+
+def test_dropped_events_are_one_finding_per_period_and_degrade_health() -> None:
+    drops = health.Drops()
+    assert drops.check(1000.0) == (True, "")
+    for _ in range(3):
+        drops.add("ProcExec", 1000.0)
+    drops.add("ProcExit", 1000.0)
+    first = drops.finding(1000.0)
+    assert first is not None and first.severity == Severity.MEDIUM
+    assert first.category == Category.INTEGRITY and first.evidence["dropped"] == {
+        "ProcExec": 3,
+        "ProcExit": 1,
+    }
+    drops.add("ProcExec", 1001.0)
+    assert drops.finding(1001.0) is None  # rate-limited; counted for the next one
+    later = drops.finding(1000.0 + health.DROP_REPORT_EVERY)
+    assert later is not None and later.evidence == {"dropped": {"ProcExec": 1}, "dropped_total": 5}
+    assert drops.check(1002.0)[0] is False
+    assert drops.check(1001.0 + health.DROP_HEALTH_HOLD) == (True, "")

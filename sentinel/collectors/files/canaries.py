@@ -28,6 +28,7 @@ from sentinel.collectors.files.fsnotify import (
     Inotify,
     InotifyEvent,
 )
+from sentinel.core import fdowners
 from sentinel.core.events import FileAccess
 from sentinel.ops import metrics
 
@@ -122,7 +123,12 @@ class Canaries:
                 kind = "opened"
             if self.recent(path, kind, 0):
                 return
-            self.emit_access(path, kind, self.holders(path))
+            fdowners.holders_then(
+                path,
+                self.files.ctx.procfs,
+                self.own_pid,
+                lambda pids: self.emit_access(path, kind, pids),
+            )
         elif ev.mask & (IN_DELETE | IN_MOVED_FROM):
             self.access(path, "deleted", 0)
         elif ev.mask & (IN_CREATE | IN_MOVED_TO):
@@ -147,24 +153,3 @@ class Canaries:
     def emit_access(self, path: str, kind: str, pids: list[int]) -> None:
         procs = [p for p in map(self.files.ctx.procs.get, pids) if p is not None]
         self.files.emit(FileAccess(time=time.time(), path=path, kind=kind, pids=pids, procs=procs))
-
-    def holders(self, path: str) -> list[int]:
-        """Processes that hold the file open right now (a scan of /proc/*/fd)."""
-        procfs = self.files.ctx.procfs
-        out = []
-        for name in os.listdir(procfs):
-            if not name.isdigit() or int(name) == self.own_pid:
-                continue
-            fd_dir = f"{procfs}/{name}/fd"
-            try:
-                fds = os.listdir(fd_dir)
-            except OSError:
-                continue
-            for fd in fds:
-                try:
-                    if os.readlink(f"{fd_dir}/{fd}") == path:
-                        out.append(int(name))
-                        break
-                except OSError:
-                    continue
-        return out

@@ -30,6 +30,7 @@ from sentinel.collectors import Collector, Emit, register
 from sentinel.collectors import net as netcol
 from sentinel.collectors.traffic import capture, dns
 from sentinel.collectors.traffic.packets import Packet, Reassembly, decode
+from sentinel.core import fdowners
 from sentinel.core.context import Context
 from sentinel.core.events import FlowPayload, NetConn
 from sentinel.core.model import Connection
@@ -300,7 +301,7 @@ class TrafficCollector(Collector):
             return 0
         pid = self.owners.get(inode)
         if pid is None or not os.path.exists(f"{self.procfs}/{pid}"):
-            pid = netcol.socket_owners(self.procfs, {inode}).get(inode, 0)
+            pid = fdowners.socket_owners({inode}, self.procfs).get(inode, 0)
             self.owners[inode] = pid
             while len(self.owners) > OWNERS_KEPT:
                 self.owners.popitem(last=False)

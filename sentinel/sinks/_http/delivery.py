@@ -1,10 +1,16 @@
 """Reliable HTTP delivery shared by the webhook, chat and Alertmanager sinks.
 
 Each sink gets its own queue, worker task, token-bucket rate limit, full-jitter
-exponential backoff and disk spool. `submit` writes the alert to the spool (one file,
-tmp + fsync + rename, mode 0600) and returns; the worker delivers it and deletes the
-file. Whatever is still in the spool at the next start is replayed. URLs, secrets and
-header values never reach the log.
+exponential backoff and disk spool. The queue is ordered by severity (a critical goes out
+before every queued high, a high before every medium, ...), and when a spool cap is hit
+the lowest severity goes first: a high or critical is never dropped while a lower one
+is spooled. Chat sinks roll a flooding rule up: after `rollup_after` messages of one
+rule and severity below high within `rollup_window` seconds, the rest of that window
+becomes one "+N medium findings of rule X in 5 min" message.
+
+`submit` writes the alert to the spool (one file, tmp + fsync + rename, mode 0600)
+and returns; the worker delivers it and deletes the file. Whatever is still in the spool
+at the next start is replayed. URLs, secrets and header values never reach the log.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import heapq
 import itertools
 import json
 import logging
@@ -19,8 +26,7 @@ import os
 import random
 import re
 import time
-from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,7 +38,7 @@ from yarl import URL
 from sentinel import __version__
 from sentinel.core.config import ConfigError, SinkConfig
 from sentinel.core.context import Context
-from sentinel.core.model import Finding
+from sentinel.core.model import Finding, Severity
 from sentinel.ops import metrics
 from sentinel.sinks import Sink
 
@@ -60,6 +66,13 @@ class Outbound:
         if not self.key:
             fid = re.sub(r"[^A-Za-z0-9_-]", "_", str(self.record.get("id", "")))[:64]
             self.key = f"{time.time_ns():020d}-{next(_seq):06d}-{fid}-{self.kind}"
+
+    @property
+    def severity(self) -> Severity:
+        try:
+            return Severity.parse(self.record.get("severity", "info"))
+        except ValueError:
+            return Severity.INFO
 
     def dump(self) -> bytes:
         doc = {
@@ -118,11 +131,59 @@ def write_atomic(directory: Path, name: str, data: bytes) -> None:
         os.close(dfd)
 
 
+@dataclass
+class Flood:
+    """One rule and severity in one rollup window of a chat sink."""
+
+    start: float
+    sent: int = 0
+    held: int = 0
+    last: dict[str, Any] = field(default_factory=dict)
+    timer: asyncio.TimerHandle | None = None
+
+
+def rollup_record(rule: str, sev: str, flood: Flood, window: float) -> dict[str, Any]:
+    """The one message standing for `flood.held` findings that were not sent one by one."""
+    minutes = max(1, round(window / 60))
+    last = flood.last
+    return {
+        **last,
+        "id": f"rollup-{last.get('id', '')}",
+        "summary": f"+{flood.held} {sev} findings of rule {rule} in {minutes} min "
+        f"(last: {last.get('summary', '')})",
+        "evidence": {"rollup": flood.held, "window_s": window, "last_summary": last.get("summary")},
+    }
+
+
+class Pending:
+    """Messages waiting for the worker, most severe first, in order within a severity;
+    `push(front=True)` puts a message ahead of the others of its severity (a retry)."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[int, int, Outbound]] = []
+        self.order = itertools.count(1)
+
+    def push(self, msg: Outbound, front: bool = False) -> None:
+        n = next(self.order)
+        heapq.heappush(self.heap, (-int(msg.severity), -n if front else n, msg))
+
+    def pop(self) -> Outbound:
+        return heapq.heappop(self.heap)[2]
+
+    def __len__(self) -> int:
+        return len(self.heap)
+
+    def __iter__(self) -> Iterator[Outbound]:
+        return (entry[2] for entry in self.heap)
+
+
 class Spool:
     """Undelivered messages of one sink, one file each, capped by count, bytes and age.
 
-    A cap of 0 turns that cap off. When a cap is exceeded the oldest messages are
-    dropped and counted in `sentinel_sink_spool_dropped_total{cap=...}`.
+    A cap of 0 turns that cap off. When the count or bytes cap is exceeded the oldest
+    message of the lowest severity spooled is dropped (a high or critical only when
+    nothing lower is left); past the age cap the oldest goes. Drops are counted in
+    `sentinel_sink_spool_dropped_total{cap=...}`.
     """
 
     def __init__(self, directory: Path, sink: str, cfg: SinkConfig) -> None:
@@ -132,6 +193,7 @@ class Spool:
         self.max_bytes = cfg.spool_max_bytes
         self.max_age = cfg.spool_max_age
         self.entries: dict[str, tuple[int, float, bool]] = {}  # key -> size, created, on disk
+        self.by_severity: dict[int, dict[str, None]] = {}  # severity -> keys, oldest first
         self.bytes = 0
         self._warned = False
 
@@ -173,7 +235,7 @@ class Spool:
                 with contextlib.suppress(OSError):
                     path.rename(path.with_suffix(".bad"))
                 continue
-            self._add(msg.key, len(data), msg.created, True)
+            self._add(msg.key, len(data), msg.created, True, msg.severity)
             found.append(msg)
         self.enforce(time.time())
         self._gauge()
@@ -197,16 +259,25 @@ class Spool:
                     exc.strerror,
                 )
                 self._warned = True
-        self._add(msg.key, len(data), msg.created, on_disk)
+        self._add(msg.key, len(data), msg.created, on_disk, msg.severity)
         self.enforce(time.time())
         self._gauge()
 
-    def _add(self, key: str, size: int, created: float, on_disk: bool) -> None:
+    def _add(self, key: str, size: int, created: float, on_disk: bool, sev: Severity) -> None:
         self.entries[key] = (size, created, on_disk)
+        self.by_severity.setdefault(int(sev), {})[key] = None
         self.bytes += size
 
-    def remove(self, key: str) -> None:
+    def _forget(self, key: str) -> tuple[int, float, bool] | None:
         entry = self.entries.pop(key, None)
+        if entry is not None:
+            for keys in self.by_severity.values():
+                if keys.pop(key, 0) is None:
+                    break
+        return entry
+
+    def remove(self, key: str) -> None:
+        entry = self._forget(key)
         if entry is None:
             return
         self.bytes -= entry[0]
@@ -217,7 +288,7 @@ class Spool:
 
     def set_aside(self, key: str) -> None:
         """Keep a message that cannot be rendered as `.bad` for a human; stop sending it."""
-        entry = self.entries.pop(key, None)
+        entry = self._forget(key)
         if entry is None:
             return
         self.bytes -= entry[0]
@@ -228,7 +299,8 @@ class Spool:
         self._gauge()
 
     def enforce(self, now: float) -> None:
-        """Drop the oldest messages while a cap is exceeded."""
+        """Drop messages while a cap is exceeded: the lowest severity first for count and
+        bytes, the oldest for age."""
         while self.entries:
             oldest, (_, created, _) = next(iter(self.entries.items()))
             if self.max_count and len(self.entries) > self.max_count:
@@ -239,9 +311,23 @@ class Spool:
                 cap = "age"
             else:
                 return
+            victim = oldest if cap == "age" else self.lowest()
             metrics.spool_dropped.labels(self.sink, cap).inc()
-            log.warning("sink %s: spool %s cap reached; dropped the oldest alert", self.sink, cap)
-            self.remove(oldest)
+            log.warning(
+                "sink %s: spool %s cap reached; dropped the oldest %s alert",
+                self.sink,
+                cap,
+                "" if cap == "age" else "lowest-severity",
+            )
+            self.remove(victim)
+
+    def lowest(self) -> str:
+        """The oldest key of the lowest severity spooled."""
+        for sev in sorted(self.by_severity):
+            keys = self.by_severity[sev]
+            if keys:
+                return next(iter(keys))
+        raise LookupError("spool is empty")
 
     def _gauge(self) -> None:
         metrics.spool_depth.labels(self.sink).set(len(self.entries))
@@ -314,6 +400,7 @@ class HttpSink(Sink):
 
     default_rate: ClassVar[float] = 0.0  # messages per second when `rate` is not set
     default_burst: ClassVar[int] = 1
+    rollup: ClassVar[bool] = False  # chat: a flooding rule becomes one message per window
 
     def __init__(self, cfg: SinkConfig, ctx: Context) -> None:
         super().__init__(cfg, ctx)
@@ -333,7 +420,8 @@ class HttpSink(Sink):
         self.limiter = RateLimiter(rate, burst)
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.name)
         self.spool = Spool(Path(ctx.config.agent.state_dir) / "spool" / safe, self.name, cfg)
-        self.pending: deque[Outbound] = deque()
+        self.pending = Pending()
+        self.floods: dict[tuple[str, str], Flood] = {}
         self.wake = asyncio.Event()
         self.idle = asyncio.Event()
         self.session: aiohttp.ClientSession | None = None
@@ -359,11 +447,44 @@ class HttpSink(Sink):
 
     # engine side: never blocks on the network
     def submit(self, finding: Finding) -> None:
-        self.enqueue(Outbound("firing", finding.to_record(), finding.subject))
+        record = self.record(finding)
+        if self.rollup and finding.severity < Severity.HIGH and self._held(record, time.time()):
+            return
+        self.enqueue(Outbound("firing", record, finding.subject))
+
+    def _held(self, record: dict[str, Any], now: float) -> bool:
+        """Count the record in its rule's window; True when it is rolled up, not sent."""
+        key = (str(record.get("rule", "")), str(record.get("severity", "")))
+        flood = self.floods.get(key)
+        if flood is None or now - flood.start >= self.cfg.rollup_window:
+            if flood is not None:
+                self._roll(key)
+            flood = self.floods[key] = Flood(start=now)
+        if flood.sent < self.cfg.rollup_after:
+            flood.sent += 1
+            return False
+        flood.held += 1
+        flood.last = record
+        if flood.timer is None:
+            with contextlib.suppress(RuntimeError):
+                delay = flood.start + self.cfg.rollup_window - now
+                flood.timer = asyncio.get_running_loop().call_later(delay, self._roll, key)
+        return True
+
+    def _roll(self, key: tuple[str, str]) -> None:
+        """End a rollup window: one message for what it held."""
+        flood = self.floods.pop(key, None)
+        if flood is None:
+            return
+        if flood.timer is not None:
+            flood.timer.cancel()
+        if flood.held:
+            record = rollup_record(*key, flood, self.cfg.rollup_window)
+            self.enqueue(Outbound("firing", record, f"rollup:{key[0]}"))
 
     def enqueue(self, msg: Outbound) -> None:
         self.spool.put(msg)
-        self.pending.append(msg)
+        self.pending.push(msg)
         self.idle.clear()
         self.wake.set()
 
@@ -383,12 +504,15 @@ class HttpSink(Sink):
         replay = self.spool.open()
         if replay:
             log.info("sink %s: %d undelivered alerts from the spool", self.name, len(replay))
-            self.pending.extendleft(reversed(replay))
+            for msg in replay:
+                self.pending.push(msg)
             self.wake.set()
         self.worker = asyncio.create_task(self._run(), name=f"sink:{self.name}")
 
     async def close(self) -> None:
         """Give a healthy endpoint a moment to take what is queued; the rest stays spooled."""
+        for key in list(self.floods):
+            self._roll(key)  # held findings are spooled as their rollup, not lost
         if self.worker is not None:
             if self.pending and self.streak == 0:
                 with contextlib.suppress(TimeoutError):
@@ -405,7 +529,7 @@ class HttpSink(Sink):
         while True:
             self.spool.enforce(time.time())
             while self.pending:
-                msg = self.pending.popleft()
+                msg = self.pending.pop()
                 if msg.key in self.spool:  # else a cap dropped it meanwhile
                     return msg
             self.idle.set()
@@ -426,7 +550,7 @@ class HttpSink(Sink):
                     self.redact(str(exc)),
                 )
                 metrics.errors.labels(f"sink.{self.type}").inc()
-                self.pending.append(msg)
+                self.pending.push(msg)
                 await asyncio.sleep(self.cfg.retry_max_delay)
 
     async def _deliver(self, msg: Outbound) -> None:
@@ -519,9 +643,9 @@ class HttpSink(Sink):
             )
         if msg.attempts >= self.cfg.max_retries and self.pending:
             msg.attempts = 0  # let newer alerts try; this one stays in the spool
-            self.pending.append(msg)
+            self.pending.push(msg)
         else:
-            self.pending.appendleft(msg)
+            self.pending.push(msg, front=True)
         return True
 
     def _delay(self, answer: Answer) -> float:
@@ -545,7 +669,7 @@ class HttpSink(Sink):
                 self.session = None
 
     def probe_message(self, finding: Finding) -> Outbound:
-        return Outbound("firing", finding.to_record(), finding.subject)
+        return Outbound("firing", self.record(finding), finding.subject)
 
     # secrets
     def _secret_strings(self) -> list[str]:
