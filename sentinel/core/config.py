@@ -190,6 +190,21 @@ class MetricsConfig:
 
 
 @dataclass
+class EvidenceConfig:
+    checkpoint_every: int = 1000  # records between signed log checkpoints; 0: by time only
+    checkpoint_seconds: float = 300.0  # at most this long between checkpoints; 0: by count only
+    recorder: bool = True  # the flight recorder (state_dir/recorder.db)
+    recorder_max_bytes: int = 1024**3
+    recorder_max_days: float = 7.0
+    run_dir: str = ""  # default: <state_dir>/runs
+
+
+@dataclass
+class DetectorsConfig:
+    disable: list[str] = field(default_factory=list)  # detector names, e.g. ["network"]
+
+
+@dataclass
 class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -203,6 +218,8 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     sinks: list[SinkConfig] = field(default_factory=list)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    detectors: DetectorsConfig = field(default_factory=DetectorsConfig)
     source: str = "<defaults>"
 
     @property
@@ -297,6 +314,7 @@ def _validate(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: {exc}", exc.where) from None
     if cfg.agent.interval <= 0:
         raise ConfigError(f"{source}: agent.interval: must be > 0", "agent.interval")
+    _validate_evidence(cfg, source)
     seen: set[str] = set()
     for i, sink in enumerate(cfg.sinks):
         if not sink.type:
@@ -307,6 +325,29 @@ def _validate(cfg: Config, source: str) -> None:
                 f"{source}: sinks[{i}].name: duplicate name {sink.name!r}", f"sinks[{i}].name"
             )
         seen.add(sink.name)
+
+
+def _validate_evidence(cfg: Config, source: str) -> None:
+    ev = cfg.evidence
+    for key in (
+        "checkpoint_every",
+        "checkpoint_seconds",
+        "recorder_max_bytes",
+        "recorder_max_days",
+    ):
+        if getattr(ev, key) < 0:
+            raise ConfigError(f"{source}: evidence.{key}: must be >= 0", f"evidence.{key}")
+    if cfg.detectors.disable:
+        from sentinel import detectors
+
+        known = detectors.load_all()
+        for name in cfg.detectors.disable:
+            if name not in known:
+                raise ConfigError(
+                    f"{source}: detectors.disable: unknown detector {name!r} "
+                    f"(known: {', '.join(sorted(known))})",
+                    "detectors.disable",
+                )
 
 
 def parse_listen(value: str) -> tuple[str, int]:

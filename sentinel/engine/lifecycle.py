@@ -64,7 +64,8 @@ class Engine:
             _ = ctx.rules  # compile now: a broken rule file stops the start (exit 78)
         except (intel.IntelError, RulesError) as exc:
             raise config.ConfigError(str(exc)) from None
-        dets = [cls(ctx) for cls in detectors.load_all().values()]
+        off = set(cfg.detectors.disable)
+        dets = [cls(ctx) for name, cls in detectors.load_all().items() if name not in off]
         routes: dict[type[Event], list[detectors.Detector]] = defaultdict(list)
         for det in dets:
             for etype in det.events:

@@ -1,13 +1,20 @@
-"""The alert log: one JSON record per line, fsync'd, rotated by size, mode 0600."""
+"""The alert log: one JSON record per line, fsync'd, rotated by size, mode 0600.
+
+Every line is hash-chained (`seq`, `prev`) and signed checkpoints are written among
+them (sentinel/evidence/chain.py); `sentinel verify-log` checks both.
+"""
 
 from __future__ import annotations
 
-import json
 import os
+import time
+from typing import Any
 
 from sentinel.core.config import SinkConfig
 from sentinel.core.context import Context
 from sentinel.core.model import Finding
+from sentinel.evidence import keys
+from sentinel.evidence.chain import Chain
 from sentinel.ops import metrics
 from sentinel.sinks import Sink, register
 
@@ -22,8 +29,12 @@ class JsonlSink(Sink):
         self.max_bytes = ctx.config.log.max_bytes
         self.backups = ctx.config.log.backups
         self.fd = -1
+        ev = ctx.config.evidence
+        self.chain = Chain(None, ev.checkpoint_every, ev.checkpoint_seconds)
 
     async def start(self) -> None:
+        self.chain.key = keys.load_or_create(self.ctx.config.agent.state_dir)
+        self.chain.recover(self.path)
         self._open()
 
     def _open(self) -> None:
@@ -32,8 +43,20 @@ class JsonlSink(Sink):
         os.fchmod(self.fd, 0o600)
 
     def submit(self, finding: Finding) -> None:
-        # ASCII escapes keep a record with non-UTF-8 argv bytes (lone surrogates) parseable
-        data = (json.dumps(finding.to_record(), default=str) + "\n").encode("ascii")
+        self._write(finding.to_record())
+        self.tick(time.monotonic())
+
+    def tick(self, now: float) -> None:
+        """Write a signed checkpoint when one is due and hand it to the listeners."""
+        if not self.chain.due(now):
+            return
+        record = self.chain.checkpoint()
+        self._write(record, counted=False)
+        for listener in self.chain.listeners:
+            listener(record)
+
+    def _write(self, record: dict[str, Any], counted: bool = True) -> None:
+        data = self.chain.line(record)
         try:
             if self.fd < 0:
                 self._open()
@@ -44,6 +67,7 @@ class JsonlSink(Sink):
         except OSError:
             metrics.errors.labels("sink.jsonl").inc()
             raise
+        self.chain.advance(data, counted)
 
     def _rotate(self) -> None:
         os.close(self.fd)
