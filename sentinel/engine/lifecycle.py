@@ -21,6 +21,7 @@ from sentinel.core.events import CollectorState, Event, GpuSample, ProcExit, Tic
 from sentinel.core.model import Finding, Resolved, same_start
 from sentinel.engine import health
 from sentinel.engine.incidents import Incidents
+from sentinel.evidence.hub import Hub
 from sentinel.ops import http as httpserver
 from sentinel.ops import metrics
 from sentinel.ops import sd_notify as systemd_notify
@@ -89,6 +90,7 @@ class Engine:
         self.cfg, self.ctx, self.detectors, self.routes = cfg, ctx, dets, routes
         self.incidents.cfg = cfg.engine
         self.sinks, self.collectors = new_sinks, cols
+        self.evidence = Hub(ctx, new_sinks, getattr(self, "evidence", None))
 
     # event intake (any thread)
     def emit(self, event: Event) -> None:
@@ -207,6 +209,7 @@ class Engine:
                 metrics.errors.labels("engine").inc()
 
     def _handle(self, event: Event) -> None:
+        self.evidence.handle(event)
         if isinstance(event, CollectorState):
             self._collector_state(event)
         elif isinstance(event, ProcExit):
@@ -294,6 +297,7 @@ class Engine:
             finding.host = self.cfg.agent.hostname
         self.incidents.sent(finding)
         metrics.findings.labels(str(finding.category), str(finding.severity)).inc()
+        self.evidence.annotate(finding)
         self._fan_out(finding, lambda s, f: s.submit(f))
         return True
 
@@ -322,3 +326,4 @@ class Engine:
             with contextlib.suppress(Exception):
                 await sink.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.evidence.close()

@@ -123,6 +123,7 @@ class Chain:
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         return {
+            "id": f"checkpoint-{covered}",
             "type": CHECKPOINT,
             "time": when,
             "host": self.host,

@@ -7,7 +7,7 @@ sink by its `type`.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sentinel.core.config import SinkConfig
 from sentinel.core.context import Context
@@ -41,6 +41,9 @@ class Sink:
 
     def resolve(self, finding: Finding) -> None:
         """The condition behind an earlier finding has ended (default: nothing to do)."""
+
+    def checkpoint(self, record: dict[str, Any]) -> None:
+        """A signed alert-log checkpoint to carry off the box (default: not carried)."""
 
     async def close(self) -> None:
         """Flush what can be flushed quickly; spool the rest."""

@@ -1,0 +1,112 @@
+"""End to end with the real agent: the flight recorder's timeline, run records, the drill."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from agent_harness import AgentRun
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the agent's collectors need root"),
+    pytest.mark.timeout(90),
+]
+
+PYTHON = os.path.realpath(sys.executable)
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentRun]:
+    run = AgentRun(tmp_path_factory.mktemp("evidence"), extra="[evidence]\ncheckpoint_every = 5\n")
+    run.start()
+    yield run
+    assert run.stop() == 0, "agent did not stop cleanly:\n" + "".join(run.stderr[-40:])
+
+
+def cli(agent: AgentRun, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    cfg = agent.root / "sentinel.toml"
+    return subprocess.run(
+        [sys.executable, "-m", "sentinel.cli", *args, "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def server() -> Iterator[int]:
+    """A loopback TCP server that accepts and holds connections; its port."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    conns: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conns.append(srv.accept()[0])
+            except OSError:
+                return
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        srv.close()
+        for c in conns:
+            c.close()
+        t.join(5)
+
+
+def test_timeline_of_a_real_process_tree(agent: AgentRun, server: int) -> None:
+    out = agent.watch / f"tl-{secrets.token_hex(3)}.txt"
+    connect = (
+        f"import socket, time; s = socket.create_connection(('127.0.0.1', {server})); time.sleep(2)"
+    )
+    script = f'( exec {PYTHON} -c "{connect}" ); echo done > {out}; sleep 1.5'
+    sh = subprocess.Popen(["sh", "-c", script], stdin=subprocess.DEVNULL)
+    try:
+        sh.wait(20)
+    finally:
+        if sh.poll() is None:
+            sh.kill()
+            sh.wait(5)
+    deadline = time.monotonic() + 15
+    while True:
+        res = cli(agent, "timeline", "--pid", str(sh.pid), "--since", "5m", "--json")
+        assert res.returncode == 0, res.stderr
+        entries: list[dict[str, Any]] = json.loads(res.stdout)
+        kinds = [(e["kind"], e["pid"]) for e in entries]
+        child = next(
+            (e["pid"] for e in entries if e["kind"] == "exec" and e["ppid"] == sh.pid), None
+        )
+        wanted = [
+            ("exec", sh.pid),
+            ("exec", child),
+            ("connect", child),
+            ("exit", child),
+            ("file", None),
+            ("exit", sh.pid),
+        ]
+        if child is not None and all(w in kinds for w in wanted):
+            break
+        assert time.monotonic() < deadline, f"timeline incomplete: {entries}"
+        time.sleep(0.3)
+    order = [kinds.index(w) for w in wanted]
+    assert order == sorted(order), entries
+    conn = next(e for e in entries if e["kind"] == "connect" and e["pid"] == child)
+    assert conn["rport"] == server and conn["raddr"] == "127.0.0.1"
+    assert next(e for e in entries if e["kind"] == "file")["path"] == str(out)
+    depth = {e["pid"]: e["depth"] for e in entries if e["kind"] == "exec"}
+    assert depth[sh.pid] == 0 and depth[child] == 1
+    table = cli(agent, "timeline", "--pid", str(sh.pid), "--since", "5m")
+    assert table.returncode == 0 and str(child) in table.stdout
