@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,3 +114,89 @@ def test_timeline_of_a_real_process_tree(agent: AgentRun, server: int) -> None:
     assert depth[sh.pid] == 0 and depth[child] == 1
     table = cli(agent, "timeline", "--pid", str(sh.pid), "--since", "5m")
     assert table.returncode == 0 and str(child) in table.stdout
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_signed_run_record_says_what_the_run_left_behind(agent: AgentRun, tmp_path: Path) -> None:
+    tag = secrets.token_hex(3)
+    cron = agent.etc / "cron.d" / f"run-{tag}"
+    tool = agent.watch / f"tool-{tag}"
+    pidfile = tmp_path / "daemon.pid"
+    daemon = (
+        "import os, time\n"
+        "if os.fork(): os._exit(0)\n"
+        "os.setsid()\n"
+        "if os.fork(): os._exit(0)\n"
+        f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(30)\n"
+    )
+    script = (
+        f"echo '* * * * * root /opt/w/sync' > {cron}; "
+        f"printf '#!/bin/sh\\nexit 0\\n' > {tool}; chmod +x {tool}; "
+        f'{PYTHON} -c "$DAEMON" </dev/null >/dev/null 2>&1; sleep 2'
+    )
+    env = {**os.environ, "DAEMON": daemon}
+    cfg = agent.root / "sentinel.toml"
+    try:
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sentinel.cli",
+                "run",
+                "-c",
+                str(cfg),
+                f"eval-{tag}",
+                "--meta",
+                "model=m1",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert res.returncode == 0, res.stderr
+        record = Path(res.stdout.strip().splitlines()[-1])
+        assert record.parent == agent.state / "runs" and record.suffix == ".json"
+        ok = cli(agent, "run", "verify", str(record))
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        envelope = json.loads(record.read_text())
+        statement = json.loads(base64.b64decode(envelope["payload"]))
+        pred = statement["predicate"]
+        assert statement["_type"] == "https://in-toto.io/Statement/v1"
+        assert pred["run"]["meta"] == {"model": "m1"} and pred["run"]["exit_code"] == 0
+        left = pred["left_behind"]
+        assert str(cron) in [p["path"] for p in left["persistence"]]
+        assert {"path": str(tool), "kind": "script"}.items() <= next(
+            e for e in left["executables"] if e["path"] == str(tool)
+        ).items()
+        assert int(pidfile.read_text()) in [d["pid"] for d in left["daemons"]]
+        assert pred["findings"]["by_severity"].get("medium", 0) >= 1  # the cron entry
+        assert pred["config"]["sha256"] and pred["rules"]["sha256"]
+
+        pred["findings"]["by_severity"] = {}
+        statement["subject"][0]["digest"]["sha256"] = runs_digest(pred)
+        envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+        forged = tmp_path / "forged.json"
+        forged.write_text(json.dumps(envelope))
+        bad = cli(agent, "run", "verify", str(forged))
+        assert bad.returncode == 1 and "no signature verifies" in bad.stdout
+    finally:
+        if pidfile.exists():
+            _kill(int(pidfile.read_text()))
+        cron.unlink(missing_ok=True)
+        tool.unlink(missing_ok=True)
+
+
+def runs_digest(predicate: dict[str, Any]) -> str:
+    from sentinel.evidence.runs import _digest
+
+    return _digest(predicate)
