@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from agent_harness import AgentRun
+from receiver import Receiver
 
 pytestmark = [
     pytest.mark.root,
@@ -30,8 +32,29 @@ PYTHON = os.path.realpath(sys.executable)
 
 
 @pytest.fixture(scope="module")
-def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentRun]:
-    run = AgentRun(tmp_path_factory.mktemp("evidence"), extra="[evidence]\ncheckpoint_every = 5\n")
+def hook() -> Iterator[Receiver]:
+    """A real webhook receiver on loopback, served from a thread of its own."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    receiver = asyncio.run_coroutine_threadsafe(Receiver().start(), loop).result(10)
+    try:
+        yield receiver
+    finally:
+        asyncio.run_coroutine_threadsafe(receiver.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory, hook: Receiver) -> Iterator[AgentRun]:
+    extra = (
+        "[evidence]\ncheckpoint_every = 5\n"
+        f'[[sinks]]\ntype = "webhook"\nname = "hook"\nurl = "{hook.url()}"\n'
+        'min_severity = "low"\n'
+    )
+    run = AgentRun(tmp_path_factory.mktemp("evidence"), extra=extra)
     run.start()
     yield run
     assert run.stop() == 0, "agent did not stop cleanly:\n" + "".join(run.stderr[-40:])
@@ -200,3 +223,56 @@ def runs_digest(predicate: dict[str, Any]) -> str:
     from sentinel.evidence.runs import _digest
 
     return _digest(predicate)
+
+
+def test_drill_passes_against_the_agent_and_leaves_nothing(
+    agent: AgentRun, hook: Receiver, tmp_path: Path
+) -> None:
+    watched = {p: p.read_bytes() for p in agent.persistence_paths() if p.is_file()}
+    units = set(os.listdir(agent.etc / "systemd" / "system"))
+    report = tmp_path / "drill.md"
+    res = cli(agent, "drill", "--json", "--report", str(report), timeout=240)
+    rows = json.loads(res.stdout)
+    assert res.returncode == 0, rows
+    assert {r["status"] for r in rows} == {"caught"} and len(rows) == 15
+    by_name = {r["scenario"]: r for r in rows}
+    assert by_name["reverse-shell-dev-tcp"]["caught_by"] == "tunnel.reverse_shell"
+    assert by_name["cron-persistence"]["control"] == "persistence"
+    assert any("hook" in r["sinks"] for r in rows if r["severity"] in ("high", "critical"))
+    text = report.read_text()
+    assert "| miner-stratum | process |" in text and "Result: 15 of 15" in text
+    ids = {r["finding_id"] for r in rows}
+    marked = [r for r in agent.records() if r["id"] in ids]
+    assert marked and all(r["evidence"]["drill"] and "[DRILL]" in r["summary"] for r in marked)
+    assert all(r["evidence"]["recent"] for r in marked if r["process"])
+    # restored: files as they were, no unit left, no process, no registry
+    assert {p: p.read_bytes() for p in watched} == watched
+    assert set(os.listdir(agent.etc / "systemd" / "system")) == units
+    assert not (agent.state / "drill.json").exists()
+    assert not list(agent.watch.glob("sentinel-drill-*"))
+    # the log stayed intact and its checkpoints reached the webhook
+    assert cli(agent, "verify-log").returncode == 0
+    bodies = [r.json() for r in hook.requests]
+    assert any(b.get("type") == "checkpoint" for b in bodies)
+
+
+def test_drill_fails_when_the_detector_is_disabled(tmp_path: Path) -> None:
+    run = AgentRun(tmp_path, extra='[detectors]\ndisable = ["persistence"]\n')
+    run.start()
+    try:
+        res = cli(
+            run,
+            "drill",
+            "--only",
+            "cron-persistence",
+            "--only",
+            "canary-read",
+            "--timeout",
+            "4",
+            timeout=120,
+        )
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "cron-persistence" in res.stdout and "MISSED" in res.stdout
+        assert "canary.read" in res.stdout
+    finally:
+        assert run.stop() == 0

