@@ -1,7 +1,7 @@
 """The flight recorder: execs, exits, connections and file changes in a bounded SQLite store.
 
 SQLite in WAL mode rather than compressed segments: `sentinel timeline` and `sentinel run`
-ask for one pid's tree, one user or one time range, which indexes answer without
+ask for a time range (one index on time; the tree is followed in memory) without
 decompressing days of segments; one transaction per batch keeps writes cheap; WAL lets
 those commands read while the agent writes; and it is in the standard library. Rows are
 written by one thread off the event loop, a batch per transaction; past the byte or age
@@ -44,8 +44,6 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_time ON events(time);
-CREATE INDEX IF NOT EXISTS events_pid ON events(pid);
-CREATE INDEX IF NOT EXISTS events_user ON events(user);
 """
 
 
@@ -133,11 +131,11 @@ class Recorder:
             first = self.queue.get()
             if first is None:
                 break
+            time.sleep(BATCH_WAIT)  # let a batch gather: one wake-up and one commit for it
             batch = [first]
-            deadline = time.monotonic() + BATCH_WAIT
             while len(batch) < BATCH_MAX:
                 try:
-                    item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self.queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
