@@ -17,6 +17,8 @@ from sentinel.core.events import Event, FileAccess, FileChange, NetConn, ProcExe
 from sentinel.core.model import Finding
 from sentinel.evidence import drillmark
 from sentinel.evidence.recorder import Recorder, Row, cap_argv, db_path
+from sentinel.ops import metrics
+from sentinel.sinks.jsonl import JsonlSink
 
 if TYPE_CHECKING:
     from sentinel.core.context import Context
@@ -91,18 +93,25 @@ class Hub:
             previous.close()
         self.tree: dict[int, int] = previous.tree if previous else {}
         self.rings: OrderedDict[int, deque[Row]] = previous.rings if previous else OrderedDict()
-        self.logs = [s for s in sinks if hasattr(s, "chain")]
-        carriers = [s for s in sinks if not hasattr(s, "chain")]
+        self.logs = [s for s in sinks if isinstance(s, JsonlSink)]
+        carriers = [s for s in sinks if not isinstance(s, JsonlSink)]
         for sink in self.logs:
-            sink.chain.listeners[:] = [c.checkpoint for c in carriers]  # type: ignore[attr-defined]
+            sink.chain.listeners[:] = [c.checkpoint for c in carriers]
         self.drills = drillmark.Registry(ctx.config.agent.state_dir)
 
     def handle(self, event: Event) -> None:
-        """Record one event (cheap: a row built and queued, a ring appended)."""
+        """Record one event (cheap: a row built and queued, a ring appended); never raises."""
+        try:
+            self._handle(event)
+        except Exception:
+            log.exception("evidence failed on %s", type(event).__name__)
+            metrics.errors.labels("evidence").inc()
+
+    def _handle(self, event: Event) -> None:
         if isinstance(event, Tick):
             now = time.monotonic()
             for sink in self.logs:
-                sink.tick(now)  # type: ignore[attr-defined]
+                sink.tick(now)
             return
         row = row_of(event)
         if row is None:

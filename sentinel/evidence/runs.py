@@ -194,12 +194,7 @@ def make_statement(
                 for r in real[:MAX_LISTED]
             ],
         },
-        "log": {
-            "path": cfg.alert_log,
-            "at_start": doc.get("log"),
-            "at_end": log_head(cfg),
-            "checkpoint": covering_checkpoint(cfg),
-        },
+        "log": _log_facts(cfg, doc.get("log")),
         "left_behind": left_behind(cfg, started, ended, findings),
     }
     return {
@@ -209,6 +204,24 @@ def make_statement(
         ],
         "predicateType": PREDICATE_TYPE,
         "predicate": predicate,
+    }
+
+
+def _log_facts(cfg: Config, at_start: dict[str, Any] | None) -> dict[str, Any]:
+    """Where the log stood at start and end, and the newest checkpoint with whether it
+    covers the end of the run (if not yet, the chain links the run to the next one)."""
+    at_end = log_head(cfg)
+    checkpoint = covering_checkpoint(cfg)
+    end_seq = (at_end or {}).get("seq")
+    covers = (
+        checkpoint is not None and isinstance(end_seq, int) and checkpoint.get("seq", -1) >= end_seq
+    )
+    return {
+        "path": cfg.alert_log,
+        "at_start": at_start,
+        "at_end": at_end,
+        "checkpoint": checkpoint,
+        "checkpoint_covers_run": covers,
     }
 
 

@@ -34,13 +34,13 @@ class JsonlSink(Sink):
 
     async def start(self) -> None:
         self.chain.key = keys.load_or_create(self.ctx.config.agent.state_dir)
-        self.chain.recover(self.path)
         self._open()
 
     def _open(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         os.fchmod(self.fd, 0o600)
+        self.chain.recover(self.path)  # a restart, a reload or a rotation continues the chain
 
     def submit(self, finding: Finding) -> None:
         self._write(finding.to_record())

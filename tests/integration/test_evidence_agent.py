@@ -245,6 +245,11 @@ def test_drill_passes_against_the_agent_and_leaves_nothing(
     marked = [r for r in agent.records() if r["id"] in ids]
     assert marked and all(r["evidence"]["drill"] and "[DRILL]" in r["summary"] for r in marked)
     assert all(r["evidence"]["recent"] for r in marked if r["process"])
+    miner = by_name["miner-stratum"]["finding_id"]
+    tl = cli(agent, "timeline", "--incident", miner, "--json")
+    entries = json.loads(tl.stdout)
+    assert any(e["kind"] == "finding" and e["id"] == miner for e in entries)
+    assert any(e["kind"] == "exec" and "xmrig" in " ".join(e["argv"]) for e in entries)
     # restored: files as they were, no unit left, no process, no registry
     assert {p: p.read_bytes() for p in watched} == watched
     assert set(os.listdir(agent.etc / "systemd" / "system")) == units
