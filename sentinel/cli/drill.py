@@ -65,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
     except drill.Skip as exc:
         print(f"sentinel drill: {exc}", file=sys.stderr)
         return EX_ERROR
+    except KeyboardInterrupt:
+        print(
+            "sentinel drill: interrupted; its processes ended, its files restored", file=sys.stderr
+        )
+        return EX_FINDINGS
     if args.json:
         print(json.dumps([r.to_record() for r in rows], indent=2))
     else:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sentinel.evidence")
 
 RECENT = 20  # recorder events of a finding's process tree carried in its evidence
+RECENT_ARGV_CHARS = 512  # argv kept per event there: 20 of them stay well inside a record
 MAX_TREES = 4096
 MAX_PIDS = 65536
 FILES_TREE = -1  # the ring of file changes, which carry no pid
@@ -78,6 +79,20 @@ def row_of(event: Event) -> Row | None:
         pid = event.pids[0] if event.pids else None
         return Row(event.time, "access", pid, None, None, {"path": event.path, "how": event.kind})
     return None
+
+
+def compact(row: Row) -> dict[str, Any]:
+    """A row for `evidence.recent`, its argv cut shorter than the recorder keeps it."""
+    rec = row.to_record()
+    if "argv" in rec:
+        out, left = [], RECENT_ARGV_CHARS
+        for arg in rec["argv"]:
+            if left <= 0:
+                break
+            out.append(arg[:left])
+            left -= len(arg)
+        rec["argv"] = out
+    return rec
 
 
 class Hub:
@@ -157,7 +172,7 @@ class Hub:
             tree = FILES_TREE
         else:
             return []
-        return [r.to_record() for r in self.rings.get(tree, ())]
+        return [compact(r) for r in self.rings.get(tree, ())]
 
     def annotate(self, finding: Finding) -> None:
         """Add `evidence.recent` and the drill mark before sinks see the finding."""

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from agent_harness import AgentRun
 from receiver import Receiver
@@ -279,5 +280,37 @@ def test_drill_fails_when_the_detector_is_disabled(tmp_path: Path) -> None:
         assert res.returncode == 1, res.stdout + res.stderr
         assert "cron-persistence" in res.stdout and "MISSED" in res.stdout
         assert "canary.read" in res.stdout
+        interrupted_drill_restores_everything(run)
     finally:
         assert run.stop() == 0
+
+
+def interrupted_drill_restores_everything(run: AgentRun) -> None:
+    """Ctrl-C while a scenario waits: its processes end and the file it changed is restored."""
+    rc = run.home / ".bashrc"
+    before = rc.read_bytes()
+    cfg = run.root / "sentinel.toml"
+    argv = [sys.executable, "-m", "sentinel.cli", "drill", "-c", str(cfg), "--with-load"]
+    drill = subprocess.Popen(
+        [*argv, "--only", "shell-rc-persistence", "--timeout", "30"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while rc.read_bytes() == before:
+            assert time.monotonic() < deadline, "the drill never changed .bashrc"
+            time.sleep(0.05)
+        started = [p.pid for p in psutil.Process(drill.pid).children(recursive=True)]
+        assert started, "the load processes are not running"
+        drill.send_signal(signal.SIGINT)
+        assert drill.wait(20) == 1  # an interrupted drill proves nothing
+    finally:
+        if drill.poll() is None:
+            drill.kill()
+            drill.wait(5)
+    assert rc.read_bytes() == before
+    assert not [
+        p for p in started if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+    ]
+    assert not (run.state / "drill.json").exists()
