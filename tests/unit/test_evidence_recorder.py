@@ -88,3 +88,16 @@ def test_finding_carries_recent_events_of_its_tree_and_drill_mark(tmp_path: Path
     h = Finding("t.r", Category.MINER, Severity.HIGH, "miner", "t", child)
     hub.annotate(h)
     assert "drill" not in h.evidence
+
+
+def test_acks_keep_the_newest_ids(tmp_path: Path) -> None:
+    from sentinel.sinks._http import acks
+
+    path = acks.path_for(str(tmp_path), "hook/1")
+    path.parent.mkdir()
+    book = acks.Acks(path)
+    for i in range(acks.KEEP + 5):
+        book.add(f"id{i}")
+    seen = acks.read(path)
+    assert len(seen) == acks.KEEP and "id0" not in seen and f"id{acks.KEEP + 4}" in seen
+    assert path.name == "hook_1.acked" and path.stat().st_mode & 0o777 == 0o600
