@@ -1,9 +1,10 @@
 """What the engine hands to evidence: every event to the recorder, every finding its context.
 
 One `Hub` per engine build. `handle` turns events into recorder rows and keeps the last
-RECENT rows of each process tree in memory; `annotate` adds them to a finding's evidence
-(`evidence.recent`) and marks drill findings; `tick` lets the alert log write a checkpoint
-that is due and passes checkpoints on to sinks that carry them off the box.
+RECENT rows of each pid, and who exec'd whom, in memory; `annotate` adds the last RECENT
+rows of a finding's process tree to its evidence (`evidence.recent`) and marks drill
+findings; on each Tick the alert log writes a checkpoint that is due, which is passed on
+to the sinks that carry checkpoints off the box.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ log = logging.getLogger("sentinel.evidence")
 
 RECENT = 20  # recorder events of a finding's process tree carried in its evidence
 RECENT_ARGV_CHARS = 512  # argv kept per event there: 20 of them stay well inside a record
-MAX_TREES = 4096
-MAX_PIDS = 65536
-FILES_TREE = -1  # the ring of file changes, which carry no pid
+MAX_PIDS = 16384  # pids with a ring, and parents with children, kept in memory
+MAX_CHILDREN = 1024  # children remembered per parent (a fork storm keeps the newest)
+MAX_SUBTREE = 256  # pids gathered for one finding
+FILES = -1  # the ring of file changes, which carry no pid
 ROOTS = frozenset({0, 1, 2})  # init and kthreadd: a tree starts below them
 
 
@@ -106,8 +108,10 @@ class Hub:
             if ev.recorder and previous.recorder is not None and previous.recorder.path == self.db:
                 self.recorder, previous.recorder = previous.recorder, None
             previous.close()
-        self.tree: dict[int, int] = previous.tree if previous else {}
+        # per pid, the last RECENT rows (FILES: file changes, which carry no pid)
         self.rings: OrderedDict[int, deque[Row]] = previous.rings if previous else OrderedDict()
+        # parent pid -> its children seen exec'ing (an ordered set), newest parents last
+        self.children: dict[int, dict[int, None]] = previous.children if previous else {}
         self.logs = [s for s in sinks if isinstance(s, JsonlSink)]
         carriers = [s for s in sinks if not isinstance(s, JsonlSink)]
         for sink in self.logs:
@@ -128,56 +132,67 @@ class Hub:
             for sink in self.logs:
                 sink.tick(now)
             return
+        if not self.wanted:
+            return  # recorder off: no store and no rings (findings carry no `recent`)
         row = row_of(event)
         if row is None:
             return
-        if self.wanted:
-            if self.recorder is None:  # opened on first use: building an engine writes nothing
-                ev = self.ctx.config.evidence
-                self.recorder = Recorder(self.db, ev.recorder_max_bytes, ev.recorder_max_days)
-            self.recorder.put(row)
+        if self.recorder is None:  # opened on first use: building an engine writes nothing
+            ev = self.ctx.config.evidence
+            self.recorder = Recorder(self.db, ev.recorder_max_bytes, ev.recorder_max_days)
+        self.recorder.put(row)
         self._ring(row)
 
-    def _tree_of(self, pid: int | None, ppid: int | None) -> int:
-        if pid is None:
-            return FILES_TREE
-        tree = self.tree.get(pid)
-        if tree is None or ppid is not None:
-            tree = pid if ppid is None or ppid in ROOTS else self.tree.get(ppid, ppid)
-            if len(self.tree) >= MAX_PIDS:
-                self.tree.pop(next(iter(self.tree)))
-            self.tree[pid] = tree
-        return tree
-
     def _ring(self, row: Row) -> None:
-        tree = self._tree_of(row.pid, row.ppid if row.kind == "exec" else None)
-        ring = self.rings.get(tree)
+        key = FILES if row.pid is None else row.pid
+        if row.kind == "exec" and row.pid is not None and row.ppid is not None:
+            kids = self.children.pop(row.ppid, None) or {}
+            kids[row.pid] = None
+            if len(kids) > MAX_CHILDREN:
+                kids.pop(next(iter(kids)))
+            self.children[row.ppid] = kids  # re-inserted: the newest parent is last
+            if len(self.children) > MAX_PIDS:
+                self.children.pop(next(iter(self.children)))
+        ring = self.rings.get(key)
         if ring is None:
-            ring = self.rings[tree] = deque(maxlen=RECENT)
-            if len(self.rings) > MAX_TREES:
+            ring = self.rings[key] = deque(maxlen=RECENT)
+            if len(self.rings) > MAX_PIDS:
                 self.rings.popitem(last=False)
         else:
-            self.rings.move_to_end(tree)
+            self.rings.move_to_end(key)
         ring.append(row)
 
+    def _subtree(self, root: int) -> list[int]:
+        """root and its descendants seen exec'ing, breadth first, at most MAX_SUBTREE."""
+        out, todo = [root], [root]
+        while todo and len(out) < MAX_SUBTREE:
+            for kid in self.children.get(todo.pop(0), ()):
+                if kid not in out:
+                    out.append(kid)
+                    todo.append(kid)
+        return out[:MAX_SUBTREE]
+
     def recent(self, finding: Finding) -> list[dict[str, Any]]:
-        """The last RECENT recorded events of the finding's process tree."""
+        """The last RECENT recorded events of the finding's process tree: its parent's
+        subtree (the process, its siblings, say the download before it, and descendants),
+        or of recent file changes for a finding about a file."""
         if finding.process is not None:
             p = finding.process
-            tree = self.tree.get(p.pid)
-            if tree is None:
-                known = [a.pid for a in p.ancestors if a.pid not in ROOTS]
-                tree = known[-1] if known else p.pid
+            root = p.pid if p.ppid in ROOTS else p.ppid
+            pids = {*self._subtree(root), p.pid}
+            rows = [r for pid in pids for r in self.rings.get(pid, ())]
         elif finding.file is not None:
-            tree = FILES_TREE
+            rows = list(self.rings.get(FILES, ()))
         else:
             return []
-        return [compact(r) for r in self.rings.get(tree, ())]
+        rows.sort(key=lambda r: r.time)
+        return [compact(r) for r in rows[-RECENT:]]
 
     def annotate(self, finding: Finding) -> None:
         """Add `evidence.recent` and the drill mark before sinks see the finding."""
         try:
-            finding.evidence.setdefault("recent", self.recent(finding))
+            if self.wanted:
+                finding.evidence.setdefault("recent", self.recent(finding))
             if self.drills.matches(finding):
                 finding.evidence["drill"] = True
                 if not finding.summary.startswith(drillmark.TAG):

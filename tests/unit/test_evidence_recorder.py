@@ -69,6 +69,7 @@ def test_finding_carries_recent_events_of_its_tree_and_drill_mark(tmp_path: Path
     recent = f.evidence["recent"]
     assert len(recent) == RECENT and recent[-1] == {**recent[-1], "kind": "exit", "pid": 629}
     assert all(r["pid"] != 900 for r in recent)
+    assert {r["pid"] for r in recent} > {629, 628}  # siblings under the same shell too
     assert "drill" not in f.evidence
     hub.close()
     assert (
