@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sentinel.cli.codes import EX_OK
+from sentinel.cli.codes import EX_ERROR, EX_OK
 from sentinel.core import config
 
 
@@ -17,8 +17,16 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from sentinel.evidence import keys
 
     cfg = config.load(args.config)
-    print(keys.public_pem(keys.load_or_create(cfg.agent.state_dir)), end="")
+    try:
+        key = keys.load_or_create(cfg.agent.state_dir)
+    except (keys.KeyFileError, OSError) as exc:
+        where = getattr(exc, "filename", None) or keys.key_path(cfg.agent.state_dir)
+        print(f"sentinel: {where}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return EX_ERROR
+    print(keys.public_pem(key), end="")
     return EX_OK

@@ -23,6 +23,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import os
     import sys
     import time
 
@@ -47,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
         pid = int(rec["process"]["pid"])
         since = min(since, timeline.record_time(rec) - span)
     db = recorder.db_path(cfg.agent.state_dir)
+    if not os.path.exists(db):
+        print(f"sentinel: no recorder store at {db} (is [evidence] recorder on?)", file=sys.stderr)
+        return EX_ERROR
     entries = timeline.build(db, cfg.alert_log, since, pid=pid, user=args.user, until=until)
     if args.json:
         print(json.dumps([e.to_record() for e in entries], indent=2, default=str))
