@@ -56,10 +56,10 @@ class JsonlSink(Sink):
             listener(record)
 
     def _write(self, record: dict[str, Any], counted: bool = True) -> None:
-        data = self.chain.line(record)
         try:
             if self.fd < 0:
                 self._open()
+            data = self.chain.line(record)  # after an open, which may recover the chain
             if self.max_bytes and os.fstat(self.fd).st_size + len(data) > self.max_bytes:
                 self._rotate()
             os.write(self.fd, data)

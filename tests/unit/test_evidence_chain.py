@@ -158,3 +158,12 @@ def test_unknown_disabled_detector_names_file_and_line(tmp_path: Path) -> None:
     else:
         raise AssertionError("accepted an unknown detector")
     assert config.parse('[detectors]\ndisable = ["network"]\n').detectors.disable == ["network"]
+
+
+def test_a_sink_that_reopens_the_log_continues_the_chain(tmp_path: Path) -> None:
+    log, cfgfile = _write_log(tmp_path, 3)
+    sink = JsonlSink(SinkConfig(type="jsonl"), Context(config.load(cfgfile), intel.load()))
+    sink.submit(Finding("t.late", Category.MINER, Severity.HIGH, "before start", "t"))
+    asyncio.run(sink.close())
+    assert [json.loads(x)["seq"] for x in _lines(log)] == [0, 1, 2, 3]
+    assert _verify(cfgfile) == 0
