@@ -167,3 +167,21 @@ def test_a_sink_that_reopens_the_log_continues_the_chain(tmp_path: Path) -> None
     asyncio.run(sink.close())
     assert [json.loads(x)["seq"] for x in _lines(log)] == [0, 1, 2, 3]
     assert _verify(cfgfile) == 0
+
+
+def test_checkpoints_ride_on_webhook_and_alertmanager(tmp_path: Path) -> None:
+    from sinkkit import build, cfg_for, table
+
+    from sentinel.sinks._http.delivery import Outbound
+
+    c = chain.Chain(Ed25519PrivateKey.generate(), 1, 0)
+    c.advance(c.line({"rule": "t"}))
+    cp = c.checkpoint()
+    hook = build(cfg_for(tmp_path, table("webhook", "http://127.0.0.1:9/h", "hook")))
+    hook.checkpoint(cp)
+    assert [json.loads(hook.body(m)) for m in hook.pending] == [cp]
+    am = build(cfg_for(tmp_path, table("alertmanager", "http://127.0.0.1:9", "am")))
+    am.checkpoint(cp)
+    record = Finding("t.r", Category.MINER, Severity.HIGH, "m", "t").to_record()
+    (alert,) = json.loads(am.body(Outbound("firing", record, "host")))
+    assert json.loads(alert["annotations"]["log_checkpoint"]) == cp
