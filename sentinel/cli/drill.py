@@ -38,12 +38,13 @@ def run(args: argparse.Namespace) -> int:
     import os
     import sys
 
-    from sentinel.evidence import drill
+    from sentinel.evidence import drill, scenarios
 
     cfg = config.load(args.config)
-    known = [s.name for s in drill.scenarios(cfg)]
+    every = scenarios.scenarios(cfg)
+    known = [s.name for s in every]
     if args.list:
-        for sc in drill.scenarios(cfg):
+        for sc in every:
             print(f"{sc.name:32} {sc.control}")
         return EX_OK
     unknown = [n for n in args.only if n not in known]
@@ -61,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return EX_ERROR
     try:
-        rows = drill.run(cfg, args.only, args.timeout, args.with_load)
+        chosen = [s for s in every if not args.only or s.name in args.only]
+        rows = drill.run(cfg, chosen, args.timeout, args.with_load)
     except drill.Skip as exc:
         print(f"sentinel drill: {exc}", file=sys.stderr)
         return EX_ERROR
