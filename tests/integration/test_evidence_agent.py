@@ -232,9 +232,9 @@ def test_drill_passes_against_the_agent_and_leaves_nothing(
     watched = {p: p.read_bytes() for p in agent.persistence_paths() if p.is_file()}
     units = set(os.listdir(agent.etc / "systemd" / "system"))
     report = tmp_path / "drill.md"
-    res = cli(agent, "drill", "--json", "--report", str(report), timeout=240)
+    res = cli(agent, "drill", "--json", "--report", str(report), "--timeout", "25", timeout=400)
     rows = json.loads(res.stdout)
-    assert res.returncode == 0, rows
+    assert res.returncode == 0, [r for r in rows if r["status"] != "caught"]
     assert {r["status"] for r in rows} == {"caught"} and len(rows) == 15
     by_name = {r["scenario"]: r for r in rows}
     assert by_name["reverse-shell-dev-tcp"]["caught_by"] == "tunnel.reverse_shell"
