@@ -241,6 +241,21 @@ class RulesConfig:
 
 
 @dataclass
+class EvidenceConfig:
+    checkpoint_every: int = 1000  # records between signed log checkpoints; 0: by time only
+    checkpoint_seconds: float = 300.0  # at most this long between checkpoints; 0: by count only
+    recorder: bool = True  # the flight recorder (state_dir/recorder.db)
+    recorder_max_bytes: int = 1024**3
+    recorder_max_days: float = 7.0
+    run_dir: str = ""  # default: <state_dir>/runs
+
+
+@dataclass
+class DetectorsConfig:
+    disable: list[str] = field(default_factory=list)  # detector names, e.g. ["network"]
+
+
+@dataclass
 class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -257,6 +272,8 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     response: ResponseConfig = field(default_factory=ResponseConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    detectors: DetectorsConfig = field(default_factory=DetectorsConfig)
     source: str = "<defaults>"
 
     @property
@@ -376,6 +393,7 @@ def _validate(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: agent.max_open_files: must be >= 64", "agent.max_open_files")
     if cfg.agent.interval <= 0:
         raise ConfigError(f"{source}: agent.interval: must be > 0", "agent.interval")
+    _validate_evidence(cfg, source)
     seen: set[str] = set()
     for i, sink in enumerate(cfg.sinks):
         if not sink.type:
@@ -406,6 +424,29 @@ def _validate_response(r: ResponseConfig, source: str) -> None:
             fail(f"rules[{i}].actions", f"unknown {unknown} (known: {', '.join(RESPONSE_ACTIONS)})")
     if r.on_contain_timeout <= 0:
         fail("on_contain_timeout", "must be > 0")
+
+
+def _validate_evidence(cfg: Config, source: str) -> None:
+    ev = cfg.evidence
+    for key in (
+        "checkpoint_every",
+        "checkpoint_seconds",
+        "recorder_max_bytes",
+        "recorder_max_days",
+    ):
+        if getattr(ev, key) < 0:
+            raise ConfigError(f"{source}: evidence.{key}: must be >= 0", f"evidence.{key}")
+    if cfg.detectors.disable:
+        from sentinel import detectors
+
+        known = detectors.load_all()
+        for name in cfg.detectors.disable:
+            if name not in known:
+                raise ConfigError(
+                    f"{source}: detectors.disable: unknown detector {name!r} "
+                    f"(known: {', '.join(sorted(known))})",
+                    "detectors.disable",
+                )
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -22,6 +22,7 @@ from sentinel.core.model import Finding, Resolved, same_start
 from sentinel.engine import health
 from sentinel.engine.incidents import Incidents
 from sentinel.engine.state import RestartState, send_heartbeat
+from sentinel.evidence.hub import Hub
 from sentinel.ops import http as httpserver
 from sentinel.ops import loopwatch, metrics
 from sentinel.ops import sd_notify as systemd_notify
@@ -74,7 +75,8 @@ class Engine:
             _ = ctx.catalogue
         except (intel.IntelError, RulesError, CatalogueError) as exc:
             raise config.ConfigError(str(exc)) from None
-        dets = [cls(ctx) for cls in detectors.load_all().values()]
+        off = set(cfg.detectors.disable)
+        dets = [cls(ctx) for name, cls in detectors.load_all().items() if name not in off]
         routes: dict[type[Event], list[detectors.Detector]] = defaultdict(list)
         for det in dets:
             for etype in det.events:
@@ -98,6 +100,7 @@ class Engine:
         self.cfg, self.ctx, self.detectors, self.routes = cfg, ctx, dets, routes
         self.incidents.cfg = cfg.engine
         self.sinks, self.collectors = new_sinks, cols
+        self.evidence = Hub(ctx, new_sinks, getattr(self, "evidence", None))
 
     # event intake (any thread)
     def emit(self, event: Event) -> bool:
@@ -245,6 +248,7 @@ class Engine:
                 metrics.errors.labels("engine").inc()
 
     def _handle(self, event: Event) -> None:
+        self.evidence.handle(event)
         if isinstance(event, CollectorState):
             self._collector_state(event)
         elif isinstance(event, ProcExit):
@@ -358,6 +362,7 @@ class Engine:
             finding.host = self.cfg.agent.hostname
         self.incidents.sent(finding)
         metrics.findings.labels(str(finding.category), str(finding.severity)).inc()
+        self.evidence.annotate(finding)
         self._fan_out(finding, lambda s, f: s.submit(f))
         self.responder.consider(finding)
         return True
@@ -389,3 +394,4 @@ class Engine:
                 await sink.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.responder.close()
+        self.evidence.close()

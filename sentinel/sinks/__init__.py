@@ -49,5 +49,8 @@ class Sink:
     def resolve(self, finding: Finding) -> None:
         """The condition behind an earlier finding has ended (default: nothing to do)."""
 
+    def checkpoint(self, record: dict[str, Any]) -> None:
+        """A signed alert-log checkpoint to carry off the box (default: not carried)."""
+
     async def close(self) -> None:
         """Flush what can be flushed quickly; spool the rest."""

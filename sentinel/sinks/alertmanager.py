@@ -63,6 +63,7 @@ class AlertmanagerSink(HttpSink):
             )
         self.firing: dict[tuple[str, str], Firing] = {}
         self.resender: asyncio.Task[None] | None = None
+        self.last_checkpoint = ""
 
     def endpoint(self) -> str:
         url = self.cfg.url.rstrip("/")
@@ -124,6 +125,10 @@ class AlertmanagerSink(HttpSink):
             self.resender = None
         await super().close()
 
+    def checkpoint(self, record: dict[str, Any]) -> None:
+        """The newest signed log checkpoint rides on every alert as an annotation."""
+        self.last_checkpoint = to_json(record).decode()
+
     def body(self, msg: Outbound) -> bytes:
         """Rendered per attempt: a firing alert's `endsAt` is always ahead of now."""
         record = msg.record
@@ -131,7 +136,7 @@ class AlertmanagerSink(HttpSink):
             ends = float(msg.extra.get("ends_at", time.time()))
         else:
             ends = time.time() + LEASE_INTERVALS * self.cfg.resend_interval
-        alert = {
+        alert: dict[str, Any] = {
             "labels": labels(record, msg.subject),
             "annotations": {
                 "summary": cut(str(record.get("summary", "")), 1000),
@@ -141,4 +146,6 @@ class AlertmanagerSink(HttpSink):
             "startsAt": record.get("time") or rfc3339(msg.created),
             "endsAt": rfc3339(ends),
         }
+        if self.last_checkpoint:
+            alert["annotations"]["log_checkpoint"] = self.last_checkpoint
         return to_json([alert])

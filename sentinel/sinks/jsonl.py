@@ -1,13 +1,20 @@
-"""The alert log: one JSON record per line, fsync'd, rotated by size, mode 0600."""
+"""The alert log: one JSON record per line, fsync'd, rotated by size, mode 0600.
+
+Every line is hash-chained (`seq`, `prev`) and signed checkpoints are written among
+them (sentinel/evidence/chain.py); `sentinel verify-log` checks both.
+"""
 
 from __future__ import annotations
 
-import json
 import os
+import time
+from typing import Any
 
 from sentinel.core.config import SinkConfig
 from sentinel.core.context import Context
 from sentinel.core.model import Finding
+from sentinel.evidence import keys
+from sentinel.evidence.chain import Chain
 from sentinel.ops import metrics
 from sentinel.sinks import Sink, register
 
@@ -22,21 +29,37 @@ class JsonlSink(Sink):
         self.max_bytes = ctx.config.log.max_bytes
         self.backups = ctx.config.log.backups
         self.fd = -1
+        ev = ctx.config.evidence
+        self.chain = Chain(None, ev.checkpoint_every, ev.checkpoint_seconds)
 
     async def start(self) -> None:
+        self.chain.key = keys.load_or_create(self.ctx.config.agent.state_dir)
         self._open()
 
     def _open(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         os.fchmod(self.fd, 0o600)
+        self.chain.recover(self.path)  # a restart, a reload or a rotation continues the chain
 
     def submit(self, finding: Finding) -> None:
-        # ASCII escapes keep a record with non-UTF-8 argv bytes (lone surrogates) parseable
-        data = (json.dumps(self.record(finding), default=str) + "\n").encode("ascii")
+        self._write(self.record(finding))
+        self.tick(time.monotonic())
+
+    def tick(self, now: float) -> None:
+        """Write a signed checkpoint when one is due and hand it to the listeners."""
+        if not self.chain.due(now):
+            return
+        record = self.chain.checkpoint()
+        self._write(record, counted=False)
+        for listener in self.chain.listeners:
+            listener(record)
+
+    def _write(self, record: dict[str, Any], counted: bool = True) -> None:
         try:
             if self.fd < 0:
                 self._open()
+            data = self.chain.line(record)  # after an open, which may recover the chain
             if self.max_bytes and os.fstat(self.fd).st_size + len(data) > self.max_bytes:
                 self._rotate()
             os.write(self.fd, data)
@@ -44,6 +67,7 @@ class JsonlSink(Sink):
         except OSError:
             metrics.errors.labels("sink.jsonl").inc()
             raise
+        self.chain.advance(data, counted)
 
     def _rotate(self) -> None:
         os.close(self.fd)

@@ -168,7 +168,7 @@ min_age = {self.min_age}
         raise AssertionError("agent has no VmRSS")
 
     def records(self) -> list[Record]:
-        """Every record in the log so far; only lines added since the last call are parsed."""
+        """Every finding in the log so far (checkpoints skipped); only new lines are parsed."""
         try:
             with self.log.open("rb") as f:
                 f.seek(self._offset)
@@ -177,7 +177,8 @@ min_age = {self.min_age}
             return self._records
         complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits
         self._offset += len(complete)
-        self._records.extend(json.loads(line) for line in complete.splitlines())
+        lines = (json.loads(line) for line in complete.splitlines())
+        self._records.extend(r for r in lines if r.get("type") != "checkpoint")
         return self._records
 
     def wait_for(self, pred: Callable[[Record], bool], timeout: float = 10.0) -> Record:

@@ -34,6 +34,8 @@ def normalised(records: list[dict]) -> list[str]:
 def test_golden_replay(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     cfg = config.parse(
         f"[agent]\nstate_dir = '{tmp_path}'\n[log]\nstdout = false\n[metrics]\nenabled = false\n"
+        # the rules' findings alone: the recorder's evidence.recent is tested on its own
+        "[evidence]\nrecorder = false\n"
     )
     events = [replay.decode(json.loads(line)) for line in EVENTS.read_text().splitlines()]
     got = normalised([f.to_record() for f in replay.replay(cfg, events)])

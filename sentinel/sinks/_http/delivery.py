@@ -41,6 +41,8 @@ from sentinel.core.context import Context
 from sentinel.core.model import Finding, Severity
 from sentinel.ops import metrics
 from sentinel.sinks import Sink
+from sentinel.sinks._http.acks import Acks
+from sentinel.sinks._http.acks import path_for as acks_path
 
 log = logging.getLogger("sentinel.sinks")
 
@@ -422,6 +424,7 @@ class HttpSink(Sink):
         self.spool = Spool(Path(ctx.config.agent.state_dir) / "spool" / safe, self.name, cfg)
         self.pending = Pending()
         self.floods: dict[tuple[str, str], Flood] = {}
+        self.acks = Acks(acks_path(ctx.config.agent.state_dir, self.name))
         self.wake = asyncio.Event()
         self.idle = asyncio.Event()
         self.session: aiohttp.ClientSession | None = None
@@ -607,6 +610,8 @@ class HttpSink(Sink):
         fid = msg.record.get("id", "")
         if answer.ok:
             self.spool.remove(msg.key)
+            if msg.kind == "firing" and fid:
+                self.acks.add(str(fid))
             metrics.deliveries.labels(self.name).inc()
             metrics.delivery_latency.labels(self.name).observe(max(0.0, time.time() - msg.created))
             if self.streak:

@@ -1,0 +1,206 @@
+"""What the engine hands to evidence: every event to the recorder, every finding its context.
+
+One `Hub` per engine build. `handle` turns events into recorder rows and keeps the last
+RECENT rows of each pid, and who exec'd whom, in memory; `annotate` adds the last RECENT
+rows of a finding's process tree to its evidence (`evidence.recent`) and marks drill
+findings; on each Tick the alert log writes a checkpoint that is due, which is passed on
+to the sinks that carry checkpoints off the box.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict, deque
+from typing import TYPE_CHECKING, Any
+
+from sentinel.core.events import Event, FileAccess, FileChange, NetConn, ProcExec, ProcExit, Tick
+from sentinel.core.model import Finding
+from sentinel.evidence import drillmark
+from sentinel.evidence.recorder import Recorder, Row, cap_argv, db_path
+from sentinel.ops import metrics
+from sentinel.sinks.jsonl import JsonlSink
+
+if TYPE_CHECKING:
+    from sentinel.core.context import Context
+    from sentinel.sinks import Sink
+
+log = logging.getLogger("sentinel.evidence")
+
+RECENT = 20  # recorder events of a finding's process tree carried in its evidence
+RECENT_ARGV_CHARS = 512  # argv kept per event there: 20 of them stay well inside a record
+MAX_PIDS = 16384  # pids with a ring, and parents with children, kept in memory
+MAX_CHILDREN = 1024  # children remembered per parent (a fork storm keeps the newest)
+MAX_SUBTREE = 256  # pids gathered for one finding
+FILES = -1  # the ring of file changes, which carry no pid
+ROOTS = frozenset({0, 1, 2})  # init and kthreadd: a tree starts below them
+
+
+def row_of(event: Event) -> Row | None:
+    """The recorder row for an event, or None for events it does not keep."""
+    if isinstance(event, ProcExec):
+        p = event.proc
+        data = {
+            "exe": p.exe,
+            "name": p.name,
+            "argv": cap_argv(p.cmdline),
+            "cwd": p.cwd,
+            "start": p.start_time,
+            "source": event.source,
+        }
+        return Row(event.time, "exec", p.pid, p.ppid, p.user, data)
+    if isinstance(event, ProcExit):
+        return Row(event.time, "exit", event.pid, None, None, {"start": event.start_time})
+    if isinstance(event, NetConn):
+        c, p = event.conn, event.proc
+        kind = "listen" if event.state.upper() == "LISTEN" else "connect"
+        data = {
+            "laddr": c.laddr,
+            "raddr": c.raddr,
+            "rport": c.rport,
+            "proto": c.proto,
+            "domain": c.domain,
+            "state": event.state,
+        }
+        if p is not None:
+            data["name"] = p.name
+        return Row(
+            event.time,
+            kind,
+            p.pid if p else None,
+            p.ppid if p else None,
+            p.user if p else None,
+            data,
+        )
+    if isinstance(event, FileChange):
+        data = {"path": event.path, "change": event.kind, "role": event.role}
+        if event.added:
+            data["added"] = [line[:512] for line in event.added[:20]]
+        return Row(event.time, "file", None, None, None, data)
+    if isinstance(event, FileAccess):
+        pid = event.pids[0] if event.pids else None
+        return Row(event.time, "access", pid, None, None, {"path": event.path, "how": event.kind})
+    return None
+
+
+def compact(row: Row) -> dict[str, Any]:
+    """A row for `evidence.recent`, its argv cut shorter than the recorder keeps it."""
+    rec = row.to_record()
+    if "argv" in rec:
+        out, left = [], RECENT_ARGV_CHARS
+        for arg in rec["argv"]:
+            if left <= 0:
+                break
+            out.append(arg[:left])
+            left -= len(arg)
+        rec["argv"] = out
+    return rec
+
+
+class Hub:
+    def __init__(self, ctx: Context, sinks: list[Sink], previous: Hub | None = None) -> None:
+        self.ctx = ctx
+        ev = ctx.config.evidence
+        self.db = db_path(ctx.config.agent.state_dir)
+        self.wanted = ev.recorder
+        self.recorder: Recorder | None = None
+        if previous is not None:
+            if ev.recorder and previous.recorder is not None and previous.recorder.path == self.db:
+                self.recorder, previous.recorder = previous.recorder, None
+            previous.close()
+        # per pid, the last RECENT rows (FILES: file changes, which carry no pid)
+        self.rings: OrderedDict[int, deque[Row]] = previous.rings if previous else OrderedDict()
+        # parent pid -> its children seen exec'ing (an ordered set), newest parents last
+        self.children: dict[int, dict[int, None]] = previous.children if previous else {}
+        self.logs = [s for s in sinks if isinstance(s, JsonlSink)]
+        carriers = [s for s in sinks if not isinstance(s, JsonlSink)]
+        for sink in self.logs:
+            sink.chain.listeners[:] = [c.checkpoint for c in carriers]
+        self.drills = drillmark.Registry(ctx.config.agent.state_dir)
+
+    def handle(self, event: Event) -> None:
+        """Record one event (cheap: a row built and queued, a ring appended); never raises."""
+        try:
+            self._handle(event)
+        except Exception:
+            log.exception("evidence failed on %s", type(event).__name__)
+            metrics.errors.labels("evidence").inc()
+
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, Tick):
+            now = time.monotonic()
+            for sink in self.logs:
+                sink.tick(now)
+            return
+        if not self.wanted:
+            return  # recorder off: no store and no rings (findings carry no `recent`)
+        row = row_of(event)
+        if row is None:
+            return
+        if self.recorder is None:  # opened on first use: building an engine writes nothing
+            ev = self.ctx.config.evidence
+            self.recorder = Recorder(self.db, ev.recorder_max_bytes, ev.recorder_max_days)
+        self.recorder.put(row)
+        self._ring(row)
+
+    def _ring(self, row: Row) -> None:
+        key = FILES if row.pid is None else row.pid
+        if row.kind == "exec" and row.pid is not None and row.ppid is not None:
+            kids = self.children.pop(row.ppid, None) or {}
+            kids[row.pid] = None
+            if len(kids) > MAX_CHILDREN:
+                kids.pop(next(iter(kids)))
+            self.children[row.ppid] = kids  # re-inserted: the newest parent is last
+            if len(self.children) > MAX_PIDS:
+                self.children.pop(next(iter(self.children)))
+        ring = self.rings.get(key)
+        if ring is None:
+            ring = self.rings[key] = deque(maxlen=RECENT)
+            if len(self.rings) > MAX_PIDS:
+                self.rings.popitem(last=False)
+        else:
+            self.rings.move_to_end(key)
+        ring.append(row)
+
+    def _subtree(self, root: int) -> list[int]:
+        """root and its descendants seen exec'ing, breadth first, at most MAX_SUBTREE."""
+        out, todo = [root], [root]
+        while todo and len(out) < MAX_SUBTREE:
+            for kid in self.children.get(todo.pop(0), ()):
+                if kid not in out:
+                    out.append(kid)
+                    todo.append(kid)
+        return out[:MAX_SUBTREE]
+
+    def recent(self, finding: Finding) -> list[dict[str, Any]]:
+        """The last RECENT recorded events of the finding's process tree: its parent's
+        subtree (the process, its siblings, say the download before it, and descendants),
+        or of recent file changes for a finding about a file."""
+        if finding.process is not None:
+            p = finding.process
+            root = p.pid if p.ppid in ROOTS else p.ppid
+            pids = {*self._subtree(root), p.pid}
+            rows = [r for pid in pids for r in self.rings.get(pid, ())]
+        elif finding.file is not None:
+            rows = list(self.rings.get(FILES, ()))
+        else:
+            return []
+        rows.sort(key=lambda r: r.time)
+        return [compact(r) for r in rows[-RECENT:]]
+
+    def annotate(self, finding: Finding) -> None:
+        """Add `evidence.recent` and the drill mark before sinks see the finding."""
+        try:
+            if self.wanted:
+                finding.evidence.setdefault("recent", self.recent(finding))
+            if self.drills.matches(finding):
+                finding.evidence["drill"] = True
+                if not finding.summary.startswith(drillmark.TAG):
+                    finding.summary = f"{drillmark.TAG} {finding.summary}"
+        except Exception:
+            log.exception("evidence annotation failed")
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None

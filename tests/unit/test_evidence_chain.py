@@ -1,0 +1,187 @@
+"""The alert log's hash chain and signed checkpoints, checked by `sentinel verify-log`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sentinel.cli import main
+from sentinel.core import config
+from sentinel.core.config import SinkConfig
+from sentinel.core.context import Context
+from sentinel.core.model import Category, Finding, Severity
+from sentinel.evidence import chain, keys
+from sentinel.rules import intel
+from sentinel.sinks.jsonl import JsonlSink
+
+
+def _write_log(tmp_path: Path, n: int, extra: str = "") -> tuple[Path, Path]:
+    cfgfile = tmp_path / "sentinel.toml"
+    cfgfile.write_text(f"[agent]\nstate_dir='{tmp_path}'\n{extra}")
+    cfg = config.load(cfgfile)
+    sink = JsonlSink(SinkConfig(type="jsonl"), Context(cfg, intel.load()))
+    asyncio.run(sink.start())
+    for i in range(n):
+        sink.submit(Finding(f"t.r{i}", Category.MINER, Severity.HIGH, f"finding {i}", "t"))
+    asyncio.run(sink.close())
+    return Path(cfg.alert_log), cfgfile
+
+
+def _verify(cfgfile: Path, *args: str) -> int:
+    return main(["verify-log", "-c", str(cfgfile), *args])
+
+
+def _lines(log: Path) -> list[bytes]:
+    return log.read_bytes().splitlines(keepends=True)
+
+
+def test_intact_log_across_rotations_verifies(tmp_path: Path, capsys) -> None:
+    log, cfgfile = _write_log(tmp_path, 30, "[log]\nmax_bytes = 1500\nbackups = 20\n")
+    files = chain.rotated(str(log))
+    assert len(files) > 3
+    first_of_newer = json.loads(Path(files[1]).read_bytes().splitlines()[0])
+    assert first_of_newer["prev"] == chain.line_hash(Path(files[0]).read_bytes().splitlines()[-1])
+    assert _verify(cfgfile) == 0
+    assert "OK: 30 lines" in capsys.readouterr().out
+
+
+def test_restart_continues_the_chain(tmp_path: Path) -> None:
+    log, cfgfile = _write_log(tmp_path, 3)
+    _write_log(tmp_path, 2)
+    seqs = [json.loads(x)["seq"] for x in _lines(log)]
+    assert seqs == [0, 1, 2, 3, 4]
+    assert _verify(cfgfile) == 0
+
+
+def _tampered(capsys, cfgfile: Path) -> str:
+    assert _verify(cfgfile) == 1
+    return capsys.readouterr().out
+
+
+def test_edited_line_is_named(tmp_path: Path, capsys) -> None:
+    log, cfgfile = _write_log(tmp_path, 8)
+    lines = _lines(log)
+    lines[4] = lines[4].replace(b"finding 4", b"finding X")
+    log.write_bytes(b"".join(lines))
+    assert f"{log}:5: edited" in _tampered(capsys, cfgfile)
+
+
+def test_removed_line_is_named(tmp_path: Path, capsys) -> None:
+    log, cfgfile = _write_log(tmp_path, 8)
+    lines = _lines(log)
+    del lines[3]
+    log.write_bytes(b"".join(lines))
+    assert f"{log}:4: seq 4 follows seq 2: records removed" in _tampered(capsys, cfgfile)
+
+
+def test_inserted_line_is_named(tmp_path: Path, capsys) -> None:
+    log, cfgfile = _write_log(tmp_path, 8)
+    lines = _lines(log)
+    forged = json.loads(lines[2])
+    forged["summary"] = "forged"
+    lines.insert(3, (json.dumps(forged) + "\n").encode())  # seq 2 again, its prev correct
+    log.write_bytes(b"".join(lines))
+    assert f"{log}:3: seq 2 appears twice: line inserted" in _tampered(capsys, cfgfile)
+    plain = _lines(log)
+    plain[3] = b'{"rule": "forged"}\n'
+    log.write_bytes(b"".join(plain))
+    assert f"{log}:4: no 'seq'" in _tampered(capsys, cfgfile)
+
+
+def test_reordered_lines_are_named(tmp_path: Path, capsys) -> None:
+    log, cfgfile = _write_log(tmp_path, 8)
+    lines = _lines(log)
+    lines[5], lines[6] = lines[6], lines[5]
+    log.write_bytes(b"".join(lines))
+    assert f"{log}:6: seq 6 follows seq 4" in _tampered(capsys, cfgfile)
+
+
+def test_truncated_line_is_named(tmp_path: Path, capsys) -> None:
+    log, cfgfile = _write_log(tmp_path, 8)
+    data = log.read_bytes()
+    log.write_bytes(data[:-20])
+    assert f"{log}:8: truncated" in _tampered(capsys, cfgfile)
+
+
+def test_removed_first_line_of_rotated_file_is_named(tmp_path: Path, capsys) -> None:
+    log, cfgfile = _write_log(tmp_path, 30, "[log]\nmax_bytes = 1500\nbackups = 20\n")
+    newer = Path(chain.rotated(str(log))[2])
+    newer.write_bytes(b"".join(_lines(newer)[1:]))
+    assert f"{newer}:1: seq" in _tampered(capsys, cfgfile)
+
+
+def test_checkpoint_verifies_with_the_public_key_and_not_another(tmp_path: Path, capsys) -> None:
+    log, cfgfile = _write_log(tmp_path, 7, "[evidence]\ncheckpoint_every = 3\n")
+    recs = [json.loads(x) for x in _lines(log)]
+    cps = [r for r in recs if r.get("type") == "checkpoint"]
+    assert len(cps) == 2 and cps[0]["covers"]["seq"] == 2
+    assert main(["log", "pubkey", "-c", str(cfgfile)]) == 0
+    pub = tmp_path / "pub.pem"
+    pub.write_text(capsys.readouterr().out)
+    assert _verify(cfgfile, "--pubkey", str(pub)) == 0
+    assert "2 checkpoints verified" in capsys.readouterr().out
+    other = tmp_path / "other.pem"
+    other.write_text(keys.public_pem(Ed25519PrivateKey.generate()))
+    out = _verify(cfgfile, "--pubkey", str(other))
+    assert out == 1
+    assert f"{log}:4: checkpoint signature does not verify" in capsys.readouterr().out
+
+
+def test_key_is_private_and_kept(tmp_path: Path) -> None:
+    a = keys.load_or_create(str(tmp_path))
+    b = keys.load_or_create(str(tmp_path))
+    assert keys.key_id(a) == keys.key_id(b)
+    assert (Path(keys.key_path(str(tmp_path))).stat().st_mode & 0o777) == 0o600
+
+
+def test_time_based_checkpoint_and_its_signature() -> None:
+    key = Ed25519PrivateKey.generate()
+    c = chain.Chain(key, 0, 10.0)
+    c.advance(c.line({"a": 1}))
+    assert not c.due(c.last_checkpoint + 5)
+    assert c.due(c.last_checkpoint + 11)
+    rec = c.checkpoint()
+    assert chain.check_signature(rec, key.public_key())
+    moved = {**rec, "covers": {**rec["covers"], "seq": 7}}
+    assert not chain.check_signature(moved, key.public_key())
+
+
+def test_unknown_disabled_detector_names_file_and_line(tmp_path: Path) -> None:
+    text = '[agent]\ninterval = 1.0\n[detectors]\ndisable = ["procss"]\n'
+    try:
+        config.parse(text, "x.toml")
+    except config.ConfigError as exc:
+        assert str(exc).startswith("x.toml:4: detectors.disable: unknown detector 'procss'")
+    else:
+        raise AssertionError("accepted an unknown detector")
+    assert config.parse('[detectors]\ndisable = ["network"]\n').detectors.disable == ["network"]
+
+
+def test_a_sink_that_reopens_the_log_continues_the_chain(tmp_path: Path) -> None:
+    log, cfgfile = _write_log(tmp_path, 3)
+    sink = JsonlSink(SinkConfig(type="jsonl"), Context(config.load(cfgfile), intel.load()))
+    sink.submit(Finding("t.late", Category.MINER, Severity.HIGH, "before start", "t"))
+    asyncio.run(sink.close())
+    assert [json.loads(x)["seq"] for x in _lines(log)] == [0, 1, 2, 3]
+    assert _verify(cfgfile) == 0
+
+
+def test_checkpoints_ride_on_webhook_and_alertmanager(tmp_path: Path) -> None:
+    from sinkkit import build, cfg_for, table
+
+    from sentinel.sinks._http.delivery import Outbound
+
+    c = chain.Chain(Ed25519PrivateKey.generate(), 1, 0)
+    c.advance(c.line({"rule": "t"}))
+    cp = c.checkpoint()
+    hook = build(cfg_for(tmp_path, table("webhook", "http://127.0.0.1:9/h", "hook")))
+    hook.checkpoint(cp)
+    assert [json.loads(hook.body(m)) for m in hook.pending] == [cp]
+    am = build(cfg_for(tmp_path, table("alertmanager", "http://127.0.0.1:9", "am")))
+    am.checkpoint(cp)
+    record = Finding("t.r", Category.MINER, Severity.HIGH, "m", "t").to_record()
+    (alert,) = json.loads(am.body(Outbound("firing", record, "host")))
+    assert json.loads(alert["annotations"]["log_checkpoint"]) == cp

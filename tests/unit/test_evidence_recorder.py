@@ -1,0 +1,104 @@
+"""The flight recorder: batched writes, budgets, the per-tree ring in findings."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from fakes import context, proc
+
+from sentinel.core.events import FileChange, ProcExec, ProcExit
+from sentinel.core.model import Ancestor, Category, Finding, Severity
+from sentinel.evidence import drillmark, recorder
+from sentinel.evidence.hub import RECENT, Hub
+
+
+def test_rows_are_written_in_batches_and_read_back(tmp_path: Path) -> None:
+    rec = recorder.Recorder(str(tmp_path / "r.db"), 0, 0)
+    for i in range(3000):
+        rec.put(recorder.Row(1000.0 + i, "exec", i, 1, "root", {"exe": "/bin/x", "argv": ["x"]}))
+    rec.close()
+    assert rec.written == 3000 and rec.batches <= 3000 // 100
+    rows = list(recorder.query(str(tmp_path / "r.db"), 0, pids={5, 6}))
+    assert [r.pid for r in rows] == [5, 6] and rows[0].data["exe"] == "/bin/x"
+    assert os.stat(tmp_path / "r.db").st_mode & 0o777 == 0o600
+
+
+def test_budget_drops_the_oldest_first(tmp_path: Path) -> None:
+    db = recorder.connect(str(tmp_path / "r.db"))
+    now = time.time()
+    with db:
+        db.executemany(
+            "INSERT INTO events(time, kind, pid, ppid, user, data) VALUES (?,?,?,?,?,?)",
+            [
+                (now - 10 * 86400 if i < 10 else now + i, "exec", i, 1, "u", "x" * 500)
+                for i in range(5000)
+            ],
+        )
+    assert recorder.enforce_budget(db, 0, 7.0) == 10
+    before = recorder.used_bytes(db)
+    recorder.enforce_budget(db, before // 2, 0)
+    assert recorder.used_bytes(db) <= before // 2
+    oldest = db.execute("SELECT min(pid), max(pid) FROM events").fetchone()
+    assert oldest[0] > 10 and oldest[1] == 4999
+
+
+def test_argv_is_capped() -> None:
+    capped = recorder.cap_argv(["a" * 5000, *["b"] * 100])
+    assert sum(map(len, capped)) <= recorder.ARGV_MAX_CHARS and len(capped) == 1
+    assert len(recorder.cap_argv(["b"] * 100)) == recorder.ARGV_MAX_ARGS
+
+
+def test_finding_carries_recent_events_of_its_tree_and_drill_mark(tmp_path: Path) -> None:
+    ctx = context(f"[agent]\nstate_dir = '{tmp_path}'\n")
+    hub = Hub(ctx, [])
+    shell = proc(pid=500, ppid=1, name="bash", exe="/bin/bash")
+    t0 = time.time()
+    hub.handle(ProcExec(t0, shell))
+    for i in range(30):
+        hub.handle(ProcExec(t0 + i, proc(pid=600 + i, ppid=500)))
+        hub.handle(ProcExit(t0 + i + 0.5, 600 + i, 1000.0))
+    hub.handle(ProcExec(t0 + 3, proc(pid=900, ppid=1, name="other")))
+    hub.handle(FileChange(t0 + 4, str(tmp_path / "f"), "created", "drop"))
+    child = proc(pid=629, ppid=500)
+    child.ancestors = [Ancestor(500, "bash", "/bin/bash")]
+    f = Finding("t.r", Category.MINER, Severity.HIGH, "miner", "t", child)
+    hub.annotate(f)
+    recent = f.evidence["recent"]
+    assert len(recent) == RECENT and recent[-1] == {**recent[-1], "kind": "exit", "pid": 629}
+    assert all(r["pid"] != 900 for r in recent)
+    assert {r["pid"] for r in recent} > {629, 628}  # siblings under the same shell too
+    assert "drill" not in f.evidence
+    hub.close()
+    assert (
+        sqlite3.connect(tmp_path / "recorder.db")
+        .execute("SELECT count(*) FROM events")
+        .fetchone()[0]
+        == 63
+    )
+
+    marks = drillmark.Marks(pids={500}, paths=[str(tmp_path / "d")], until=time.time() + 60)
+    drillmark.write(drillmark.path_of(str(tmp_path)), marks)
+    g = Finding("t.r", Category.MINER, Severity.HIGH, "miner", "t", child)
+    hub.annotate(g)
+    assert g.evidence["drill"] is True and g.summary.startswith("[DRILL] ")
+    os.chmod(drillmark.path_of(str(tmp_path)), 0o644)  # a registry others could have written
+    os.utime(drillmark.path_of(str(tmp_path)), (1, 1))
+    h = Finding("t.r", Category.MINER, Severity.HIGH, "miner", "t", child)
+    hub.annotate(h)
+    assert "drill" not in h.evidence
+
+
+def test_acks_keep_the_newest_ids(tmp_path: Path) -> None:
+    from sentinel.sinks._http import acks
+
+    path = acks.path_for(str(tmp_path), "hook/1")
+    path.parent.mkdir()
+    book = acks.Acks(path)
+    for i in range(acks.KEEP + 5):
+        book.add(f"id{i}")
+    seen = acks.read(path)
+    assert len(seen) == acks.KEEP and "id0" not in seen and f"id{acks.KEEP + 4}" in seen
+    assert path.name == "hook_1.acked" and path.stat().st_mode & 0o777 == 0o600
