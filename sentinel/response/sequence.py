@@ -113,7 +113,7 @@ class Sequence:
         """Every action of the plan, in order; one failing step does not stop the rest."""
         steps: list[Step] = []
         frozen: Frozen | None = None
-        facts: dict[int, dict[str, Any]] = {}
+        files: quarantine.Found = quarantine.Found()
         state: dict[str, Any] = {
             "incident": plan.incident,
             "time": time.time(),
@@ -131,6 +131,7 @@ class Sequence:
                     step, frozen = self._freeze(plan)
                     pids = [i.pid for i in frozen.idents] if frozen else step.pids
                     facts = {pid: forensics.describe(pid) for pid in pids}
+                    files = quarantine.found(facts)  # while the tree is held
                     if frozen is not None and not plan.dry_run:
                         state["freeze"] = _freeze_state(frozen)
                 elif action == "forensics":
@@ -142,7 +143,7 @@ class Sequence:
                 elif action == "kill":
                     step = self._kill(plan, frozen)
                 elif action == "quarantine":
-                    step = self._quarantine(plan, facts)
+                    step = self._quarantine(plan, files)
                 else:
                     step = self._revoke(plan)
             except Exception as exc:
@@ -285,45 +286,40 @@ class Sequence:
             "kill", "done" if out.ok else "failed", out.killed, out.skipped, out.method, out.detail
         )
 
-    def _quarantine(self, plan: Plan, facts: dict[int, dict[str, Any]]) -> Step:
+    def _quarantine(self, plan: Plan, found: quarantine.Found) -> Step:
         packages = quarantine.Packages()
-        wanted: dict[str, str] = {p: "dropped file" for p in plan.files}
-        left: list[dict[str, str]] = []
-        for proc in facts.values():
-            exe = proc["exe"]
-            found = quarantine.artifacts(exe, proc["argv"], proc["cwd"] or "/")
-            if not found or found[0][1] == "script":
-                why = (
-                    "interpreter: its script is the artifact"
-                    if found
-                    else "interpreter running inline code"
-                )
-                left.append({"path": exe, "why": why})
-            for path, role in found:
-                wanted.setdefault(path, role)
-        todo: list[tuple[str, str]] = []
-        for path, role in wanted.items():
-            if path.endswith(" (deleted)"):
-                left.append({"path": path, "why": "deleted from disk; the forensics copy holds it"})
-            elif why := quarantine.refuse(path, packages):
+        wanted = {p: quarantine.Artifact("dropped file") for p in plan.files}
+        wanted.update(found.files)  # a process's file keeps its identity and owner checks
+        left = list(found.left)
+        todo: list[tuple[str, quarantine.Artifact]] = []
+        for path, art in wanted.items():
+            if why := quarantine.refuse(path, packages):
                 left.append({"path": path, "why": why})
             else:
-                todo.append((path, role))
-        left = [dict(t) for t in {tuple(sorted(d.items())) for d in left}]
+                todo.append((path, art))
         if plan.dry_run:
+            left = _unique(left)
             return Step(
                 "quarantine", "planned", extra={"files": [p for p, _ in todo], "left": left}
             )
         vault = quarantine.Vault(os.path.join(self.state_dir, "quarantine"))
         done, failed = [], []
-        for path, role in todo:
+        for path, art in todo:
             try:
-                entry = vault.put(path, plan.incident, self.rc.quarantine_max)
-                done.append({**entry.to_record(), "role": role})
+                entry = vault.put(
+                    path,
+                    plan.incident,
+                    self.rc.quarantine_max,
+                    same_as=art.same_as,
+                    owner=art.owner,
+                )
+                done.append({**entry.to_record(), "role": art.role})
+            except quarantine.Refused as exc:
+                left.append({"path": path, "why": str(exc)})
             except quarantine.QuarantineError as exc:
                 failed.append(str(exc))
-        extra = {"files": done, "left": left, "errors": failed}
-        if not todo:
+        extra = {"files": done, "left": _unique(left), "errors": failed}
+        if not done and not failed:
             return Step("quarantine", "skipped", detail="no file to quarantine", extra=extra)
         return Step(
             "quarantine", "failed" if failed else "done", detail="; ".join(failed), extra=extra
@@ -360,6 +356,10 @@ class Sequence:
             detail=f"exit {res.returncode}",
             extra={"stderr": tail},
         )
+
+
+def _unique(items: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [dict(t) for t in dict.fromkeys(tuple(sorted(d.items())) for d in items)]
 
 
 def _needs_pins(plan: Plan) -> bool:

@@ -190,6 +190,7 @@ def test_forking_tree_frozen_snapshotted_cut_off_killed_quarantined(
 ) -> None:
     before = host_ruleset()
     script = write_forker(shared_dir / "xmrig")
+    os.chown(script, NOBODY, NOBODY)  # the scope's own file: the quarantine may move it
     box = netns["box"]
     assert connects(box, NOBODY) and connects(box)
     drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
@@ -318,6 +319,40 @@ def test_protected_and_outside_scope_never_touched(tmp_path: Path, shared_dir: P
     assert not any(alive(pid) for pid in steps["kill"].pids) and p.pid in steps["kill"].pids
 
 
+def test_quarantine_leaves_another_users_file_and_a_look_alike_path(
+    tmp_path: Path, shared_dir: Path, trees
+) -> None:
+    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    # nobody runs a program of root's (readable, not writable by nobody) with miner arguments
+    theirs = Path(shutil.copy("/bin/sleep", shared_dir / "train"))
+    a = subprocess.Popen([*drop, str(theirs), "30"], start_new_session=True)
+    trees.append(a)
+    # a process in its own mount namespace sees another file at a path of the host's
+    host, mine = shared_dir / "tool", shared_dir / "mine"
+    for f in (host, mine):
+        shutil.copy("/bin/sleep", f)
+        os.chown(f, NOBODY, NOBODY)
+    mine.write_bytes(mine.read_bytes() + b"\0")  # another inode and content
+    inner = f"mount --bind {mine} {host} && exec {' '.join(drop)} {host} 30"
+    b = subprocess.Popen(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", inner], start_new_session=True
+    )
+    trees.append(b)
+    for p in (a, b):
+        wait_until(lambda p=p: forensics._link(f"/proc/{p.pid}/exe").endswith(("train", "tool")))
+        wait_until(lambda p=p: forensics.uid_of(p.pid) == NOBODY)
+    plan = plan_for(a.pid, ["freeze", "kill", "quarantine"])
+    plan.roots.append(identity(b.pid))
+    steps = {s.action: s for s in Sequence(make_cfg(tmp_path)).run(plan)}
+    q = steps["quarantine"]
+    assert q.extra["files"] == [] and q.result == "skipped", q
+    why = {left["path"]: left["why"] for left in q.extra["left"]}
+    assert "owned by root, not by the process's user nobody" in why[str(theirs)]
+    assert "no longer the file the process ran" in why[str(host)]
+    assert theirs.exists() and host.exists() and mine.exists()
+    assert not alive(a.pid) and not alive(b.pid)
+
+
 def test_pid_whose_identity_changed_is_not_signalled(tmp_path: Path, trees) -> None:
     p = subprocess.Popen(
         ["sh", "-c", "read line; exec sleep 30"], stdin=subprocess.PIPE, start_new_session=True
@@ -339,6 +374,7 @@ def test_pid_whose_identity_changed_is_not_signalled(tmp_path: Path, trees) -> N
 def test_dry_run_changes_nothing(tmp_path: Path, shared_dir: Path, trees, netns) -> None:
     before = host_ruleset()
     script = write_forker(shared_dir / "xmrig")
+    os.chown(script, NOBODY, NOBODY)
     drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     p = start_tree(trees, script, ["ip", "netns", "exec", netns["box"], *drop])
     grow(p, 10)

@@ -229,3 +229,40 @@ async def test_responder_survives_a_failing_sequence(monkeypatch: pytest.MonkeyP
     assert metrics.errors.labels("response")._value.get() == before + 1
     assert published == []
     r.close()
+
+
+def test_vault_never_follows_a_symlinked_directory(tmp_path: Path) -> None:
+    """A dropped file's directory swapped for a symlink (to /etc, say) before the move."""
+    system = tmp_path / "etc"
+    system.mkdir()
+    (system / "shadow").write_text("root:$6$hash")
+    drop = tmp_path / "drop"
+    drop.symlink_to(system)
+    vault = quarantine.Vault(str(tmp_path / "q"))
+    with pytest.raises(quarantine.Refused, match="symlink"):
+        vault.put(str(drop / "shadow"), "inc", 1 << 20)
+    assert (system / "shadow").read_text() == "root:$6$hash" and vault.entries() == []
+    # restore never writes through a directory that became a symlink after the move
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "cron").write_text("* * * * * root evil")
+    entry = vault.put(str(real / "cron"), "inc", 1 << 20)
+    real.rmdir()
+    real.symlink_to(system)
+    with pytest.raises(quarantine.QuarantineError, match="symlink"):
+        vault.restore(entry.sha256)
+    assert not (system / "cron").exists() and len(vault.entries()) == 1
+
+
+def test_vault_checks_the_file_is_the_one_expected_and_its_owner(tmp_path: Path) -> None:
+    vault = quarantine.Vault(str(tmp_path / "q"))
+    ran = tmp_path / "ran"
+    ran.write_bytes(b"first")
+    st = ran.stat()
+    ran.rename(tmp_path / "moved")  # the process's file renamed away, another put in its place
+    ran.write_bytes(b"someone else's")
+    with pytest.raises(quarantine.Refused, match="no longer the file"):
+        vault.put(str(ran), "inc", 1 << 20, same_as=(st.st_dev, st.st_ino))
+    with pytest.raises(quarantine.Refused, match="owned by"):
+        vault.put(str(ran), "inc", 1 << 20, owner=os.getuid() + 1)
+    assert ran.read_bytes() == b"someone else's" and vault.entries() == []
