@@ -302,6 +302,15 @@ def test_protected_and_outside_scope_never_touched(tmp_path: Path, shared_dir: P
     decoy = subprocess.Popen([fake_sshd, "30"], start_new_session=True)
     trees.append(decoy)
     assert guard.refuse(decoy.pid) == ""  # a program named sshd outside /usr/sbin is not protected
+    # nor is a look-alike at a system path, bind-mounted in a mount namespace of its own
+    fake = shutil.copy("/bin/sleep", shared_dir / "fake")
+    inner = f"mount --bind {fake} /usr/sbin/agetty && exec /usr/sbin/agetty 30"
+    lookalike = subprocess.Popen(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", inner], start_new_session=True
+    )
+    trees.append(lookalike)
+    wait_until(lambda: forensics._link(f"/proc/{lookalike.pid}/exe") == "/usr/sbin/agetty")
+    assert guard.refuse(lookalike.pid) == ""
     # a scope of one uid: the tree runs as nobody, one child of the test runs as root
     script = write_forker(shared_dir / "xmrig")
     drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
