@@ -244,6 +244,22 @@ def test_forking_tree_frozen_snapshotted_cut_off_killed_quarantined(
     assert forensics.sha256_file(str(script))[0] == sha
 
 
+def test_sink_destination_stays_reachable_for_the_agent_only(tmp_path: Path, netns) -> None:
+    """The sink's address must not be a way out for the contained user (a shared front
+    such as a webhook host's CDN reaches many other sites)."""
+    box = netns["box"]
+    sink = f'[[sinks]]\ntype = "webhook"\nname = "hook"\nurl = "http://{SERVER}:8443/x"\n'
+    cfg = make_cfg(tmp_path, f'scope = "user:nobody"\n{sink}')
+    (step,) = [
+        s
+        for s in Sequence(cfg, nft=nft_in(box)).run(Plan("t-sink", ["egress"], False))
+        if s.action == "egress"
+    ]
+    assert step.result == "done" and step.extra["cut"]["allowed"] == [SERVER], step
+    assert connects(box), "the agent lost its sink"
+    assert not connects(box, NOBODY), "the contained user reaches the network through the sink"
+
+
 def test_cgroup_v2_tree_frozen_and_killed_by_the_cgroup(
     tmp_path: Path, shared_dir: Path, trees
 ) -> None:
