@@ -132,7 +132,7 @@ class Sequence:
                     pids = [i.pid for i in frozen.idents] if frozen else step.pids
                     facts = {pid: forensics.describe(pid) for pid in pids}
                     files = quarantine.found(facts)  # while the tree is held
-                    if frozen is not None and not plan.dry_run:
+                    if frozen is not None and frozen.held and "freeze" in plan.actions:
                         state["freeze"] = _freeze_state(frozen)
                 elif action == "forensics":
                     step = self._forensics(plan, frozen)

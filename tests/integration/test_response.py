@@ -260,6 +260,29 @@ def test_sink_destination_stays_reachable_for_the_agent_only(tmp_path: Path, net
     assert not connects(box, NOBODY), "the contained user reaches the network through the sink"
 
 
+def test_release_of_one_incident_keeps_another_incidents_block(tmp_path: Path, netns) -> None:
+    from sentinel.response.release import release
+
+    box = netns["box"]
+    wrapper = tmp_path / "nft"
+    wrapper.write_text(f'#!/bin/sh\nexec nsenter --net=/run/netns/{box} nft "$@"\n')
+    wrapper.chmod(0o755)
+    cfg = make_cfg(tmp_path, f'nft = "{wrapper}"\n')
+    scoped = make_cfg(tmp_path, f'nft = "{wrapper}"\nscope = "user:nobody"\n')
+    # incident a blocks the server's address (no scope: a destination only, no rule);
+    # incident b cuts the user nobody and blocks the same address
+    for name, c in (("rel-a", cfg), ("rel-b", scoped)):
+        plan = Plan(name, ["egress"], False, destinations=[SERVER])
+        assert [s.result for s in Sequence(c).run(plan)] == ["skipped", "done"]
+    assert not connects(box) and not connects(box, NOBODY)
+    (res,) = release(cfg, {"incident": "rel-b"})
+    assert res[:2] == ("egress", True) and "kept" in res[3], res
+    assert not connects(box), "releasing b reopened the address incident a blocks"
+    (res,) = release(cfg, {"incident": "rel-a"})
+    assert res[:2] == ("egress", True) and "table inet sentinel" in res[3], res
+    assert connects(box, NOBODY) and nft_in(box).table() == []
+
+
 def test_cgroup_v2_tree_frozen_and_killed_by_the_cgroup(
     tmp_path: Path, shared_dir: Path, trees
 ) -> None:
