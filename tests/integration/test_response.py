@@ -306,6 +306,41 @@ def test_cgroup_v2_tree_frozen_and_killed_by_the_cgroup(
         cg.rmdir()
 
 
+def test_a_process_moved_out_of_the_frozen_cgroup_is_killed_too(
+    tmp_path: Path, shared_dir: Path, trees
+) -> None:
+    """An agent with a delegated cgroup subtree moves a frozen member to a sibling cgroup
+    (it thaws there) before the kill: cgroup.kill alone misses it."""
+    v2 = cgroup_mounts()["v2"]
+    cg, out = Path(v2) / unique("sentinel-test"), Path(v2) / unique("sentinel-test")
+    cg.mkdir()
+    out.mkdir()
+    moved: list[int] = []
+
+    def escape(step) -> None:
+        if step.action == "freeze":
+            pid = max(step.pids)
+            (out / "cgroup.procs").write_text(str(pid))
+            moved.append(pid)
+
+    try:
+        script = f"echo $$ > {cg}/cgroup.procs; sleep 30 & sleep 30 & wait"
+        p = subprocess.Popen(["sh", "-c", script], start_new_session=True)
+        trees.append(p)
+        grow(p, 3)
+        steps = Sequence(make_cfg(tmp_path), on_step=escape).run(
+            plan_for(p.pid, ["freeze", "kill"])
+        )
+        kill = steps[-1]
+        assert kill.result == "done" and kill.method.startswith("cgroup.kill"), kill
+        wait_until(lambda: not alive(moved[0]), timeout=5, what="the moved process killed")
+    finally:
+        for g in (cg, out):
+            (g / "cgroup.kill").write_text("1")
+            wait_until(lambda g=g: (g / "cgroup.procs").read_text() == "", what="cgroup empty")
+            g.rmdir()
+
+
 def test_v1_freezer_tree(tmp_path: Path, shared_dir: Path, trees) -> None:
     mounts = cgroup_mounts()
     if "freezer" not in mounts:
