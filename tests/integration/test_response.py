@@ -22,7 +22,7 @@ from sentinel.core import config
 from sentinel.core.model import Category, Finding, Severity
 from sentinel.response import forensics
 from sentinel.response.egress import Nft
-from sentinel.response.freeze import cgroup_mounts
+from sentinel.response.freeze import cgroup_mounts, stop_tree
 from sentinel.response.policy import Plan
 from sentinel.response.sequence import Sequence
 from sentinel.response.targets import Guard, Held, Identity, descendants, identity, read_info
@@ -452,6 +452,44 @@ def test_pid_whose_identity_changed_is_not_signalled(tmp_path: Path, trees) -> N
     assert state(p.pid) == "S"  # neither stopped nor killed
     recycled = Identity(p.pid, decided.start_ticks + 1, decided.exe_dev, decided.exe_ino)
     assert Held.open(recycled) is None
+
+
+def spawn_at(pid: int, trees: list) -> subprocess.Popen | None:
+    """A `sleep` that gets `pid` (through ns_last_pid), or None if another fork took it."""
+    for _ in range(20):
+        Path("/proc/sys/kernel/ns_last_pid").write_text(str(pid - 1))
+        p = subprocess.Popen(["sleep", "30"], start_new_session=True)
+        trees.append(p)
+        if p.pid == pid:
+            return p
+    return None
+
+
+def test_a_pid_recycled_between_the_check_and_the_pin_is_not_signalled(trees) -> None:
+    """The walk finds a child, the guard clears it, the child exits and its pid goes to
+    another process: that process must not be stopped on the first one's clearance."""
+    root = subprocess.Popen(["sh", "-c", "sleep 30 & wait; exec sleep 30"], start_new_session=True)
+    trees.append(root)
+    wait_until(lambda: len(descendants([root.pid])) == 2, what="the child")
+    child = descendants([root.pid])[1]
+    other: list[subprocess.Popen] = []
+
+    class Racing(Guard):
+        def refuse(self, pid: int, info=None) -> str:
+            verdict = super().refuse(pid, info)
+            if pid == child and not other:
+                os.kill(child, signal.SIGKILL)
+                os.kill(root.pid, signal.SIGCONT)  # stopped by the walk: let it reap
+                wait_until(lambda: read_info(child) is None, what="the child reaped")
+                p = spawn_at(child, trees)
+                if p is None:
+                    pytest.skip("another fork took the pid")
+                other.append(p)
+            return verdict
+
+    out = stop_tree([identity(root.pid)], Racing())
+    assert other, "the race was not staged"
+    assert other[0].pid not in out.held and state(other[0].pid) == "S", out
 
 
 def test_dry_run_changes_nothing(tmp_path: Path, shared_dir: Path, trees, netns) -> None:
