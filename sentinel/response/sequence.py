@@ -6,8 +6,10 @@ Blocking code, meant for a worker thread. Each action becomes a `Step` and, thro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -331,29 +333,40 @@ class Sequence:
             return Step("revoke", "skipped", detail="no on_contain command configured")
         if plan.dry_run:
             return Step("revoke", "planned", method=argv[0])
+        # its own session: on timeout the whole group goes, and a child it left behind
+        # holding the stderr pipe cannot keep this worker waiting for EOF
         try:
-            res = subprocess.run(
+            proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=self.rc.on_contain_timeout,
-            )
-        except subprocess.TimeoutExpired:
-            return Step(
-                "revoke",
-                "failed",
-                method=argv[0],
-                detail=f"timed out after {self.rc.on_contain_timeout}s",
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
             )
         except OSError as exc:
             return Step("revoke", "failed", method=argv[0], detail=exc.strerror or str(exc))
-        tail = res.stderr.decode("utf-8", "replace")[-300:]
-        result = "done" if res.returncode == 0 else "failed"
+        with proc:
+            try:
+                _, err = proc.communicate(timeout=self.rc.on_contain_timeout)
+            except subprocess.TimeoutExpired:
+                err = b""
+                if proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    return Step(
+                        "revoke",
+                        "failed",
+                        method=argv[0],
+                        detail=f"timed out after {self.rc.on_contain_timeout}s",
+                    )
+        tail = err.decode("utf-8", "replace")[-300:]
+        result = "done" if proc.returncode == 0 else "failed"
         return Step(
             "revoke",
             result,
             method=argv[0],
-            detail=f"exit {res.returncode}",
+            detail=f"exit {proc.returncode}",
             extra={"stderr": tail},
         )
 

@@ -639,3 +639,24 @@ def test_on_contain_runs_with_the_incident_and_a_timeout(tmp_path: Path) -> None
     assert step.result == "failed" and step.detail == "timed out after 0.2s"
     cfg = make_cfg(tmp_path, 'on_contain = ["sh", "-c", "exit 3"]\n')
     assert Sequence(cfg).run(plan)[0].detail == "exit 3"
+
+
+def test_on_contain_timeout_ends_its_whole_group_and_an_exit_is_an_exit(tmp_path: Path) -> None:
+    """A revoke command that times out goes with its children; one that exits 0 but
+    leaves a child holding stderr open is done, not timed out."""
+    pidfile = tmp_path / "child"
+    children: list[int] = []
+    try:
+        for tail, result, detail in (("wait", "failed", "timed out"), ("exit 0", "done", "exit 0")):
+            script = f"sleep 60 & echo $! > {pidfile}; {tail}"
+            cfg = make_cfg(
+                tmp_path, f'on_contain = ["sh", "-c", "{script}"]\non_contain_timeout = 0.5\n'
+            )
+            (step,) = Sequence(cfg).run(Plan("i", ["revoke"], False))
+            children.append(int(pidfile.read_text()))
+            assert step.result == result and detail in step.detail, step
+        wait_until(lambda: not alive(children[0]), timeout=5, what="the timed-out group ended")
+    finally:
+        for pid in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
