@@ -3,7 +3,8 @@
 The output chain accepts loopback and, for the agent's own uid, the sinks' destinations
 first (so the alert still goes out), then jumps to `contain`, where each incident appends
 its drops: the scope's uid (`meta skuid`) or cgroup (`socket cgroupv2`), and a
-destination set whose elements time out.
+destination set whose elements time out; the forward chain (containers behind the host)
+drops the destination set too.
 """
 
 from __future__ import annotations
@@ -62,12 +63,18 @@ def base_ruleset() -> list[dict[str, Any]]:
     return [
         {"add": {"table": TABLE}},
         {"add": {"chain": _t(name="output", **hook)}},
+        {"add": {"chain": _t(name="forward", **{**hook, "hook": "forward"})}},
         {"add": {"chain": _t(name="contain")}},
         *sets,
         _rule("output", "base", _match({"meta": {"key": "oifname"}}, "lo"), {"accept": None}),
         _rule("output", "base", agent, _match(_daddr("ip"), "@allow4"), {"accept": None}),
         _rule("output", "base", agent, _match(_daddr("ip6"), "@allow6"), {"accept": None}),
         _rule("output", "base", {"jump": {"target": "contain"}}),
+        # a container's netns reaches out through the host's forward path: the destination
+        # drops hold there too (a forwarded packet has no local socket for the uid and
+        # cgroup drops to match, and nft refuses `socket` in a forward chain)
+        _rule("forward", "base", _match(_daddr("ip"), "@dest4"), *COUNT_DROP),
+        _rule("forward", "base", _match(_daddr("ip6"), "@dest6"), *COUNT_DROP),
         _rule("contain", "base", _match(_daddr("ip"), "@dest4"), *COUNT_DROP),
         _rule("contain", "base", _match(_daddr("ip6"), "@dest6"), *COUNT_DROP),
     ]

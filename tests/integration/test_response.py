@@ -167,6 +167,31 @@ def netns() -> Iterator[dict[str, str]]:
             subprocess.run(["ip", "netns", "del", ns], timeout=10)
 
 
+@pytest.fixture
+def inner(netns: dict[str, str]) -> Iterator[str]:
+    """A third netns (a container's) routed to the server through "box", which forwards."""
+    ns, box, inet = unique("sinner"), netns["box"], netns["inet"]
+    veth = f"si{os.getpid() % 100000}{next(counter)}"
+    cmds = [
+        ["ip", "netns", "add", ns],
+        ["ip", "link", "add", veth + "a", "netns", box, "type", "veth", "peer", veth + "b"],
+        ["ip", "link", "set", veth + "b", "netns", ns],
+        ["ip", "-n", box, "addr", "add", "198.51.100.129/30", "dev", veth + "a"],
+        ["ip", "-n", ns, "addr", "add", "198.51.100.130/30", "dev", veth + "b"],
+        ["ip", "-n", box, "link", "set", veth + "a", "up"],
+        ["ip", "-n", ns, "link", "set", veth + "b", "up"],
+        ["ip", "-n", ns, "route", "add", "default", "via", "198.51.100.129"],
+        ["ip", "-n", inet, "route", "add", "198.51.100.128/30", "via", "198.51.100.1"],
+        ["ip", "netns", "exec", box, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+    ]
+    try:
+        for cmd in cmds:
+            subprocess.run(cmd, check=True, timeout=10)
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], timeout=10)
+
+
 def connects(box: str, uid: int | None = None) -> bool:
     """Whether a fresh process in `box` (as `uid`) reaches the server in the peer netns."""
     code = (
@@ -281,6 +306,19 @@ def test_release_of_one_incident_keeps_another_incidents_block(tmp_path: Path, n
     (res,) = release(cfg, {"incident": "rel-a"})
     assert res[:2] == ("egress", True) and "table inet sentinel" in res[3], res
     assert connects(box, NOBODY) and nft_in(box).table() == []
+
+
+def test_blocked_destination_is_blocked_for_a_container_behind_the_host(
+    tmp_path: Path, netns, inner: str
+) -> None:
+    """A process in another netns (a container routed through the host) reaches the pool
+    through the host's forward path, which an output-only chain never sees."""
+    box = netns["box"]
+    assert connects(inner)
+    plan = Plan("t-fwd", ["egress"], False, destinations=[SERVER])
+    steps = Sequence(make_cfg(tmp_path), nft=nft_in(box)).run(plan)
+    assert steps[-1].result == "done", steps
+    assert not connects(box) and not connects(inner), "the container still reaches the pool"
 
 
 def test_cgroup_v2_tree_frozen_and_killed_by_the_cgroup(
