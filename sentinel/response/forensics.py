@@ -22,6 +22,7 @@ SECRET_NAME = re.compile(
 URL_USERINFO = re.compile(r"(\w+://)[^/@\s]+@")
 REDACTED = "<redacted>"
 MAX_TEXT = 4 * 1024 * 1024  # per /proc text file (maps, environ) read
+MAX_FDS = 4096  # fds read and listed per process
 INCIDENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 
 
@@ -85,14 +86,28 @@ def socket_table(pid: int) -> dict[int, dict[str, str]]:
     return out
 
 
-def socket_inodes(pid: int) -> dict[int, int]:
-    """fd number to socket inode, for the sockets a process holds."""
-    out = {}
+def fd_names(pid: int) -> tuple[list[str], int]:
+    """The first MAX_FDS fd numbers of a process, sorted, and how many it holds: a tree of
+    processes with half a million dup'd fds each costs its owner little, and reading and
+    keeping every one would stall the response (egress waits behind the snapshot) and
+    take the agent's memory."""
+    names: list[str] = []
+    total = 0
     try:
-        names = os.listdir(f"/proc/{pid}/fd")
+        with os.scandir(f"/proc/{pid}/fd") as entries:
+            for entry in entries:
+                total += 1
+                if len(names) < MAX_FDS:
+                    names.append(entry.name)
     except OSError:
-        return out
-    for name in names:
+        pass
+    return sorted(names, key=int), total
+
+
+def socket_inodes(pid: int) -> dict[int, int]:
+    """fd number to socket inode, for the sockets among a process's first MAX_FDS fds."""
+    out = {}
+    for name in fd_names(pid)[0]:
         m = re.fullmatch(r"socket:\[(\d+)\]", _link(f"/proc/{pid}/fd/{name}"))
         if m:
             out[int(name)] = int(m.group(1))
@@ -236,10 +251,7 @@ def snapshot(
         pid = proc["pid"]
         fds: list[dict[str, Any]] = []
         sockets = tables.of(pid)
-        try:
-            names = sorted(os.listdir(f"/proc/{pid}/fd"), key=int)
-        except OSError:
-            names = []
+        names, total = fd_names(pid)
         for name in names:
             target = _link(f"/proc/{pid}/fd/{name}")
             entry: dict[str, Any] = {"fd": int(name), "target": target}
@@ -248,6 +260,9 @@ def snapshot(
                 entry["socket"] = sockets[int(m.group(1))]
             fds.append(entry)
         detail: dict[str, Any] = {"pid": pid, "fds": fds}
+        if total > len(names):
+            detail["fds_total"] = total
+            bundle.dropped.append(f"pid {pid}: {total - len(names)} fds over {MAX_FDS}")
         for name in ("environ", "maps"):
             try:
                 raw = _read(f"/proc/{pid}/{name}")

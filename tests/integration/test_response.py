@@ -440,6 +440,29 @@ def test_protected_and_outside_scope_never_touched(tmp_path: Path, shared_dir: P
     assert not any(alive(pid) for pid in steps["kill"].pids) and p.pid in steps["kill"].pids
 
 
+def test_forensics_lists_a_bounded_number_of_fds(tmp_path: Path, trees) -> None:
+    """A process holding many dup'd fds (cheap for it) gets a bounded fd list."""
+    code = (
+        "import os, resource, sys, time\n"
+        "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))\n"
+        "fd = os.open('/dev/null', os.O_RDONLY)\n"
+        "for _ in range(forensics.MAX_FDS * 2): os.dup(fd)\n"
+        "print('ok', flush=True)\ntime.sleep(30)\n"
+    ).replace("forensics.MAX_FDS", str(forensics.MAX_FDS))
+    p = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True
+    )
+    trees.append(p)
+    assert p.stdout.readline() == b"ok\n"
+    steps = Sequence(make_cfg(tmp_path)).run(plan_for(p.pid, ["freeze", "forensics"]))
+    snap = Path(steps[1].extra["path"])
+    detail = json.loads((snap / "procs" / f"{p.pid}.json").read_text())
+    assert len(detail["fds"]) == forensics.MAX_FDS and detail["fds_total"] > forensics.MAX_FDS * 2
+    assert any(f"pid {p.pid}:" in d for d in steps[1].extra["dropped"])
+    assert forensics.verify(str(snap)) == []
+
+
 def test_quarantine_leaves_another_users_file_and_a_look_alike_path(
     tmp_path: Path, shared_dir: Path, trees
 ) -> None:
