@@ -266,3 +266,26 @@ def test_vault_checks_the_file_is_the_one_expected_and_its_owner(tmp_path: Path)
     with pytest.raises(quarantine.Refused, match="owned by"):
         vault.put(str(ran), "inc", 1 << 20, owner=os.getuid() + 1)
     assert ran.read_bytes() == b"someone else's" and vault.entries() == []
+
+
+async def test_a_tree_seen_in_dry_run_is_contained_once_enforce_is_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dry-run first, then enforce (the advised order): the miner still running from the
+    dry-run days must get the real sequence, once."""
+    import asyncio
+
+    from sentinel.response import responder as mod
+
+    ran: list[bool] = []
+    monkeypatch.setattr(mod.Sequence, "run", lambda self, plan: ran.append(plan.dry_run))
+    cfgs = [config.parse('[response]\nmode = "dry-run"\n')]
+    r = mod.Responder(lambda: cfgs[-1], lambda f: None)
+    me = proc(pid=os.getpid(), start_time=identity(os.getpid()).start_time)
+    r.consider(finding(process=me))
+    cfgs.append(config.parse('[response]\nmode = "enforce"\n'))  # a reload
+    r.consider(finding(process=me))
+    r.consider(finding("miner.cmdline.stratum_url", process=me))
+    await asyncio.gather(*r.tasks)
+    assert ran == [True, False]
+    r.close()
