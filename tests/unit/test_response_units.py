@@ -115,6 +115,31 @@ def test_environ_secrets_redacted() -> None:
     ]
 
 
+def test_token_values_and_secret_options_redacted() -> None:
+    gh, oa = "ghp_" + "a1" * 18, "sk-proj-" + "x9" * 12
+    raw = f"MY_CREDS_FILE=/x\0HELPER={gh}\0NOTE=see {oa} here\0".encode()
+    assert forensics.redact_environ(raw) == [
+        "MY_CREDS_FILE=/x",
+        "HELPER=<redacted>",
+        "NOTE=see <redacted> here",
+    ]
+    argv = ["xmrig", "-o", "stratum+tcp://pool:3333", "-u", "4Awallet", "--api-key", "k1"]
+    argv += ["--password=hunter2", f"--header=Authorization: token {gh}", "-p", "x"]
+    assert forensics.redact_argv(argv) == [
+        "xmrig",
+        "-o",
+        "stratum+tcp://pool:3333",
+        "-u",
+        "4Awallet",
+        "--api-key",
+        "<redacted>",
+        "--password=<redacted>",
+        "--header=Authorization: token <redacted>",
+        "-p",
+        "x",
+    ]
+
+
 def test_interpreters_give_their_script_not_themselves() -> None:
     py = "/usr/bin/python3.11"
     assert quarantine.artifacts(py, ["python3", "-u", "miner.py", "-o", "x"], "/w") == [
