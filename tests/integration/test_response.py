@@ -441,7 +441,8 @@ def test_protected_and_outside_scope_never_touched(tmp_path: Path, shared_dir: P
 
 
 def test_forensics_lists_a_bounded_number_of_fds(tmp_path: Path, trees) -> None:
-    """A process holding many dup'd fds (cheap for it) gets a bounded fd list."""
+    """A process holding many dup'd fds (cheap for it) gets a bounded fd list; a secret
+    option in its argv is not written."""
     code = (
         "import os, resource, sys, time\n"
         "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
@@ -451,7 +452,9 @@ def test_forensics_lists_a_bounded_number_of_fds(tmp_path: Path, trees) -> None:
         "print('ok', flush=True)\ntime.sleep(30)\n"
     ).replace("forensics.MAX_FDS", str(forensics.MAX_FDS))
     p = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True
+        [sys.executable, "-c", code, "--token=s3cr3t-arg"],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
     )
     trees.append(p)
     assert p.stdout.readline() == b"ok\n"
@@ -460,6 +463,8 @@ def test_forensics_lists_a_bounded_number_of_fds(tmp_path: Path, trees) -> None:
     detail = json.loads((snap / "procs" / f"{p.pid}.json").read_text())
     assert len(detail["fds"]) == forensics.MAX_FDS and detail["fds_total"] > forensics.MAX_FDS * 2
     assert any(f"pid {p.pid}:" in d for d in steps[1].extra["dropped"])
+    tree = (snap / "tree.json").read_text()
+    assert "--token=<redacted>" in tree and "s3cr3t-arg" not in tree
     assert forensics.verify(str(snap)) == []
 
 
