@@ -6,6 +6,7 @@ directories; for an interpreter the script it runs is the artifact, not the inte
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -251,9 +252,11 @@ class Vault:
         *,
         same_as: tuple[int, int] | None = None,
         owner: int | None = None,
+        total: int | None = None,
     ) -> Entry:
         """Move `path` into the vault; never follows a symlink, only regular files. With
-        `same_as` the file must be that (dev, inode), with `owner` belong to that uid."""
+        `same_as` the file must be that (dev, inode), with `owner` belong to that uid, and
+        with `total` the vault must not grow past that many bytes."""
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         parent, name = _open_parent(path)
         try:
@@ -272,6 +275,8 @@ class Vault:
                 raise Refused(f"{path}: {why}")
             if st.st_size > max_size:
                 raise QuarantineError(f"{path}: {st.st_size} bytes is over the {max_size} cap")
+            if total is not None and self.size() + st.st_size > total:
+                raise Refused(f"{path}: the quarantine is full ({total} bytes in all)")
             digest = hashlib.sha256()
             out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(out, "wb") as f:
@@ -305,6 +310,15 @@ class Vault:
         )
         self._write_manifest(entry)
         return entry
+
+    def size(self) -> int:
+        """Bytes the vault holds."""
+        total = 0
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    total += entry.stat(follow_symlinks=False).st_size
+        return total
 
     def _write_manifest(self, entry: Entry) -> None:
         rec = {**entry.to_record(), "mtime_epoch": entry.mtime, "time_epoch": entry.time}

@@ -314,6 +314,7 @@ class Sequence:
                     self.rc.quarantine_max,
                     same_as=art.same_as,
                     owner=art.owner,
+                    total=self.rc.quarantine_total,
                 )
                 done.append({**entry.to_record(), "role": art.role})
             except quarantine.Refused as exc:

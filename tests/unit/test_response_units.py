@@ -81,6 +81,9 @@ def test_plan_takes_the_file_and_a_remote_destination_not_loopback() -> None:
         ('[[response.rules]]\nactions = ["explode"]', "response.rules[0].actions"),
         ('[[response.rules]]\ncategory = "minor"', "response.rules[0].category"),
         ('[[response.rules]]\nmin_severity = "huge"', "response.rules[0].min_severity"),
+        ("block_timeout = 0", "response.block_timeout"),
+        ("quarantine_total = -1", "response.quarantine_total"),
+        ("forensics_budget = -5", "response.forensics_budget"),
     ],
 )
 def test_config_errors_name_file_line_and_key(toml: str, where: str) -> None:
@@ -314,3 +317,14 @@ async def test_a_tree_seen_in_dry_run_is_contained_once_enforce_is_on(
     await asyncio.gather(*r.tasks)
     assert ran == [True, False]
     r.close()
+
+
+def test_a_full_quarantine_leaves_the_file_in_place(tmp_path: Path) -> None:
+    vault = quarantine.Vault(str(tmp_path / "q"))
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.write_bytes(b"x" * 600)
+    second.write_bytes(b"y" * 600)
+    vault.put(str(first), "inc", 1 << 20, total=1000)
+    with pytest.raises(quarantine.Refused, match="quarantine is full"):
+        vault.put(str(second), "inc", 1 << 20, total=1000)
+    assert second.exists() and len(vault.entries()) == 1
