@@ -283,6 +283,18 @@ class Sequence:
             return Step("kill", "planned", detail="SIGKILL or cgroup.kill after the freeze")
         if frozen is None or not frozen.held:
             return Step("kill", "skipped", detail="nothing frozen to kill")
+        if frozen.cgroup is None:
+            # a SIGSTOP is undone by any process of the same user (a sibling outside the
+            # tree sends SIGCONT), and a bare pin stops nothing: stop the tree again,
+            # holding what it forked since, so that nothing it made outlives the kill
+            again = stop_tree(
+                frozen.idents, self.guard(plan), scope_walk=plan.whole_scope is not None
+            )
+            for pid, held in again.held.items():
+                if pid in frozen.held:
+                    held.close()
+                else:
+                    frozen.held[pid] = held
         out = kill(frozen)
         return Step(
             "kill", "done" if out.ok else "failed", out.killed, out.skipped, out.method, out.detail

@@ -344,6 +344,39 @@ def test_cgroup_v2_tree_frozen_and_killed_by_the_cgroup(
         cg.rmdir()
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live processes of a process group (they keep it when their parent dies)."""
+    out = []
+    for name in os.listdir("/proc"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            rest = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()
+            if int(rest[2]) == pgid and rest[0] not in (b"Z", b"X"):
+                out.append(int(name))
+    return out
+
+
+def test_children_forked_after_a_sigcont_are_killed_too(tmp_path: Path, trees) -> None:
+    """A SIGSTOP freeze is undone by any process of the same user (a sibling outside the
+    tree sends SIGCONT); what the tree forks after that must not outlive the kill."""
+    p = subprocess.Popen(
+        ["sh", "-c", "while :; do sleep 30 & sleep 0.02; done"], start_new_session=True
+    )
+    trees.append(p)
+    grow(p, 4)
+    late: list[int] = []
+
+    def sibling(step) -> None:
+        if step.action == "freeze":
+            os.killpg(p.pid, signal.SIGCONT)
+            wait_until(lambda: len(descendants([p.pid])) > len(step.pids) + 2, what="new children")
+            late.extend(set(descendants([p.pid])) - set(step.pids))
+
+    steps = Sequence(make_cfg(tmp_path), on_step=sibling).run(plan_for(p.pid, ["freeze", "kill"]))
+    assert steps[0].method == "sigstop" and late, steps
+    assert steps[-1].result == "done", steps[-1]
+    wait_until(lambda: group_members(p.pid) == [], timeout=5, what="every process of the tree dead")
+
+
 def test_a_process_moved_out_of_the_frozen_cgroup_is_killed_too(
     tmp_path: Path, shared_dir: Path, trees
 ) -> None:
