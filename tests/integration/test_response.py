@@ -501,6 +501,24 @@ def test_forensics_lists_a_bounded_number_of_fds(tmp_path: Path, trees) -> None:
     assert forensics.verify(str(snap)) == []
 
 
+def test_forensics_hashes_a_bounded_prefix_of_a_huge_executable(
+    tmp_path: Path, shared_dir: Path, trees, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(forensics, "HASH_MAX", 1 << 20)
+    exe = Path(shutil.copy("/bin/sleep", shared_dir / "xmrig"))
+    with open(exe, "r+b") as f:
+        f.truncate(64 << 20)  # sparse: costs the attacker nothing
+    p = subprocess.Popen([str(exe), "30"], start_new_session=True)
+    trees.append(p)
+    wait_until(lambda: forensics._link(f"/proc/{p.pid}/exe") == str(exe))
+    steps = Sequence(make_cfg(tmp_path)).run(plan_for(p.pid, ["freeze", "forensics"]))
+    snap = Path(steps[1].extra["path"])
+    (entry,) = json.loads((snap / "executables.json").read_text())
+    assert entry["size"] == 64 << 20 and entry["hashed_bytes"] == 1 << 20
+    with open(exe, "rb") as f:
+        assert entry["sha256"] == forensics.hashlib.sha256(f.read(1 << 20)).hexdigest()
+
+
 def test_quarantine_leaves_another_users_file_and_a_look_alike_path(
     tmp_path: Path, shared_dir: Path, trees
 ) -> None:
