@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from sentinel.response.kill import kill
 from sentinel.response.policy import Plan, parse_scope, remote
 from sentinel.response.targets import Guard, cgroups_of, descendants, resolve_uid, scope_members
 
+log = logging.getLogger("sentinel.response")
 GONE = frozenset({"gone", "exited", "identity changed", "identity changed before the decision"})
 VERBS = {
     "freeze": "froze",
@@ -108,7 +110,7 @@ class Sequence:
             try:
                 admins.add(resolve_uid(user))
             except ValueError:
-                continue
+                log.warning("response.admin_users: unknown user %r is not protected", user)
         return Guard(scope=plan.whole_scope or self.scope, admin_uids=frozenset(admins))
 
     def run(self, plan: Plan) -> list[Step]:

@@ -328,3 +328,16 @@ def test_a_full_quarantine_leaves_the_file_in_place(tmp_path: Path) -> None:
     with pytest.raises(quarantine.Refused, match="quarantine is full"):
         vault.put(str(second), "inc", 1 << 20, total=1000)
     assert second.exists() and len(vault.entries()) == 1
+
+
+def test_an_unknown_admin_user_is_said_not_silently_unprotected(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from sentinel.response.policy import Plan
+    from sentinel.response.sequence import Sequence
+
+    cfg = config.parse('[response]\nadmin_users = ["root", "no-such-admin-x"]\n')
+    with caplog.at_level("WARNING", logger="sentinel.response"):
+        guard = Sequence(cfg).guard(Plan("i", [], False))
+    assert guard.admin_uids == {0}
+    assert "unknown user 'no-such-admin-x' is not protected" in caplog.text
