@@ -227,6 +227,7 @@ class ResponseConfig:
     forensics_total: int = 1024 * 1024 * 1024  # bytes for all incidents, oldest dropped
     exe_copy_max: int = 16 * 1024 * 1024
     quarantine_max: int = 256 * 1024 * 1024  # larger files are left in place
+    quarantine_total: int = 4 * 1024 * 1024 * 1024  # bytes the vault may hold in all
     on_contain: list[str] = field(default_factory=list)
     on_contain_timeout: float = 30.0
     nft: str = "/usr/sbin/nft"
@@ -422,8 +423,12 @@ def _validate_response(r: ResponseConfig, source: str) -> None:
         unknown = [a for a in rule.actions if a not in RESPONSE_ACTIONS]
         if unknown:
             fail(f"rules[{i}].actions", f"unknown {unknown} (known: {', '.join(RESPONSE_ACTIONS)})")
-    if r.on_contain_timeout <= 0:
-        fail("on_contain_timeout", "must be > 0")
+    for key in ("on_contain_timeout", "block_timeout", "quarantine_max", "quarantine_total"):
+        if getattr(r, key) <= 0:
+            fail(key, "must be > 0")
+    for key in ("forensics_budget", "forensics_total", "exe_copy_max"):
+        if getattr(r, key) < 0:
+            fail(key, "must be >= 0")
 
 
 def _validate_evidence(cfg: Config, source: str) -> None:

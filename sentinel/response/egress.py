@@ -1,9 +1,10 @@
 """Cut egress with nftables (`nft -j`): table `inet sentinel`, counters on every drop.
 
-The output chain accepts loopback and the sinks' own destinations first (so the alert
-still goes out), then jumps to `contain`, where each incident appends its drops: the
-scope's uid (`meta skuid`) or cgroup (`socket cgroupv2`), and a destination set whose
-elements time out.
+The output chain accepts loopback and, for the agent's own uid, the sinks' destinations
+first (so the alert still goes out), then jumps to `contain`, where each incident appends
+its drops: the scope's uid (`meta skuid`) or cgroup (`socket cgroupv2`), and a
+destination set whose elements time out; the forward chain (containers behind the host)
+drops the destination set too.
 """
 
 from __future__ import annotations
@@ -56,15 +57,24 @@ def base_ruleset() -> list[dict[str, Any]]:
     ):
         sets.append({"add": {"set": _t(name=name, type=kind, flags=flags)}})
     hook = {"type": "filter", "hook": "output", "prio": 0, "policy": "accept"}
+    # the sinks stay reachable for the agent's own sockets only: for the contained, a sink
+    # address (a shared front such as a CDN) would be a way out
+    agent = _match({"meta": {"key": "skuid"}}, os.geteuid())
     return [
         {"add": {"table": TABLE}},
         {"add": {"chain": _t(name="output", **hook)}},
+        {"add": {"chain": _t(name="forward", **{**hook, "hook": "forward"})}},
         {"add": {"chain": _t(name="contain")}},
         *sets,
         _rule("output", "base", _match({"meta": {"key": "oifname"}}, "lo"), {"accept": None}),
-        _rule("output", "base", _match(_daddr("ip"), "@allow4"), {"accept": None}),
-        _rule("output", "base", _match(_daddr("ip6"), "@allow6"), {"accept": None}),
+        _rule("output", "base", agent, _match(_daddr("ip"), "@allow4"), {"accept": None}),
+        _rule("output", "base", agent, _match(_daddr("ip6"), "@allow6"), {"accept": None}),
         _rule("output", "base", {"jump": {"target": "contain"}}),
+        # a container's netns reaches out through the host's forward path: the destination
+        # drops hold there too (a forwarded packet has no local socket for the uid and
+        # cgroup drops to match, and nft refuses `socket` in a forward chain)
+        _rule("forward", "base", _match(_daddr("ip"), "@dest4"), *COUNT_DROP),
+        _rule("forward", "base", _match(_daddr("ip6"), "@dest6"), *COUNT_DROP),
         _rule("contain", "base", _match(_daddr("ip"), "@dest4"), *COUNT_DROP),
         _rule("contain", "base", _match(_daddr("ip6"), "@dest6"), *COUNT_DROP),
     ]

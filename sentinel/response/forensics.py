@@ -20,8 +20,17 @@ SECRET_NAME = re.compile(
     r"(KEY|TOKEN|SECRET|PASS|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|WEBHOOK|DSN)", re.I
 )
 URL_USERINFO = re.compile(r"(\w+://)[^/@\s]+@")
+# well-known token formats, whatever the variable or option is called
+TOKEN_VALUE = re.compile(
+    r"(gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|sk-[\w-]{20,}|xox[abprs]-[\w-]{10,}"
+    r"|AKIA[0-9A-Z]{16}|hf_[A-Za-z0-9]{30,}|glpat-[\w-]{20,}|eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]+)"
+)
 REDACTED = "<redacted>"
 MAX_TEXT = 4 * 1024 * 1024  # per /proc text file (maps, environ) read
+MAX_FDS = 4096  # fds read and listed per process
+# bytes of an executable hashed: a sparse 100 GB miner (an ELF runs with any tail) would
+# keep the worker hashing zeros for a minute while the egress cut waits
+HASH_MAX = 1 << 30
 INCIDENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 
 
@@ -34,8 +43,25 @@ def redact_environ(raw: bytes) -> list[str]:
         name, _, value = item.decode("utf-8", "replace").partition("=")
         secret = SECRET_NAME.search(name)
         value = REDACTED if secret else URL_USERINFO.sub(rf"\1{REDACTED}@", value)
-        lines.append(f"{name}={value}")
+        lines.append(f"{name}={TOKEN_VALUE.sub(REDACTED, value)}")
     return lines
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """argv with the values of secret-named options (--token X, --api-key=X) and
+    token-looking words hidden; pool URLs and wallets stay (they are the evidence)."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        name, eq, _ = arg.partition("=")
+        option = arg.startswith("-") and bool(SECRET_NAME.search(name.lstrip("-")))
+        if hide_next and not arg.startswith("-"):
+            arg = REDACTED
+        elif option and eq:
+            arg = f"{name}={REDACTED}"
+        hide_next = option and not eq
+        out.append(TOKEN_VALUE.sub(REDACTED, arg))
+    return out
 
 
 def _read(path: str, limit: int = MAX_TEXT) -> bytes:
@@ -85,14 +111,28 @@ def socket_table(pid: int) -> dict[int, dict[str, str]]:
     return out
 
 
-def socket_inodes(pid: int) -> dict[int, int]:
-    """fd number to socket inode, for the sockets a process holds."""
-    out = {}
+def fd_names(pid: int) -> tuple[list[str], int]:
+    """The first MAX_FDS fd numbers of a process, sorted, and how many it holds: a tree of
+    processes with half a million dup'd fds each costs its owner little, and reading and
+    keeping every one would stall the response (egress waits behind the snapshot) and
+    take the agent's memory."""
+    names: list[str] = []
+    total = 0
     try:
-        names = os.listdir(f"/proc/{pid}/fd")
+        with os.scandir(f"/proc/{pid}/fd") as entries:
+            for entry in entries:
+                total += 1
+                if len(names) < MAX_FDS:
+                    names.append(entry.name)
     except OSError:
-        return out
-    for name in names:
+        pass
+    return sorted(names, key=int), total
+
+
+def socket_inodes(pid: int) -> dict[int, int]:
+    """fd number to socket inode, for the sockets among a process's first MAX_FDS fds."""
+    out = {}
+    for name in fd_names(pid)[0]:
         m = re.fullmatch(r"socket:\[(\d+)\]", _link(f"/proc/{pid}/fd/{name}"))
         if m:
             out[int(name)] = int(m.group(1))
@@ -228,7 +268,7 @@ def snapshot(
             bundle.dropped.append(f"pid {ident.pid} (identity changed)")
             continue
         tree.append(describe(ident.pid))
-    w.put("tree.json", _json(tree))
+    w.put("tree.json", _json([{**proc, "argv": redact_argv(proc["argv"])} for proc in tree]))
     w.put("alerts.jsonl", b"".join(_json_line(r) for r in records))
     exes: dict[str, dict[str, Any]] = {}
     tables = Sockets()
@@ -236,10 +276,7 @@ def snapshot(
         pid = proc["pid"]
         fds: list[dict[str, Any]] = []
         sockets = tables.of(pid)
-        try:
-            names = sorted(os.listdir(f"/proc/{pid}/fd"), key=int)
-        except OSError:
-            names = []
+        names, total = fd_names(pid)
         for name in names:
             target = _link(f"/proc/{pid}/fd/{name}")
             entry: dict[str, Any] = {"fd": int(name), "target": target}
@@ -248,6 +285,9 @@ def snapshot(
                 entry["socket"] = sockets[int(m.group(1))]
             fds.append(entry)
         detail: dict[str, Any] = {"pid": pid, "fds": fds}
+        if total > len(names):
+            detail["fds_total"] = total
+            bundle.dropped.append(f"pid {pid}: {total - len(names)} fds over {MAX_FDS}")
         for name in ("environ", "maps"):
             try:
                 raw = _read(f"/proc/{pid}/{name}")
@@ -264,8 +304,11 @@ def snapshot(
             st = os.stat(f"/proc/{pid}/exe")
             key = f"{st.st_dev}:{st.st_ino}"
             if key not in exes:
-                digest, _ = sha256_file(f"/proc/{pid}/exe")
+                digest, hashed = sha256_file(f"/proc/{pid}/exe", HASH_MAX)
                 exes[key] = {"path": proc["exe"], "sha256": digest, "size": st.st_size, "pids": []}
+                if hashed < st.st_size:  # the sha256 is of the first `hashed` bytes only
+                    exes[key]["hashed_bytes"] = hashed
+                    bundle.dropped.append(f"{proc['exe']}: hashed {hashed} of {st.st_size} bytes")
                 if stat.S_ISREG(st.st_mode):
                     with open(f"/proc/{pid}/exe", "rb") as f:
                         data = f.read(exe_copy_max)

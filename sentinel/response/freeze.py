@@ -7,7 +7,15 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from sentinel.response.targets import Guard, Held, Identity, descendants, identity, read_info
+from sentinel.response.targets import (
+    Guard,
+    Held,
+    Identity,
+    descendants,
+    identity,
+    read_info,
+    still,
+)
 
 MAX_ROUNDS = 200  # re-walks of a tree that keeps forking before giving up
 SETTLE = 2.0  # seconds a freeze may take to settle
@@ -131,14 +139,20 @@ class Frozen:
 
 
 def _pin(pid: int, guard: Guard, out: Frozen) -> Held | None:
-    reason = guard.refuse(pid)
-    if reason:
-        out.skipped[pid] = reason
-        return None
+    """Pin first, then ask the guard, then check the pin is still that process: a guard
+    verdict on a pid that is recycled meanwhile must not clear its new holder."""
     ident = identity(pid)
     held = Held.open(ident) if ident is not None else None
     if held is None:
         out.skipped[pid] = "gone"
+        return None
+    reason = guard.refuse(pid)
+    if not reason and not still(ident):
+        reason = "gone"
+    if reason:
+        out.skipped[pid] = reason
+        held.close()
+        return None
     return held
 
 

@@ -39,24 +39,25 @@ def _wait_exit(fds: dict[int, int], timeout: float) -> list[int]:
 
 
 def kill(frozen: Frozen) -> Killed:
-    """Kill every held process of `frozen`, each identity checked before its signal."""
+    """Kill every held process of `frozen`, each identity checked before its signal; a v2
+    cgroup also gets `cgroup.kill` (children it forked are in it), and every held process
+    its SIGKILL as well: one moved out of the frozen cgroup (a delegated subtree lets its
+    owner do that) thaws where it lands and `cgroup.kill` no longer reaches it."""
     cg = frozen.cgroup
+    out = Killed("sigkill")
+    grouped = False
     if cg is not None and cg.version == "v2":
-        out = Killed(f"cgroup.kill {cg}")
         try:
             cg.write("cgroup.kill", "1")
-            out.killed = sorted(frozen.held)
+            out.method, grouped = f"cgroup.kill {cg}", True
         except OSError as exc:
-            out = Killed(f"sigkill (cgroup.kill failed: {exc.strerror})")
-    else:
-        out = Killed("sigkill")
-    if not out.killed:
-        for pid, held in frozen.held.items():
-            why = held.send(signal.SIGKILL)
-            if why:
-                out.skipped[pid] = why
-            else:
-                out.killed.append(pid)
+            out.method = f"sigkill (cgroup.kill failed: {exc.strerror})"
+    for pid, held in frozen.held.items():
+        why = held.send(signal.SIGKILL)
+        if why and not (grouped and why == "exited"):
+            out.skipped[pid] = why
+        else:
+            out.killed.append(pid)
     if cg is not None and cg.version == "v1":
         cg.freeze(False)  # v1 frozen tasks only die once thawed
     alive = _wait_exit({p: frozen.held[p].fd for p in out.killed}, WAIT)

@@ -6,6 +6,7 @@ directories; for an interpreter the script it runs is the artifact, not the inte
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -13,7 +14,7 @@ import os
 import re
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sentinel.core.model import rfc3339
@@ -33,6 +34,32 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 class QuarantineError(Exception):
     """A file could not be quarantined or restored; the message says why."""
+
+
+class Refused(QuarantineError):
+    """A file that must stay where it is (not the process's own, or reached by a symlink)."""
+
+
+def _open_parent(path: str) -> tuple[int, str]:
+    """An O_PATH fd of `path`'s directory, reached without following any symlink, and the
+    last name: a directory swapped for a symlink (to /etc, say) is refused, not followed."""
+    parts = [p for p in os.path.normpath(path).split("/") if p]
+    if not path.startswith("/") or not parts:
+        raise Refused(f"{path}: not an absolute file path")
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    for name in parts[:-1]:
+        try:
+            nxt = os.open(
+                name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+            )
+        except OSError as exc:
+            os.close(fd)
+            raise Refused(
+                f"{path}: {name} is a symlink or not a directory ({exc.strerror})"
+            ) from None
+        os.close(fd)
+        fd = nxt
+    return fd, parts[-1]
 
 
 class Packages:
@@ -93,6 +120,78 @@ def artifacts(exe: str, argv: list[str], cwd: str) -> list[tuple[str, str]]:
     return [(exe, "executable")]
 
 
+@dataclass(frozen=True)
+class Artifact:
+    """Why a file is wanted and what it must still be when it is moved."""
+
+    role: str  # executable, script or dropped file
+    same_as: tuple[int, int] | None = None  # (dev, inode) the process ran
+    owner: int | None = None  # the process's uid: never another user's file
+
+    def mismatch(self, st: os.stat_result) -> str:
+        """Why the file `st` is not the one wanted, or ''."""
+        if self.same_as is not None and (st.st_dev, st.st_ino) != self.same_as:
+            return (
+                "no longer the file the process ran (replaced, or the process sees another "
+                "file there: another mount namespace)"
+            )
+        if self.owner is not None and st.st_uid != self.owner:
+            user = user_name(self.owner)
+            return f"owned by {user_name(st.st_uid)}, not by the process's user {user}"
+        return ""
+
+
+@dataclass
+class Found:
+    """The files a held tree's processes ran, and what is left in place and why."""
+
+    files: dict[str, Artifact] = field(default_factory=dict)
+    left: list[dict[str, str]] = field(default_factory=list)
+
+
+def _seen(pid: int, path: str, role: str) -> tuple[int, int] | None:
+    """(dev, inode) of the file the process runs, as the process sees it."""
+    where = f"/proc/{pid}/exe" if role == "executable" else f"/proc/{pid}/root{path}"
+    try:
+        st = os.stat(where)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def found(facts: dict[int, dict[str, Any]]) -> Found:
+    """What to quarantine for these processes (`describe` facts), read while they are held:
+    the quarantine later moves a path only if it still holds that very file and belongs to
+    the process's user, so a renamed exe, a look-alike path in another mount namespace or
+    someone else's script run with miner arguments are left alone."""
+    out = Found()
+    for pid, proc in facts.items():
+        exe = proc["exe"]
+        arts = artifacts(exe, proc["argv"], proc["cwd"] or "/")
+        if not arts or arts[0][1] == "script":
+            why = (
+                "interpreter: its script is the artifact"
+                if arts
+                else "interpreter running inline code"
+            )
+            out.left.append({"path": exe, "why": why})
+        for path, role in arts:
+            seen = _seen(pid, path, role)
+            if seen is None:
+                out.left.append({"path": path, "why": f"the process's {role} could not be read"})
+            elif path not in out.files:
+                art = Artifact(role, seen, proc["uid"])
+                try:
+                    why = art.mismatch(os.lstat(path))
+                except OSError as exc:
+                    why = exc.strerror or str(exc)
+                if why:
+                    out.left.append({"path": path, "why": why})
+                else:
+                    out.files[path] = art
+    return out
+
+
 @dataclass
 class Entry:
     """One quarantined file and where it came from."""
@@ -145,20 +244,39 @@ class Vault:
     def __init__(self, root: str) -> None:
         self.root = root
 
-    def put(self, path: str, incident: str, max_size: int) -> Entry:
-        """Move `path` into the vault; never follows a symlink, only regular files."""
+    def put(
+        self,
+        path: str,
+        incident: str,
+        max_size: int,
+        *,
+        same_as: tuple[int, int] | None = None,
+        owner: int | None = None,
+        total: int | None = None,
+    ) -> Entry:
+        """Move `path` into the vault; never follows a symlink, only regular files. With
+        `same_as` the file must be that (dev, inode), with `owner` belong to that uid, and
+        with `total` the vault must not grow past that many bytes."""
         os.makedirs(self.root, mode=0o700, exist_ok=True)
+        parent, name = _open_parent(path)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(
+                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=parent
+            )
         except OSError as exc:
+            os.close(parent)
             raise QuarantineError(f"{path}: {exc.strerror}") from None
         tmp = os.path.join(self.root, f".incoming-{os.getpid()}-{time.monotonic_ns()}")
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise QuarantineError(f"{path}: not a regular file")
+            if why := Artifact("", same_as, owner).mismatch(st):
+                raise Refused(f"{path}: {why}")
             if st.st_size > max_size:
                 raise QuarantineError(f"{path}: {st.st_size} bytes is over the {max_size} cap")
+            if total is not None and self.size() + st.st_size > total:
+                raise Refused(f"{path}: the quarantine is full ({total} bytes in all)")
             digest = hashlib.sha256()
             out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(out, "wb") as f:
@@ -166,10 +284,10 @@ class Vault:
                     digest.update(chunk)
                     f.write(chunk)
             sha = digest.hexdigest()
-            now = os.lstat(path)
+            now = os.stat(name, dir_fd=parent, follow_symlinks=False)
             if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
                 raise QuarantineError(f"{path}: replaced while being quarantined")
-            os.unlink(path)  # first: if it may not be removed, nothing is left in the vault
+            os.unlink(name, dir_fd=parent)  # first: if it may not go, the vault keeps nothing
             os.chmod(tmp, 0)
             os.replace(tmp, os.path.join(self.root, sha))  # same content twice: one copy
         except BaseException:
@@ -178,6 +296,7 @@ class Vault:
             raise
         finally:
             os.close(fd)
+            os.close(parent)
         entry = Entry(
             sha,
             path,
@@ -191,6 +310,15 @@ class Vault:
         )
         self._write_manifest(entry)
         return entry
+
+    def size(self) -> int:
+        """Bytes the vault holds."""
+        total = 0
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    total += entry.stat(follow_symlinks=False).st_size
+        return total
 
     def _write_manifest(self, entry: Entry) -> None:
         rec = {**entry.to_record(), "mtime_epoch": entry.mtime, "time_epoch": entry.time}
@@ -235,13 +363,18 @@ class Vault:
 
     @staticmethod
     def _put_back(src: str, path: str, entry: Entry) -> None:
+        parent, name = _open_parent(path)
         try:
-            out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            out = os.open(name, flags, 0o600, dir_fd=parent)
         except OSError as exc:
             raise QuarantineError(f"{path}: {exc.strerror}") from None
+        finally:
+            os.close(parent)
         with os.fdopen(out, "wb") as f, open(src, "rb") as data:
             while chunk := data.read(1 << 20):
                 f.write(chunk)
             os.fchown(f.fileno(), entry.uid, entry.gid)
             os.fchmod(f.fileno(), entry.mode)
-        os.utime(path, (entry.mtime, entry.mtime), follow_symlinks=False)
+            f.flush()
+            os.utime(f.fileno(), (entry.mtime, entry.mtime))

@@ -60,31 +60,44 @@ def _thaw(frozen: dict[str, Any]) -> Result:
 
 
 def release(cfg: Config, selector: dict[str, Any]) -> list[Result]:
-    """Undo every recorded containment the selector names; what was undone, per step."""
+    """Undo every recorded containment the selector names; what was undone, per step.
+    A destination another recorded containment also blocks stays blocked, and the table
+    goes only with the last containment that cut egress."""
     results: list[Result] = []
     nft = Nft([cfg.response.nft])
     root = os.path.join(cfg.agent.state_dir, "response")
+    states = []
     for path in sorted(glob.glob(os.path.join(root, "*.json"))):
         with open(path) as f:
-            state = json.load(f)
-        if not _matches(state, selector):
-            continue
+            states.append((path, json.load(f)))
+    chosen = [(path, state) for path, state in states if _matches(state, selector)]
+    kept = [state["egress"] for _, state in states if not _matches(state, selector)]
+    kept = [cut for cut in kept if cut]
+    blocked = {addr for cut in kept for addr in cut.get("destinations", [])}
+    cutting = sum(1 for _, state in chosen if state.get("egress"))
+    for path, state in chosen:
+        done: list[Result] = []
         if state.get("freeze"):
-            results.append(_thaw(state["freeze"]))
+            done.append(_thaw(state["freeze"]))
         cut = state.get("egress")
         if cut:
+            cutting -= 1
+            dests = [a for a in cut.get("destinations", []) if a not in blocked]
             try:
-                undone = nft.release(cut["comment"], cut.get("destinations", []))
+                undone = nft.release(cut["comment"], dests)
+                if dests != cut.get("destinations", []):
+                    undone.append("destinations kept: another containment blocks them")
                 left = [
                     o
                     for o in nft.table()
                     if str(o.get("rule", {}).get("comment", "")).startswith("sentinel:")
                 ]
-                if not left:
+                if not (left or kept or cutting):
                     undone += nft.release(None)
-                results.append(("egress", True, [], "removed " + (", ".join(undone) or "nothing")))
+                done.append(("egress", True, [], "removed " + (", ".join(undone) or "nothing")))
             except NftError as exc:
-                results.append(("egress", False, [], str(exc)))
-        if all(ok for _, ok, _, _ in results):
+                done.append(("egress", False, [], str(exc)))
+        if all(ok for _, ok, _, _ in done):
             os.unlink(path)
+        results += done
     return results

@@ -29,7 +29,8 @@ class Responder:
         self.publish = publish
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-response")
         self.tasks: set[asyncio.Task[None]] = set()
-        self.contained: dict[Identity, None] = {}  # ordered set; an exec makes a new identity
+        # ordered set of (dry-run, identity); an exec makes a new identity
+        self.contained: dict[tuple[bool, Identity], None] = {}
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
 
     def consider(self, finding: Finding) -> None:
@@ -43,7 +44,7 @@ class Responder:
             plan = Policy(cfg.response).decide(finding)
             if plan is None:
                 return
-            keys = set(plan.roots)
+            keys = {(plan.dry_run, root) for root in plan.roots}  # dry-run does not count
             if keys and keys <= self.contained.keys():
                 return  # this tree is being or was contained already
             self.contained.update(dict.fromkeys(keys))

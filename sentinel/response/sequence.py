@@ -6,8 +6,11 @@ Blocking code, meant for a worker thread. Each action becomes a `Step` and, thro
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -24,6 +27,7 @@ from sentinel.response.kill import kill
 from sentinel.response.policy import Plan, parse_scope, remote
 from sentinel.response.targets import Guard, cgroups_of, descendants, resolve_uid, scope_members
 
+log = logging.getLogger("sentinel.response")
 GONE = frozenset({"gone", "exited", "identity changed", "identity changed before the decision"})
 VERBS = {
     "freeze": "froze",
@@ -106,14 +110,14 @@ class Sequence:
             try:
                 admins.add(resolve_uid(user))
             except ValueError:
-                continue
+                log.warning("response.admin_users: unknown user %r is not protected", user)
         return Guard(scope=plan.whole_scope or self.scope, admin_uids=frozenset(admins))
 
     def run(self, plan: Plan) -> list[Step]:
         """Every action of the plan, in order; one failing step does not stop the rest."""
         steps: list[Step] = []
         frozen: Frozen | None = None
-        facts: dict[int, dict[str, Any]] = {}
+        files: quarantine.Found = quarantine.Found()
         state: dict[str, Any] = {
             "incident": plan.incident,
             "time": time.time(),
@@ -131,7 +135,8 @@ class Sequence:
                     step, frozen = self._freeze(plan)
                     pids = [i.pid for i in frozen.idents] if frozen else step.pids
                     facts = {pid: forensics.describe(pid) for pid in pids}
-                    if frozen is not None and not plan.dry_run:
+                    files = quarantine.found(facts)  # while the tree is held
+                    if frozen is not None and frozen.held and "freeze" in plan.actions:
                         state["freeze"] = _freeze_state(frozen)
                 elif action == "forensics":
                     step = self._forensics(plan, frozen)
@@ -142,7 +147,7 @@ class Sequence:
                 elif action == "kill":
                     step = self._kill(plan, frozen)
                 elif action == "quarantine":
-                    step = self._quarantine(plan, facts)
+                    step = self._quarantine(plan, files)
                 else:
                     step = self._revoke(plan)
             except Exception as exc:
@@ -280,50 +285,58 @@ class Sequence:
             return Step("kill", "planned", detail="SIGKILL or cgroup.kill after the freeze")
         if frozen is None or not frozen.held:
             return Step("kill", "skipped", detail="nothing frozen to kill")
+        if frozen.cgroup is None:
+            # a SIGSTOP is undone by any process of the same user (a sibling outside the
+            # tree sends SIGCONT), and a bare pin stops nothing: stop the tree again,
+            # holding what it forked since, so that nothing it made outlives the kill
+            again = stop_tree(
+                frozen.idents, self.guard(plan), scope_walk=plan.whole_scope is not None
+            )
+            for pid, held in again.held.items():
+                if pid in frozen.held:
+                    held.close()
+                else:
+                    frozen.held[pid] = held
         out = kill(frozen)
         return Step(
             "kill", "done" if out.ok else "failed", out.killed, out.skipped, out.method, out.detail
         )
 
-    def _quarantine(self, plan: Plan, facts: dict[int, dict[str, Any]]) -> Step:
+    def _quarantine(self, plan: Plan, found: quarantine.Found) -> Step:
         packages = quarantine.Packages()
-        wanted: dict[str, str] = {p: "dropped file" for p in plan.files}
-        left: list[dict[str, str]] = []
-        for proc in facts.values():
-            exe = proc["exe"]
-            found = quarantine.artifacts(exe, proc["argv"], proc["cwd"] or "/")
-            if not found or found[0][1] == "script":
-                why = (
-                    "interpreter: its script is the artifact"
-                    if found
-                    else "interpreter running inline code"
-                )
-                left.append({"path": exe, "why": why})
-            for path, role in found:
-                wanted.setdefault(path, role)
-        todo: list[tuple[str, str]] = []
-        for path, role in wanted.items():
-            if path.endswith(" (deleted)"):
-                left.append({"path": path, "why": "deleted from disk; the forensics copy holds it"})
-            elif why := quarantine.refuse(path, packages):
+        wanted = {p: quarantine.Artifact("dropped file") for p in plan.files}
+        wanted.update(found.files)  # a process's file keeps its identity and owner checks
+        left = list(found.left)
+        todo: list[tuple[str, quarantine.Artifact]] = []
+        for path, art in wanted.items():
+            if why := quarantine.refuse(path, packages):
                 left.append({"path": path, "why": why})
             else:
-                todo.append((path, role))
-        left = [dict(t) for t in {tuple(sorted(d.items())) for d in left}]
+                todo.append((path, art))
         if plan.dry_run:
+            left = _unique(left)
             return Step(
                 "quarantine", "planned", extra={"files": [p for p, _ in todo], "left": left}
             )
         vault = quarantine.Vault(os.path.join(self.state_dir, "quarantine"))
         done, failed = [], []
-        for path, role in todo:
+        for path, art in todo:
             try:
-                entry = vault.put(path, plan.incident, self.rc.quarantine_max)
-                done.append({**entry.to_record(), "role": role})
+                entry = vault.put(
+                    path,
+                    plan.incident,
+                    self.rc.quarantine_max,
+                    same_as=art.same_as,
+                    owner=art.owner,
+                    total=self.rc.quarantine_total,
+                )
+                done.append({**entry.to_record(), "role": art.role})
+            except quarantine.Refused as exc:
+                left.append({"path": path, "why": str(exc)})
             except quarantine.QuarantineError as exc:
                 failed.append(str(exc))
-        extra = {"files": done, "left": left, "errors": failed}
-        if not todo:
+        extra = {"files": done, "left": _unique(left), "errors": failed}
+        if not done and not failed:
             return Step("quarantine", "skipped", detail="no file to quarantine", extra=extra)
         return Step(
             "quarantine", "failed" if failed else "done", detail="; ".join(failed), extra=extra
@@ -335,31 +348,46 @@ class Sequence:
             return Step("revoke", "skipped", detail="no on_contain command configured")
         if plan.dry_run:
             return Step("revoke", "planned", method=argv[0])
+        # its own session: on timeout the whole group goes, and a child it left behind
+        # holding the stderr pipe cannot keep this worker waiting for EOF
         try:
-            res = subprocess.run(
+            proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=self.rc.on_contain_timeout,
-            )
-        except subprocess.TimeoutExpired:
-            return Step(
-                "revoke",
-                "failed",
-                method=argv[0],
-                detail=f"timed out after {self.rc.on_contain_timeout}s",
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
             )
         except OSError as exc:
             return Step("revoke", "failed", method=argv[0], detail=exc.strerror or str(exc))
-        tail = res.stderr.decode("utf-8", "replace")[-300:]
-        result = "done" if res.returncode == 0 else "failed"
+        with proc:
+            try:
+                _, err = proc.communicate(timeout=self.rc.on_contain_timeout)
+            except subprocess.TimeoutExpired:
+                err = b""
+                if proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    return Step(
+                        "revoke",
+                        "failed",
+                        method=argv[0],
+                        detail=f"timed out after {self.rc.on_contain_timeout}s",
+                    )
+        tail = err.decode("utf-8", "replace")[-300:]
+        result = "done" if proc.returncode == 0 else "failed"
         return Step(
             "revoke",
             result,
             method=argv[0],
-            detail=f"exit {res.returncode}",
+            detail=f"exit {proc.returncode}",
             extra={"stderr": tail},
         )
+
+
+def _unique(items: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [dict(t) for t in dict.fromkeys(tuple(sorted(d.items())) for d in items)]
 
 
 def _needs_pins(plan: Plan) -> bool:

@@ -174,6 +174,21 @@ def _exe(pid: int) -> str:
         return ""
 
 
+def _host_file(pid: int, exe: str) -> bool:
+    """Whether `exe` names the host's own file: a process in another mount namespace (a
+    container, `unshare -m` with a bind mount) shows a path that may be a look-alike."""
+    if exe.endswith(" (deleted)"):  # upgraded under a running daemon: trust its own view only
+        try:
+            return os.stat(f"/proc/{pid}/ns/mnt").st_ino == os.stat("/proc/self/ns/mnt").st_ino
+        except OSError:
+            return False
+    try:
+        a, b = os.stat(exe), os.stat(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 @dataclass
 class Guard:
     """Refuses protected processes and, with a scope, everything outside it."""
@@ -193,7 +208,7 @@ class Guard:
             return "protected: sentinel itself or its ancestor"
         exe = _exe(pid)
         name = os.path.basename(exe.removesuffix(" (deleted)"))
-        system = any(under(exe, d) for d in SYSTEM_DIRS)
+        system = any(under(exe, d) for d in SYSTEM_DIRS) and _host_file(pid, exe)
         if system and (name in SYSTEM_PROGRAMS or name.startswith("systemd")):
             return f"protected: system process {name}"
         inside = bool(self.scope) and self.scope.contains(pid)

@@ -81,6 +81,9 @@ def test_plan_takes_the_file_and_a_remote_destination_not_loopback() -> None:
         ('[[response.rules]]\nactions = ["explode"]', "response.rules[0].actions"),
         ('[[response.rules]]\ncategory = "minor"', "response.rules[0].category"),
         ('[[response.rules]]\nmin_severity = "huge"', "response.rules[0].min_severity"),
+        ("block_timeout = 0", "response.block_timeout"),
+        ("quarantine_total = -1", "response.quarantine_total"),
+        ("forensics_budget = -5", "response.forensics_budget"),
     ],
 )
 def test_config_errors_name_file_line_and_key(toml: str, where: str) -> None:
@@ -112,6 +115,31 @@ def test_environ_secrets_redacted() -> None:
         "GH_TOKEN=<redacted>",
         "DB=postgres://<redacted>@db/x",
         "PWD=/w",
+    ]
+
+
+def test_token_values_and_secret_options_redacted() -> None:
+    gh, oa = "ghp_" + "a1" * 18, "sk-proj-" + "x9" * 12
+    raw = f"MY_CREDS_FILE=/x\0HELPER={gh}\0NOTE=see {oa} here\0".encode()
+    assert forensics.redact_environ(raw) == [
+        "MY_CREDS_FILE=/x",
+        "HELPER=<redacted>",
+        "NOTE=see <redacted> here",
+    ]
+    argv = ["xmrig", "-o", "stratum+tcp://pool:3333", "-u", "4Awallet", "--api-key", "k1"]
+    argv += ["--password=hunter2", f"--header=Authorization: token {gh}", "-p", "x"]
+    assert forensics.redact_argv(argv) == [
+        "xmrig",
+        "-o",
+        "stratum+tcp://pool:3333",
+        "-u",
+        "4Awallet",
+        "--api-key",
+        "<redacted>",
+        "--password=<redacted>",
+        "--header=Authorization: token <redacted>",
+        "-p",
+        "x",
     ]
 
 
@@ -229,3 +257,87 @@ async def test_responder_survives_a_failing_sequence(monkeypatch: pytest.MonkeyP
     assert metrics.errors.labels("response")._value.get() == before + 1
     assert published == []
     r.close()
+
+
+def test_vault_never_follows_a_symlinked_directory(tmp_path: Path) -> None:
+    """A dropped file's directory swapped for a symlink (to /etc, say) before the move."""
+    system = tmp_path / "etc"
+    system.mkdir()
+    (system / "shadow").write_text("root:$6$hash")
+    drop = tmp_path / "drop"
+    drop.symlink_to(system)
+    vault = quarantine.Vault(str(tmp_path / "q"))
+    with pytest.raises(quarantine.Refused, match="symlink"):
+        vault.put(str(drop / "shadow"), "inc", 1 << 20)
+    assert (system / "shadow").read_text() == "root:$6$hash" and vault.entries() == []
+    # restore never writes through a directory that became a symlink after the move
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "cron").write_text("* * * * * root evil")
+    entry = vault.put(str(real / "cron"), "inc", 1 << 20)
+    real.rmdir()
+    real.symlink_to(system)
+    with pytest.raises(quarantine.QuarantineError, match="symlink"):
+        vault.restore(entry.sha256)
+    assert not (system / "cron").exists() and len(vault.entries()) == 1
+
+
+def test_vault_checks_the_file_is_the_one_expected_and_its_owner(tmp_path: Path) -> None:
+    vault = quarantine.Vault(str(tmp_path / "q"))
+    ran = tmp_path / "ran"
+    ran.write_bytes(b"first")
+    st = ran.stat()
+    ran.rename(tmp_path / "moved")  # the process's file renamed away, another put in its place
+    ran.write_bytes(b"someone else's")
+    with pytest.raises(quarantine.Refused, match="no longer the file"):
+        vault.put(str(ran), "inc", 1 << 20, same_as=(st.st_dev, st.st_ino))
+    with pytest.raises(quarantine.Refused, match="owned by"):
+        vault.put(str(ran), "inc", 1 << 20, owner=os.getuid() + 1)
+    assert ran.read_bytes() == b"someone else's" and vault.entries() == []
+
+
+async def test_a_tree_seen_in_dry_run_is_contained_once_enforce_is_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dry-run first, then enforce (the advised order): the miner still running from the
+    dry-run days must get the real sequence, once."""
+    import asyncio
+
+    from sentinel.response import responder as mod
+
+    ran: list[bool] = []
+    monkeypatch.setattr(mod.Sequence, "run", lambda self, plan: ran.append(plan.dry_run))
+    cfgs = [config.parse('[response]\nmode = "dry-run"\n')]
+    r = mod.Responder(lambda: cfgs[-1], lambda f: None)
+    me = proc(pid=os.getpid(), start_time=identity(os.getpid()).start_time)
+    r.consider(finding(process=me))
+    cfgs.append(config.parse('[response]\nmode = "enforce"\n'))  # a reload
+    r.consider(finding(process=me))
+    r.consider(finding("miner.cmdline.stratum_url", process=me))
+    await asyncio.gather(*r.tasks)
+    assert ran == [True, False]
+    r.close()
+
+
+def test_a_full_quarantine_leaves_the_file_in_place(tmp_path: Path) -> None:
+    vault = quarantine.Vault(str(tmp_path / "q"))
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.write_bytes(b"x" * 600)
+    second.write_bytes(b"y" * 600)
+    vault.put(str(first), "inc", 1 << 20, total=1000)
+    with pytest.raises(quarantine.Refused, match="quarantine is full"):
+        vault.put(str(second), "inc", 1 << 20, total=1000)
+    assert second.exists() and len(vault.entries()) == 1
+
+
+def test_an_unknown_admin_user_is_said_not_silently_unprotected(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from sentinel.response.policy import Plan
+    from sentinel.response.sequence import Sequence
+
+    cfg = config.parse('[response]\nadmin_users = ["root", "no-such-admin-x"]\n')
+    with caplog.at_level("WARNING", logger="sentinel.response"):
+        guard = Sequence(cfg).guard(Plan("i", [], False))
+    assert guard.admin_uids == {0}
+    assert "unknown user 'no-such-admin-x' is not protected" in caplog.text
