@@ -425,7 +425,9 @@ def load(
 ) -> Catalogue:
     """Our rules, then each user directory's (a same id replaces ours), less disabled ones."""
     kinds = load_fields()
-    files = rule_files([builtin_subdir("rules")] if builtin else []) + rule_files(dirs)
+    own_files = rule_files([builtin_subdir("rules")] if builtin else [])
+    n_ours = len(own_files)
+    files = own_files + rule_files(dirs)
     parsed = [_read(p) for p in files]
     lists: dict[str, Any] = intel_lists(i)
     origins: dict[str, tuple[_Source, int]] = {}
@@ -440,8 +442,8 @@ def load(
             lists[name] = _merge_list(src, n, name, lists.get(name), values)
             origins[name] = (src, n)
     by_key: dict[tuple[str, str], Rule] = {}
-    by_key: dict[tuple[str, str], Rule] = {}
-    for src, data in parsed:
+    ours: list[tuple[str, str]] = []
+    for n_file, (src, data) in enumerate(parsed):
         comp = _Compiler(src, kinds, lists)
         seen: dict[tuple[str, str], int] = {}
         raw_rules = data.get("rule", [])
@@ -455,16 +457,34 @@ def load(
                     rule.line, "id", f"duplicate rule id {rule.id!r} (first at line {seen[key]})"
                 )
             seen[key] = rule.line
-            by_key.pop(key, None)  # a user's rule replaces ours, and takes its place at the end
-            by_key[key] = rule
+            if n_file < n_ours:
+                ours.append(key)
+            by_key[key] = rule  # a user's rule replaces ours in its place
     off = set(disable)
     cat = Catalogue(kinds, lists)
-    for (event, rid), rule in by_key.items():
+    for event, rid in _ordered(by_key, ours, kinds):
         if rid not in off:
-            cat.rules.setdefault(event, []).append(rule)
+            cat.rules.setdefault(event, []).append(by_key[event, rid])
     _add_user_exceptions(cat, exceptions or {}, source)
     _check_patterns(cat, origins)
     return cat
+
+
+def _ordered(
+    by_key: dict[tuple[str, str], Rule], ours: list[tuple[str, str]], kinds: dict[str, Kind]
+) -> list[tuple[str, str]]:
+    """Rule keys in evaluation order: ours, then the user's new rules; for a first-match kind
+    (persistence) the user's new rules go before our last one, the catch-all, so that they
+    can fire without shadowing one of our specific places."""
+    order = list(by_key)
+    own = set(ours)
+    for event in {e for e, _ in ours if kinds[e].first_match}:
+        last = max(i for i, k in enumerate(order) if k in own and k[0] == event)
+        new = [k for k in order[last + 1 :] if k[0] == event and k not in own]
+        rest = [k for k in order if k not in new]
+        at = rest.index(order[last])
+        order = [*rest[:at], *new, *rest[at:]]
+    return order
 
 
 def _add_user_exceptions(

@@ -212,3 +212,56 @@ def test_user_lists_extend_ours(tmp_path: Path) -> None:
     path = write(tmp_path, '\n[lists]\nkthread_names = ["(bad"]\n')
     with pytest.raises(CatalogueError, match=rf"^{path}:3: lists.kthread_names: bad regular"):
         loader.load(intel.load(), [tmp_path])
+
+
+PERSISTENCE_RULES = """
+[[rule]]
+id = "persistence.cron"
+title = "cron, graded by us"
+category = "persistence"
+severity = "critical"
+event = "persistence"
+match.all = [{ field = "path", op = "matches", value = '(?:^|/)cron\\.d/' }]
+set = { place = "cron" }
+summary = "our cron {path}"
+
+[[rule]]
+id = "local.sudoers"
+title = "sudoers drop-in"
+category = "persistence"
+severity = "high"
+event = "persistence"
+match.all = [{ field = "path", op = "prefix_in", value = ["/etc/sudoers.d/"] }]
+summary = "sudoers {path}"
+
+[[rule]]
+id = "local.anything_under_etc"
+title = "anything under /etc"
+category = "persistence"
+severity = "low"
+event = "persistence"
+match.all = [{ field = "path", op = "prefix_in", value = ["/etc/"] }]
+summary = "etc {path}"
+"""
+
+
+def test_user_persistence_rules_fire_and_do_not_shadow_ours(tmp_path: Path) -> None:
+    """Persistence is first-match: a replaced rule keeps its place, a new one goes before our
+    catch-all (so it can fire) and after our specific places (so it cannot shadow them)."""
+    from sentinel.core.events import FileChange
+
+    write(tmp_path, PERSISTENCE_RULES)
+    cat = loader.load(intel.load(), [tmp_path])
+
+    def first(path: str) -> tuple[str, Severity]:
+        (m,) = cat.evaluate("persistence", FileChange(1.0, path, "created", "persistence", ["x"]))
+        return m.rule.id, m.severity
+
+    assert first("/etc/cron.d/job") == ("persistence.cron", Severity.CRITICAL)
+    assert first("/etc/sudoers.d/agent") == ("local.sudoers", Severity.HIGH)
+    assert first("/etc/ld.so.preload")[0] == "persistence.ld_preload"
+    assert first("/etc/other.conf")[0] == "local.anything_under_etc"
+    assert first("/srv/watched")[0] == "persistence.other"
+    order = [r.id for r in cat.rules["persistence"]]
+    assert order[-1] == "persistence.other"
+
