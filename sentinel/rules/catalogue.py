@@ -7,6 +7,7 @@ Fields are computed at most once per subject. `sentinel.rules.loader` builds cat
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from sentinel.core.model import Category, Severity
 from sentinel.rules.kinds import Kind
 from sentinel.rules.operators import elements
 
+log = logging.getLogger(__name__)
 TEMPLATE = re.compile(r"\{([a-z0-9_.]+)(?:\[(\d+)\])?\}")
 
 
@@ -190,6 +192,14 @@ class _Lookup:
         return "" if value is None else str(value)
 
 
+def _rule_failed(rule: Rule, s: Subject) -> None:
+    """Log and count a rule that raised on a subject; the other rules go on."""
+    from sentinel.ops import metrics
+
+    log.exception("rule %s (%s) failed on a %s event", rule.id, rule.where, s.kind.name)
+    metrics.errors.labels("rules").inc()
+
+
 @dataclass
 class Catalogue:
     """Every rule by event kind, the named lists they use, and where each came from."""
@@ -221,11 +231,15 @@ class Catalogue:
         get, cache = s.get, s.cache
         for rule in self.rules.get(s.kind.name, ()):
             gate = rule.gate
-            if gate:
-                v = cache.get(gate, _MISSING)
-                if not (get(gate) if v is _MISSING else v):
-                    continue
-            m = rule.evaluate(s)
+            try:
+                if gate:
+                    v = cache.get(gate, _MISSING)
+                    if not (get(gate) if v is _MISSING else v):
+                        continue
+                m = rule.evaluate(s)
+            except Exception:  # one failing field on hostile input loses only its rule
+                _rule_failed(rule, s)
+                continue
             if m is not None:
                 out.append(m)
                 if s.kind.first_match:

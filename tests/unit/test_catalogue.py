@@ -265,3 +265,21 @@ def test_user_persistence_rules_fire_and_do_not_shadow_ours(tmp_path: Path) -> N
     order = [r.id for r in cat.rules["persistence"]]
     assert order[-1] == "persistence.other"
 
+
+def test_a_field_that_raises_loses_only_its_rules(
+    cat: catalogue.Catalogue, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One extractor failing on a hostile process must not drop the other rules' findings."""
+    from sentinel.ops import metrics
+
+    def boom(s: catalogue.Subject) -> object:
+        raise ValueError("hostile input")
+
+    monkeypatch.setitem(cat.kinds["process"].fields, "masquerade", boom)
+    before = metrics.errors.labels("rules")._value.get()
+    miner = proc(name="xmrig", exe="/tmp/xmrig", cmdline=["/tmp/xmrig"])
+    got = {m.rule.id for m in cat.evaluate("process", miner)}
+    assert {"miner.process_name", "evasion.exec_from_tmp"} <= got
+    assert "evasion.name_masquerade" not in got
+    assert metrics.errors.labels("rules")._value.get() == before + 1
+    assert "evasion.name_masquerade" in caplog.text
