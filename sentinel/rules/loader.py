@@ -27,6 +27,7 @@ from sentinel.rules.catalogue import (
 from sentinel.rules.intel import Intel, builtin_subdir
 from sentinel.rules.kinds import Kind, load_fields
 from sentinel.rules.operators import OPERATORS, elements, lower
+from sentinel.rules.regexcheck import nested_repeat
 
 RULE_SUFFIX = ".toml"
 ID_FORMAT = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+$")
@@ -138,9 +139,15 @@ class _Compiler:
             if not isinstance(raw, str):
                 raise ValueError(f"{op} needs a regular expression string")
             try:
-                return re.compile(raw)
+                rx = re.compile(raw)
             except re.error as exc:
                 raise ValueError(f"bad regular expression {raw!r}: {exc}") from None
+            if nested_repeat(raw):
+                raise ValueError(
+                    f"regular expression {raw!r} has a nested repetition, which backtracks "
+                    "catastrophically on hostile text (make the inner one possessive: '++')"
+                )
+            return rx
         if prep == "number":
             if not isinstance(raw, (int, float)) or isinstance(raw, bool):
                 raise ValueError(f"{op} needs a number, got {raw!r}")
@@ -393,11 +400,15 @@ def _check_patterns(cat: Catalogue, origins: dict[str, tuple[_Source, int]]) -> 
     for name in PATTERN_LISTS:
         if name not in cat.lists:
             continue
+        src, line = origins[name]
         try:
             cat.pattern(name)
         except re.error as exc:
-            src, line = origins[name]
             raise src.error(line, f"lists.{name}", f"bad regular expression: {exc}") from None
+        bad = [p for p in cat.lists[name] if nested_repeat(p)]
+        if bad:
+            msg = f"regular expression {bad[0]!r} has a nested repetition (catastrophic)"
+            raise src.error(line, f"lists.{name}", msg)
 
 
 def rule_files(dirs: Iterable[str | Path]) -> list[Path]:

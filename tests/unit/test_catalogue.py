@@ -283,3 +283,35 @@ def test_a_field_that_raises_loses_only_its_rules(
     assert "evasion.name_masquerade" not in got
     assert metrics.errors.labels("rules")._value.get() == before + 1
     assert "evasion.name_masquerade" in caplog.text
+
+
+DEMO_COND = 'op = "equals", value = "demo-miner"'
+
+
+@pytest.mark.parametrize("rx", [r"^(\w+\s?)*$", r"(a+)+b", r"(?:x|(?:y*z)*)*$", r"(a*){2,9}"])
+def test_catastrophic_regex_is_refused_at_load(tmp_path: Path, rx: str) -> None:
+    """A nested repetition backtracks exponentially on an argv the watched agent writes
+    (24 characters already stall the loop for a second): the loader refuses it."""
+    rule = RULE.replace('op = "equals", value = "demo-miner"', f"op = \"matches\", value = '{rx}'")
+    path = write(tmp_path, rule)
+    with pytest.raises(
+        CatalogueError, match=rf"^{re.escape(str(path))}:11: match.all\[0\]: .*nested"
+    ):
+        loader.load(intel.load(), [tmp_path])
+
+
+def test_bounded_and_possessive_repetitions_load(tmp_path: Path) -> None:
+    rx = r"^(?:\w++\s?)*+$|(?:ab){2,3}x+|(?>a+)+"
+    write(
+        tmp_path,
+        RULE.replace('op = "equals", value = "demo-miner"', f"op = \"matches\", value = '{rx}'"),
+    )
+    loader.load(intel.load(), [tmp_path])
+
+
+def test_catastrophic_pattern_list_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "[lists]\nkthread_names = ['(k\\w+)+d']\n")
+    with pytest.raises(
+        CatalogueError, match=rf"^{re.escape(str(path))}:2: lists.kthread_names: .*nested"
+    ):
+        loader.load(intel.load(), [tmp_path])
