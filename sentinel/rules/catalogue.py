@@ -111,6 +111,7 @@ class Rule:
     downgrades: list[tuple[list[Cond], list[Cond], Severity]] = field(default_factory=list)
     exceptions: list[Cond] = field(default_factory=list)
     tests: list[Sample] = field(default_factory=list)
+    replaces: str = ""  # where the rule of the same id and event it replaced was written
     gate: str = ""  # a field the rule needs set: when it is not, the rule is not run
 
     def __post_init__(self) -> None:
@@ -169,6 +170,7 @@ class Rule:
             "file": self.file,
             "line": self.line,
             "tests": len(self.tests),
+            "replaces": self.replaces,
         }
 
 

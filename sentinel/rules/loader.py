@@ -470,6 +470,8 @@ def load(
             seen[key] = rule.line
             if n_file < n_ours:
                 ours.append(key)
+            if key in by_key:
+                rule.replaces = by_key[key].where
             by_key[key] = rule  # a user's rule replaces ours in its place
     off = set(disable)
     cat = Catalogue(kinds, lists)

@@ -315,3 +315,21 @@ def test_catastrophic_pattern_list_is_refused(tmp_path: Path) -> None:
         CatalogueError, match=rf"^{re.escape(str(path))}:2: lists.kthread_names: .*nested"
     ):
         loader.load(intel.load(), [tmp_path])
+
+
+def test_rules_list_shows_where_an_override_comes_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user rule that replaces ours (possibly narrowing it to nothing) is listed as such."""
+    rules_d = tmp_path / "rules.d"
+    rules_d.mkdir()
+    over = write(rules_d, RULE.replace("local.demo", "miner.process_name"), "over.toml")
+    cfg = write(tmp_path, f'[rules]\ndirs = ["{rules_d}"]\n', "sentinel.toml")
+    assert main(["rules", "list", "--json", "-c", str(cfg)]) == 0
+    (row,) = [r for r in json.loads(capsys.readouterr().out) if r["id"] == "miner.process_name"]
+    assert row["file"] == str(over)
+    assert re.fullmatch(r".*signatures/rules/miner\.toml:\d+", row["replaces"])
+    assert main(["rules", "list", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    (line,) = [ln for ln in out.splitlines() if "miner.process_name" in ln]
+    assert "over.toml" in line and "replaces" in line
