@@ -154,6 +154,8 @@ class _Compiler:
             return raw
         if prep in ("set", "tuple"):
             items = elements(raw)
+            if not all(isinstance(e, (str, int, float)) for e in items):
+                raise ValueError(f"{op} needs a string, a number, or a list of strings or numbers")
             if prep == "set":
                 return frozenset(lower(e) for e in items)
             return tuple(str(e).lower() for e in items)
@@ -184,7 +186,9 @@ class _Compiler:
             value = self.value(op, raw.get("value", True), prep)
         except ValueError as exc:
             raise self.src.error(line, key, str(exc)) from None
-        negate = bool(raw.get("negate", False))
+        negate = raw.get("negate", False)
+        if not isinstance(negate, bool):
+            raise self.src.error(line, key, "negate is true or false")
         want = bool(value) if prep == "bool" else True
         cap = raw.get("as")
         if cap is not None and (not isinstance(cap, str) or not cap):
@@ -317,6 +321,11 @@ class _Compiler:
                     _severity(t["expect"])
                 except ValueError as exc:
                     raise src.error(n, f"tests[{i}]", str(exc)) from None
+            try:
+                if kind.sample is not None:
+                    kind.sample(t)  # built now so that a wrong type is an error with its place
+            except (TypeError, ValueError) as exc:
+                raise src.error(n, f"tests[{i}]", f"bad sample: {exc}") from None
             samples.append(Sample(n, t))
         return Rule(
             id=rid,

@@ -333,3 +333,22 @@ def test_rules_list_shows_where_an_override_comes_from(
     out = capsys.readouterr().out
     (line,) = [ln for ln in out.splitlines() if "miner.process_name" in ln]
     assert "over.toml" in line and "replaces" in line
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "message"),
+    [
+        ((DEMO_COND, 'op = "in", value = { a = 1 }'), 11, r"match.all\[0\]: .*strings or numbers"),
+        ((DEMO_COND, 'op = "in", value = [["x"]]'), 11, r"match.all\[0\]: .*strings or numbers"),
+        ((DEMO_COND, DEMO_COND + ', negate = "yes"'), 11, r"match.all\[0\]: negate is true or"),
+        (('argv = ["demo-miner"]', 'argv = "demo-miner"'), 13, r"tests\[0\]: bad sample: argv"),
+        (('argv = ["demo-miner"]', 'argv = ["x"], pid = "x"'), 13, r"tests\[0\]: bad sample"),
+    ],
+)
+def test_wrong_types_name_file_line_and_key(
+    tmp_path: Path, change: tuple[str, str], line: int, message: str
+) -> None:
+    """Wrong value types are schema errors (exit 78 with the place), never a traceback."""
+    path = write(tmp_path, RULE.replace(*change))
+    with pytest.raises(CatalogueError, match=rf"^{re.escape(str(path))}:{line}: .*{message}"):
+        loader.load(intel.load(), [tmp_path])
