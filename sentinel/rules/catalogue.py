@@ -106,9 +106,11 @@ class Rule:
     tags: list[str] = field(default_factory=list)
     evidence: dict[str, str] = field(default_factory=dict)
     sets: dict[str, Any] = field(default_factory=dict)
-    match_all: list[Cond] = field(default_factory=list)
-    match_any: list[Cond] = field(default_factory=list)
-    downgrades: list[tuple[list[Cond], list[Cond], Severity]] = field(default_factory=list)
+    match_all: list[Condition] = field(default_factory=list)
+    match_any: list[Condition] = field(default_factory=list)
+    downgrades: list[tuple[list[Condition], list[Condition], Severity]] = field(
+        default_factory=list
+    )
     exceptions: list[Cond] = field(default_factory=list)
     tests: list[Sample] = field(default_factory=list)
     replaces: str = ""  # where the rule of the same id and event it replaced was written
@@ -122,18 +124,13 @@ class Rule:
     def where(self) -> str:
         return f"{self.file}:{self.line}"
 
-    def holds(self, s: Subject, caps: dict[str, Any]) -> bool:
-        for c in self.match_all:
-            if not c(s, caps):
-                return False
-        if not self.match_any:
-            return True
-        return any(c(s, caps) for c in self.match_any)
-
     def evaluate(self, s: Subject) -> Match | None:
         """The match of this rule on the subject, or None (no match, or an exception holds)."""
         caps: dict[str, Any] = {}
-        if not self.holds(s, caps):
+        for c in self.match_all:  # the hot path: Condition.check called directly
+            if not c.check(s, caps):
+                return None
+        if self.match_any and not any(c.check(s, caps) for c in self.match_any):
             return None
         if self.exceptions and any(c(s, {}) for c in self.exceptions):
             return None

@@ -161,7 +161,7 @@ class _Compiler:
             return tuple(str(e).lower() for e in items)
         return raw
 
-    def cond(self, kind: Kind, raw: Any, index: int, key: str) -> Cond:
+    def cond(self, kind: Kind, raw: Any, index: int, key: str) -> Condition:
         """One field-operator-value condition."""
         line = self.src.key_line(index, key.split(".", 1)[0])
         if not isinstance(raw, dict):
@@ -219,7 +219,9 @@ class _Compiler:
 
         return Condition(check, gate)
 
-    def group(self, kind: Kind, raw: Any, index: int, key: str) -> tuple[list[Cond], list[Cond]]:
+    def group(
+        self, kind: Kind, raw: Any, index: int, key: str
+    ) -> tuple[list[Condition], list[Condition]]:
         if not isinstance(raw, dict):
             line = self.src.key_line(index, key.split(".")[0])
             raise self.src.error(line, key, "a table with 'all' and/or 'any' lists")
@@ -227,7 +229,7 @@ class _Compiler:
         if extra:
             line = self.src.key_line(index, key.split(".")[0])
             raise self.src.error(line, key, f"unknown key {sorted(extra)[0]!r}")
-        out: list[list[Cond]] = []
+        out: list[list[Condition]] = []
         for part in ("all", "any"):
             conds = raw.get(part, [])
             if not isinstance(conds, list):

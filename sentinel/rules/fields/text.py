@@ -57,7 +57,8 @@ def _algo_values(s: Subject) -> list[str]:
 @extractor(KIND, "pool_logins")
 def _pool_logins(s: Subject) -> list[str]:
     """host:port pool options, when a user/wallet option is given too."""
-    if not any(o in s.get("text") for o in USER_HINTS):
+    text = s.get("text")
+    if not any(o in text for o in USER_HINTS):
         return []
     tokens = s.get("tokens")
     pools = [
