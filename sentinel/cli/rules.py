@@ -54,10 +54,11 @@ def run_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "category", "severity", "event", "title")
+    table = Table("id", "category", "severity", "event", "title", "from")
     for r in rules:
-        table.add_row(r.id, r.category.value, r.severity.name.lower(), r.event, r.title)
-    Console(width=160).print(table)
+        origin = f"{r.where} (replaces {r.replaces})" if r.replaces else r.where
+        table.add_row(r.id, r.category.value, r.severity.name.lower(), r.event, r.title, origin)
+    Console(width=240).print(table)
     return EX_OK
 
 

@@ -288,6 +288,14 @@ class Engine:
             if cached is not None and same_start(cached.start_time, event.start_time):
                 self.ctx.procs.forget(event.pid)  # not a newer process that reused the pid
 
+    def handle_now(self, event: Event) -> None:
+        """Route one event and run what it queued for blocking detectors at once, in this
+        thread (a replay with no loop; in the agent the blocking workers do that)."""
+        self._handle(event)
+        while not self.blocking.empty():
+            det, queued = self.blocking.get_nowait()
+            self.publish_all(self._run_detector(det, queued))
+
     async def _blocking_worker(self) -> None:
         assert self.loop is not None
         while True:

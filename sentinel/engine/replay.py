@@ -74,8 +74,5 @@ def replay(cfg: Config, events: Iterable[Event]) -> list[Finding]:
     sink = _Collect()
     engine.sinks = [sink]  # type: ignore[list-item]
     for event in events:
-        engine._handle(event)
-        while not engine.blocking.empty():  # what the scan workers would run
-            det, ev = engine.blocking.get_nowait()
-            engine.publish_all(engine._run_detector(det, ev))
+        engine.handle_now(event)
     return sink.findings

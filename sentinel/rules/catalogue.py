@@ -7,6 +7,7 @@ Fields are computed at most once per subject. `sentinel.rules.loader` builds cat
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from sentinel.core.model import Category, Severity
 from sentinel.rules.kinds import Kind
 from sentinel.rules.operators import elements
 
+log = logging.getLogger(__name__)
 TEMPLATE = re.compile(r"\{([a-z0-9_.]+)(?:\[(\d+)\])?\}")
 
 
@@ -104,11 +106,14 @@ class Rule:
     tags: list[str] = field(default_factory=list)
     evidence: dict[str, str] = field(default_factory=dict)
     sets: dict[str, Any] = field(default_factory=dict)
-    match_all: list[Cond] = field(default_factory=list)
-    match_any: list[Cond] = field(default_factory=list)
-    downgrades: list[tuple[list[Cond], list[Cond], Severity]] = field(default_factory=list)
+    match_all: list[Condition] = field(default_factory=list)
+    match_any: list[Condition] = field(default_factory=list)
+    downgrades: list[tuple[list[Condition], list[Condition], Severity]] = field(
+        default_factory=list
+    )
     exceptions: list[Cond] = field(default_factory=list)
     tests: list[Sample] = field(default_factory=list)
+    replaces: str = ""  # where the rule of the same id and event it replaced was written
     gate: str = ""  # a field the rule needs set: when it is not, the rule is not run
 
     def __post_init__(self) -> None:
@@ -119,18 +124,13 @@ class Rule:
     def where(self) -> str:
         return f"{self.file}:{self.line}"
 
-    def holds(self, s: Subject, caps: dict[str, Any]) -> bool:
-        for c in self.match_all:
-            if not c(s, caps):
-                return False
-        if not self.match_any:
-            return True
-        return any(c(s, caps) for c in self.match_any)
-
     def evaluate(self, s: Subject) -> Match | None:
         """The match of this rule on the subject, or None (no match, or an exception holds)."""
         caps: dict[str, Any] = {}
-        if not self.holds(s, caps):
+        for c in self.match_all:  # the hot path: Condition.check called directly
+            if not c.check(s, caps):
+                return None
+        if self.match_any and not any(c.check(s, caps) for c in self.match_any):
             return None
         if self.exceptions and any(c(s, {}) for c in self.exceptions):
             return None
@@ -167,6 +167,7 @@ class Rule:
             "file": self.file,
             "line": self.line,
             "tests": len(self.tests),
+            "replaces": self.replaces,
         }
 
 
@@ -188,6 +189,14 @@ class _Lookup:
             index = int(m.group(2))
             value = items[index] if index < len(items) else ""
         return "" if value is None else str(value)
+
+
+def _rule_failed(rule: Rule, s: Subject) -> None:
+    """Log and count a rule that raised on a subject; the other rules go on."""
+    from sentinel.ops import metrics
+
+    log.exception("rule %s (%s) failed on a %s event", rule.id, rule.where, s.kind.name)
+    metrics.errors.labels("rules").inc()
 
 
 @dataclass
@@ -221,11 +230,15 @@ class Catalogue:
         get, cache = s.get, s.cache
         for rule in self.rules.get(s.kind.name, ()):
             gate = rule.gate
-            if gate:
-                v = cache.get(gate, _MISSING)
-                if not (get(gate) if v is _MISSING else v):
-                    continue
-            m = rule.evaluate(s)
+            try:
+                if gate:
+                    v = cache.get(gate, _MISSING)
+                    if not (get(gate) if v is _MISSING else v):
+                        continue
+                m = rule.evaluate(s)
+            except Exception:  # one failing field on hostile input loses only its rule
+                _rule_failed(rule, s)
+                continue
             if m is not None:
                 out.append(m)
                 if s.kind.first_match:

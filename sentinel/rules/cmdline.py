@@ -27,8 +27,7 @@ HOSTNAME = re.compile(
     re.IGNORECASE,
 )
 BASE64_TOKEN = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{20,}={0,2}(?![A-Za-z0-9+/=])")
-MAX_BASE64_TOKENS = 16
-MAX_BASE64_LEN = 65536
+MAX_DECODED = 1 << 20  # characters of hidden text decoded per text, all tokens together
 
 # reverse and bind shells written into a command line or a script line
 _DEV_TCP = re.compile(r"/dev/(?:tcp|udp)/")
@@ -156,10 +155,16 @@ def reverse_shell(text: str) -> str | None:
 
 
 def decoded_base64(text: str) -> list[str]:
-    """Printable texts hidden as base64 tokens in the text."""
-    out = []
-    for m in BASE64_TOKEN.finditer(text[: MAX_BASE64_LEN * 4]):
-        tok = m.group(0)[:MAX_BASE64_LEN]
+    """Printable texts hidden as base64 tokens anywhere in the text, each once, until
+    MAX_DECODED characters are decoded (decoys and padding use it up only by their size)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    budget = MAX_DECODED
+    for m in BASE64_TOKEN.finditer(text):
+        tok = m.group(0)
+        if tok in seen:
+            continue
+        seen.add(tok)
         try:
             raw = base64.b64decode(tok + "=" * (-len(tok) % 4), validate=True)
         except (binascii.Error, ValueError):
@@ -168,10 +173,13 @@ def decoded_base64(text: str) -> list[str]:
             decoded = raw.decode("utf-8")
         except UnicodeDecodeError:
             continue
-        printable = sum(c.isprintable() or c in "\n\t\r" for c in decoded)
-        if decoded and printable >= 0.95 * len(decoded):
-            out.append(decoded)
-        if len(out) >= MAX_BASE64_TOKENS:
+        if not decoded.isprintable():
+            printable = sum(c.isprintable() or c in "\n\t\r" for c in decoded)
+            if printable < 0.95 * len(decoded):
+                continue
+        out.append(decoded[:budget])
+        budget -= len(out[-1])
+        if budget <= 0:
             break
     return out
 

@@ -27,6 +27,7 @@ from sentinel.rules.catalogue import (
 from sentinel.rules.intel import Intel, builtin_subdir
 from sentinel.rules.kinds import Kind, load_fields
 from sentinel.rules.operators import OPERATORS, elements, lower
+from sentinel.rules.regexcheck import nested_repeat
 
 RULE_SUFFIX = ".toml"
 ID_FORMAT = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+$")
@@ -140,21 +141,29 @@ class _Compiler:
             if not isinstance(raw, str):
                 raise ValueError(f"{op} needs a regular expression string")
             try:
-                return re.compile(raw)
+                rx = re.compile(raw)
             except re.error as exc:
                 raise ValueError(f"bad regular expression {raw!r}: {exc}") from None
+            if nested_repeat(raw):
+                raise ValueError(
+                    f"regular expression {raw!r} has a nested repetition, which backtracks "
+                    "catastrophically on hostile text (make the inner one possessive: '++')"
+                )
+            return rx
         if prep == "number":
             if not isinstance(raw, (int, float)) or isinstance(raw, bool):
                 raise ValueError(f"{op} needs a number, got {raw!r}")
             return raw
         if prep in ("set", "tuple"):
             items = elements(raw)
+            if not all(isinstance(e, (str, int, float)) for e in items):
+                raise ValueError(f"{op} needs a string, a number, or a list of strings or numbers")
             if prep == "set":
                 return frozenset(lower(e) for e in items)
             return tuple(str(e).lower() for e in items)
         return raw
 
-    def cond(self, kind: Kind, raw: Any, index: int, key: str) -> Cond:
+    def cond(self, kind: Kind, raw: Any, index: int, key: str) -> Condition:
         """One field-operator-value condition."""
         line = self.src.key_line(index, key.split(".", 1)[0])
         if not isinstance(raw, dict):
@@ -179,7 +188,9 @@ class _Compiler:
             value = self.value(op, raw.get("value", True), prep)
         except ValueError as exc:
             raise self.src.error(line, key, str(exc)) from None
-        negate = bool(raw.get("negate", False))
+        negate = raw.get("negate", False)
+        if not isinstance(negate, bool):
+            raise self.src.error(line, key, "negate is true or false")
         want = bool(value) if prep == "bool" else True
         cap = raw.get("as")
         if cap is not None and (not isinstance(cap, str) or not cap):
@@ -210,7 +221,9 @@ class _Compiler:
 
         return Condition(check, gate)
 
-    def group(self, kind: Kind, raw: Any, index: int, key: str) -> tuple[list[Cond], list[Cond]]:
+    def group(
+        self, kind: Kind, raw: Any, index: int, key: str
+    ) -> tuple[list[Condition], list[Condition]]:
         if not isinstance(raw, dict):
             line = self.src.key_line(index, key.split(".")[0])
             raise self.src.error(line, key, "a table with 'all' and/or 'any' lists")
@@ -218,7 +231,7 @@ class _Compiler:
         if extra:
             line = self.src.key_line(index, key.split(".")[0])
             raise self.src.error(line, key, f"unknown key {sorted(extra)[0]!r}")
-        out: list[list[Cond]] = []
+        out: list[list[Condition]] = []
         for part in ("all", "any"):
             conds = raw.get(part, [])
             if not isinstance(conds, list):
@@ -312,6 +325,11 @@ class _Compiler:
                     _severity(t["expect"])
                 except ValueError as exc:
                     raise src.error(n, f"tests[{i}]", str(exc)) from None
+            try:
+                if kind.sample is not None:
+                    kind.sample(t)  # built now so that a wrong type is an error with its place
+            except (TypeError, ValueError) as exc:
+                raise src.error(n, f"tests[{i}]", f"bad sample: {exc}") from None
             samples.append(Sample(n, t))
         return Rule(
             id=rid,
@@ -395,11 +413,15 @@ def _check_patterns(cat: Catalogue, origins: dict[str, tuple[_Source, int]]) -> 
     for name in PATTERN_LISTS:
         if name not in cat.lists:
             continue
+        src, line = origins[name]
         try:
             cat.pattern(name)
         except re.error as exc:
-            src, line = origins[name]
             raise src.error(line, f"lists.{name}", f"bad regular expression: {exc}") from None
+        bad = [p for p in cat.lists[name] if nested_repeat(p)]
+        if bad:
+            msg = f"regular expression {bad[0]!r} has a nested repetition (catastrophic)"
+            raise src.error(line, f"lists.{name}", msg)
 
 
 def rule_files(dirs: Iterable[str | Path]) -> list[Path]:
@@ -427,7 +449,9 @@ def load(
 ) -> Catalogue:
     """Our rules, then each user directory's (a same id replaces ours), less disabled ones."""
     kinds = load_fields()
-    files = rule_files([builtin_subdir("rules")] if builtin else []) + rule_files(dirs)
+    own_files = rule_files([builtin_subdir("rules")] if builtin else [])
+    n_ours = len(own_files)
+    files = own_files + rule_files(dirs)
     parsed = [_read(p) for p in files]
     lists: dict[str, Any] = intel_lists(i)
     origins: dict[str, tuple[_Source, int]] = {}
@@ -442,8 +466,8 @@ def load(
             lists[name] = _merge_list(src, n, name, lists.get(name), values)
             origins[name] = (src, n)
     by_key: dict[tuple[str, str], Rule] = {}
-    by_key: dict[tuple[str, str], Rule] = {}
-    for src, data in parsed:
+    ours: list[tuple[str, str]] = []
+    for n_file, (src, data) in enumerate(parsed):
         comp = _Compiler(src, kinds, lists)
         seen: dict[tuple[str, str], int] = {}
         raw_rules = data.get("rule", [])
@@ -457,16 +481,36 @@ def load(
                     rule.line, "id", f"duplicate rule id {rule.id!r} (first at line {seen[key]})"
                 )
             seen[key] = rule.line
-            by_key.pop(key, None)  # a user's rule replaces ours, and takes its place at the end
-            by_key[key] = rule
+            if n_file < n_ours:
+                ours.append(key)
+            if key in by_key:
+                rule.replaces = by_key[key].where
+            by_key[key] = rule  # a user's rule replaces ours in its place
     off = set(disable)
     cat = Catalogue(kinds, lists)
-    for (event, rid), rule in by_key.items():
+    for event, rid in _ordered(by_key, ours, kinds):
         if rid not in off:
-            cat.rules.setdefault(event, []).append(rule)
+            cat.rules.setdefault(event, []).append(by_key[event, rid])
     _add_user_exceptions(cat, exceptions or {}, source)
     _check_patterns(cat, origins)
     return cat
+
+
+def _ordered(
+    by_key: dict[tuple[str, str], Rule], ours: list[tuple[str, str]], kinds: dict[str, Kind]
+) -> list[tuple[str, str]]:
+    """Rule keys in evaluation order: ours, then the user's new rules; for a first-match kind
+    (persistence) the user's new rules go before our last one, the catch-all, so that they
+    can fire without shadowing one of our specific places."""
+    order = list(by_key)
+    own = set(ours)
+    for event in {e for e, _ in ours if kinds[e].first_match}:
+        last = max(i for i, k in enumerate(order) if k in own and k[0] == event)
+        new = [k for k in order[last + 1 :] if k[0] == event and k not in own]
+        rest = [k for k in order if k not in new]
+        at = rest.index(order[last])
+        order = [*rest[:at], *new, *rest[at:]]
+    return order
 
 
 def _add_user_exceptions(

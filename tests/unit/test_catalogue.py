@@ -212,3 +212,143 @@ def test_user_lists_extend_ours(tmp_path: Path) -> None:
     path = write(tmp_path, '\n[lists]\nkthread_names = ["(bad"]\n')
     with pytest.raises(CatalogueError, match=rf"^{path}:3: lists.kthread_names: bad regular"):
         loader.load(intel.load(), [tmp_path])
+
+
+PERSISTENCE_RULES = """
+[[rule]]
+id = "persistence.cron"
+title = "cron, graded by us"
+category = "persistence"
+severity = "critical"
+event = "persistence"
+match.all = [{ field = "path", op = "matches", value = '(?:^|/)cron\\.d/' }]
+set = { place = "cron" }
+summary = "our cron {path}"
+
+[[rule]]
+id = "local.sudoers"
+title = "sudoers drop-in"
+category = "persistence"
+severity = "high"
+event = "persistence"
+match.all = [{ field = "path", op = "prefix_in", value = ["/etc/sudoers.d/"] }]
+summary = "sudoers {path}"
+
+[[rule]]
+id = "local.anything_under_etc"
+title = "anything under /etc"
+category = "persistence"
+severity = "low"
+event = "persistence"
+match.all = [{ field = "path", op = "prefix_in", value = ["/etc/"] }]
+summary = "etc {path}"
+"""
+
+
+def test_user_persistence_rules_fire_and_do_not_shadow_ours(tmp_path: Path) -> None:
+    """Persistence is first-match: a replaced rule keeps its place, a new one goes before our
+    catch-all (so it can fire) and after our specific places (so it cannot shadow them)."""
+    from sentinel.core.events import FileChange
+
+    write(tmp_path, PERSISTENCE_RULES)
+    cat = loader.load(intel.load(), [tmp_path])
+
+    def first(path: str) -> tuple[str, Severity]:
+        (m,) = cat.evaluate("persistence", FileChange(1.0, path, "created", "persistence", ["x"]))
+        return m.rule.id, m.severity
+
+    assert first("/etc/cron.d/job") == ("persistence.cron", Severity.CRITICAL)
+    assert first("/etc/sudoers.d/agent") == ("local.sudoers", Severity.HIGH)
+    assert first("/etc/ld.so.preload")[0] == "persistence.ld_preload"
+    assert first("/etc/other.conf")[0] == "local.anything_under_etc"
+    assert first("/srv/watched")[0] == "persistence.other"
+    order = [r.id for r in cat.rules["persistence"]]
+    assert order[-1] == "persistence.other"
+
+
+def test_a_field_that_raises_loses_only_its_rules(
+    cat: catalogue.Catalogue, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One extractor failing on a hostile process must not drop the other rules' findings."""
+    from sentinel.ops import metrics
+
+    def boom(s: catalogue.Subject) -> object:
+        raise ValueError("hostile input")
+
+    monkeypatch.setitem(cat.kinds["process"].fields, "masquerade", boom)
+    before = metrics.errors.labels("rules")._value.get()
+    miner = proc(name="xmrig", exe="/tmp/xmrig", cmdline=["/tmp/xmrig"])
+    got = {m.rule.id for m in cat.evaluate("process", miner)}
+    assert {"miner.process_name", "evasion.exec_from_tmp"} <= got
+    assert "evasion.name_masquerade" not in got
+    assert metrics.errors.labels("rules")._value.get() == before + 1
+    assert "evasion.name_masquerade" in caplog.text
+
+
+DEMO_COND = 'op = "equals", value = "demo-miner"'
+
+
+@pytest.mark.parametrize("rx", [r"^(\w+\s?)*$", r"(a+)+b", r"(?:x|(?:y*z)*)*$", r"(a*){2,9}"])
+def test_catastrophic_regex_is_refused_at_load(tmp_path: Path, rx: str) -> None:
+    """A nested repetition backtracks exponentially on an argv the watched agent writes
+    (24 characters already stall the loop for a second): the loader refuses it."""
+    rule = RULE.replace('op = "equals", value = "demo-miner"', f"op = \"matches\", value = '{rx}'")
+    path = write(tmp_path, rule)
+    with pytest.raises(
+        CatalogueError, match=rf"^{re.escape(str(path))}:11: match.all\[0\]: .*nested"
+    ):
+        loader.load(intel.load(), [tmp_path])
+
+
+def test_bounded_and_possessive_repetitions_load(tmp_path: Path) -> None:
+    rx = r"^(?:\w++\s?)*+$|(?:ab){2,3}x+|(?>a+)+"
+    write(
+        tmp_path,
+        RULE.replace('op = "equals", value = "demo-miner"', f"op = \"matches\", value = '{rx}'"),
+    )
+    loader.load(intel.load(), [tmp_path])
+
+
+def test_catastrophic_pattern_list_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "[lists]\nkthread_names = ['(k\\w+)+d']\n")
+    with pytest.raises(
+        CatalogueError, match=rf"^{re.escape(str(path))}:2: lists.kthread_names: .*nested"
+    ):
+        loader.load(intel.load(), [tmp_path])
+
+
+def test_rules_list_shows_where_an_override_comes_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user rule that replaces ours (possibly narrowing it to nothing) is listed as such."""
+    rules_d = tmp_path / "rules.d"
+    rules_d.mkdir()
+    over = write(rules_d, RULE.replace("local.demo", "miner.process_name"), "over.toml")
+    cfg = write(tmp_path, f'[rules]\ndirs = ["{rules_d}"]\n', "sentinel.toml")
+    assert main(["rules", "list", "--json", "-c", str(cfg)]) == 0
+    (row,) = [r for r in json.loads(capsys.readouterr().out) if r["id"] == "miner.process_name"]
+    assert row["file"] == str(over)
+    assert re.fullmatch(r".*signatures/rules/miner\.toml:\d+", row["replaces"])
+    assert main(["rules", "list", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    (line,) = [ln for ln in out.splitlines() if "miner.process_name" in ln]
+    assert "over.toml" in line and "replaces" in line
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "message"),
+    [
+        ((DEMO_COND, 'op = "in", value = { a = 1 }'), 11, r"match.all\[0\]: .*strings or numbers"),
+        ((DEMO_COND, 'op = "in", value = [["x"]]'), 11, r"match.all\[0\]: .*strings or numbers"),
+        ((DEMO_COND, DEMO_COND + ', negate = "yes"'), 11, r"match.all\[0\]: negate is true or"),
+        (('argv = ["demo-miner"]', 'argv = "demo-miner"'), 13, r"tests\[0\]: bad sample: argv"),
+        (('argv = ["demo-miner"]', 'argv = ["x"], pid = "x"'), 13, r"tests\[0\]: bad sample"),
+    ],
+)
+def test_wrong_types_name_file_line_and_key(
+    tmp_path: Path, change: tuple[str, str], line: int, message: str
+) -> None:
+    """Wrong value types are schema errors (exit 78 with the place), never a traceback."""
+    path = write(tmp_path, RULE.replace(*change))
+    with pytest.raises(CatalogueError, match=rf"^{re.escape(str(path))}:{line}: .*{message}"):
+        loader.load(intel.load(), [tmp_path])

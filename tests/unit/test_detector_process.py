@@ -316,3 +316,17 @@ def test_runbook_never_silences_process_rules() -> None:
     det = ProcessDetector(context("[[runbook.jobs]]\nname = 'bench'\ncmdline = 'xmrig|ssh'\n"))
     assert "miner.process_name" in run(det, cmd("/opt/x/xmrig", exe="/opt/x/xmrig"))
     assert "tunnel.ssh_reverse" in run(det, cmd("ssh", "-R", "2222:localhost:22", "203.0.113.5"))
+
+
+def test_base64_decoys_do_not_hide_the_payload(det: ProcessDetector) -> None:
+    """Decoy tokens before the payload, or padding in front of it, do not use up the budget."""
+    hidden = base64.b64encode(b"./w -o stratum+tcp://127.0.0.1:3333").decode()
+    decoys = [base64.b64encode(f"harmless note number {i}".encode()).decode() for i in range(40)]
+    found = run(det, cmd("sh", "-c", f"echo {' '.join(decoys)}; echo {hidden} | base64 -d | sh"))
+    assert found["miner.cmdline.stratum_url"].evidence["encoding"] == "base64"
+    padding = "x " * 200_000  # 400 KB of argv before the token
+    found = run(det, cmd("sh", "-c", f"{padding}; echo {hidden} | base64 -d | sh"))
+    assert found["miner.cmdline.stratum_url"].evidence["encoding"] == "base64"
+    long = base64.b64encode(b" " * 70_000 + b"./w -o stratum+tcp://127.0.0.1:3333").decode()
+    found = run(det, cmd("sh", "-c", f"echo {long} | base64 -d | sh"))
+    assert found["miner.cmdline.stratum_url"].evidence["encoding"] == "base64"

@@ -160,6 +160,8 @@ SAMPLE_KEYS = {"argv", "exe", "name", "user", "pid", "ppid", "parent", "exe_dele
 @sample_builder(KIND, SAMPLE_KEYS)
 def sample_proc(sample: dict[str, Any]) -> Proc:
     """A process from a test sample: argv plus optional exe, name, user, pid, ppid, parent."""
+    if not isinstance(sample.get("argv", []), list):
+        raise TypeError("argv is a list of strings")
     argv = [str(a) for a in sample.get("argv", [])]
     exe = str(sample.get("exe", f"/usr/bin/{base(argv[0])}" if argv else ""))
     ppid = int(sample.get("ppid", 100))

@@ -57,7 +57,8 @@ def _algo_values(s: Subject) -> list[str]:
 @extractor(KIND, "pool_logins")
 def _pool_logins(s: Subject) -> list[str]:
     """host:port pool options, when a user/wallet option is given too."""
-    if not any(o in s.get("text") for o in USER_HINTS):
+    text = s.get("text")
+    if not any(o in text for o in USER_HINTS):
         return []
     tokens = s.get("tokens")
     pools = [
@@ -104,12 +105,15 @@ def _sample(sample: dict[str, Any]) -> str:
 
 
 def matches(cat: Catalogue, text: str, depth: int = BASE64_DEPTH) -> list[Match]:
-    """Text rules on the text and on base64 texts hidden inside it (up to `depth` layers)."""
+    """Text rules on the text and on base64 texts hidden inside it (up to `depth` layers).
+
+    The hidden texts of one layer are judged together, one per line, so that their cost is
+    their size, whatever their number."""
     found = cat.evaluate(KIND, text)
-    if depth > 0:
-        for decoded in cmdline.decoded_base64(text):
-            for m in matches(cat, decoded, depth - 1):
-                evidence = {**m.evidence}
-                evidence.setdefault("encoding", "base64")
-                found.append(replace(m, summary=f"{m.summary} (base64-encoded)", evidence=evidence))
+    decoded = cmdline.decoded_base64(text) if depth > 0 else []
+    if decoded:
+        for m in matches(cat, "\n".join(decoded), depth - 1):
+            evidence = {**m.evidence}
+            evidence.setdefault("encoding", "base64")
+            found.append(replace(m, summary=f"{m.summary} (base64-encoded)", evidence=evidence))
     return found

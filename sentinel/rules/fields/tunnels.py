@@ -130,7 +130,8 @@ def socat_facts(args: list[str]) -> dict[str, Any]:
 
 
 def _uses(s: Subject, *tools: str) -> bool:
-    return any(t in s.get("names") for t in tools)
+    names = s.get("names")
+    return any(t in names for t in tools)
 
 
 SSH_KEYS = ("destination", "local_destination", "reverse", "vpn", "socks", "remote_forward")
