@@ -165,6 +165,7 @@ class TrafficConfig:
     snaplen: int = 2048  # bytes kept of each accepted packet
     flow_bytes: int = 4096  # first bytes of a flow reassembled at most (split ClientHello)
     map_size: int = 65536  # address -> name entries kept from DNS answers, all namespaces
+    max_namespaces: int = 256  # namespaces watched at once (each costs two fds)
 
 
 @dataclass
@@ -379,6 +380,7 @@ def _validate(cfg: Config, source: str) -> None:
         ("snaplen", 64, 65535),
         ("flow_bytes", 64, 1 << 20),
         ("map_size", 1, 1 << 24),
+        ("max_namespaces", 1, 1 << 16),
     ):
         if not low <= getattr(cfg.traffic, key) <= high:
             where = f"traffic.{key}"

@@ -19,6 +19,7 @@ from sentinel.core.model import Finding
 from sentinel.evidence import drillmark
 from sentinel.evidence.recorder import Recorder, Row, cap_argv, db_path
 from sentinel.ops import metrics
+from sentinel.rules.redact import excerpt, redact
 from sentinel.sinks.jsonl import JsonlSink
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ MAX_PIDS = 16384  # pids with a ring, and parents with children, kept in memory
 MAX_CHILDREN = 1024  # children remembered per parent (a fork storm keeps the newest)
 MAX_SUBTREE = 256  # pids gathered for one finding
 FILES = -1  # the ring of file changes, which carry no pid
+ADDED_LINES = 20  # added lines kept per file change, as a redacted excerpt
 ROOTS = frozenset({0, 1, 2})  # init and kthreadd: a tree starts below them
 
 
@@ -75,7 +77,7 @@ def row_of(event: Event) -> Row | None:
     if isinstance(event, FileChange):
         data = {"path": event.path, "change": event.kind, "role": event.role}
         if event.added:
-            data["added"] = [line[:512] for line in event.added[:20]]
+            data["added"] = excerpt(event.added, ADDED_LINES)  # never a secret or a key
         return Row(event.time, "file", None, None, None, data)
     if isinstance(event, FileAccess):
         pid = event.pids[0] if event.pids else None
@@ -84,14 +86,17 @@ def row_of(event: Event) -> Row | None:
 
 
 def compact(row: Row) -> dict[str, Any]:
-    """A row for `evidence.recent`, its argv cut shorter than the recorder keeps it."""
+    """A row for `evidence.recent`: its argv cut shorter than the recorder keeps it, and
+    redacted (a token, a password or a key body in a relative's argv stays out of chat)."""
     rec = row.to_record()
     if "argv" in rec:
         out, left = [], RECENT_ARGV_CHARS
         for arg in rec["argv"]:
             if left <= 0:
                 break
-            out.append(arg[:left])
+            out.append(
+                "\n".join(excerpt(arg[:left].splitlines())) if "\n" in arg else redact(arg[:left])
+            )
             left -= len(arg)
         rec["argv"] = out
     return rec

@@ -55,6 +55,7 @@ def test_fd_exhaustion_as_nobody_does_not_blind_the_agent() -> None:
         agent = AgentRun(
             root / "agent",
             agent=f"max_open_files = {FD_LIMIT}",
+            extra="[traffic]\nmax_namespaces = 16\n",
             metrics="listen = '127.0.0.1:0'\nmax_connections = 16\nidle_timeout = 2.0",
         )
         with Siege(agent) as siege:

@@ -102,3 +102,26 @@ def test_acks_keep_the_newest_ids(tmp_path: Path) -> None:
     seen = acks.read(path)
     assert len(seen) == acks.KEEP and "id0" not in seen and f"id{acks.KEEP + 4}" in seen
     assert path.name == "hook_1.acked" and path.stat().st_mode & 0o777 == 0o600
+
+
+def test_recent_events_carry_no_secret_or_key_body(tmp_path: Path) -> None:
+    """A relative's argv or an added line holding a token or a private key reaches
+    evidence.recent (and so chat) redacted."""
+    ctx = context(f"[agent]\nstate_dir = '{tmp_path}'\n")
+    hub = Hub(ctx, [])
+    body = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW"
+    pem = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n-----END OPENSSH PRIVATE KEY-----"
+    token = "ghp_" + "a1" * 18
+    t0 = time.time()
+    hub.handle(ProcExec(t0, proc(pid=500, ppid=1, name="bash", exe="/bin/bash")))
+    writer = proc(pid=501, ppid=500, cmdline=["python3", "-c", "w()", pem, f"--token={token}"])
+    hub.handle(ProcExec(t0 + 1, writer))
+    hub.handle(FileChange(t0 + 2, str(tmp_path / "x.desktop"), "created", "persistence", [pem]))
+    child = proc(pid=502, ppid=500)
+    child.ancestors = [Ancestor(500, "bash", "/bin/bash")]
+    f = Finding("t.r", Category.MINER, Severity.HIGH, "miner", "t", child)
+    hub.annotate(f)
+    shown = repr(f.evidence["recent"])
+    hub.close()
+    assert "w()" in shown and "<redacted>" in shown
+    assert body not in shown and token not in shown

@@ -149,8 +149,12 @@ class TrafficCollector(Collector):
             self.changes.put((ns, None))
             self.ctx.names.forget(ns)
         self.failed &= found.keys()
+        unwatched = 0
         for ns, pid in found.items():
             if ns in self.watched or ns in self.failed:
+                continue
+            if ns and len(self.watched) >= self.cfg.max_namespaces:
+                unwatched += 1  # bounded: a namespace flood cannot exhaust the agent's fds
                 continue
             ns_file = f"{self.procfs}/{pid}/ns/net" if ns else None
             try:
@@ -165,7 +169,11 @@ class TrafficCollector(Collector):
                 continue
             self.watched[ns] = watch
             self.changes.put((ns, watch))
-        if "" in self.watched:
+        if unwatched:
+            limit = self.cfg.max_namespaces
+            reason = f"namespaces beyond traffic.max_namespaces ({limit}) are not watched"
+            self.report(False, reason, severity="medium", unwatched=unwatched)
+        elif "" in self.watched:
             self.report(True, namespaces=len(self.watched))
 
     # --- the capture thread --------------------------------------------------------------
