@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from sentinel.core.events import Event, NetConn
 from sentinel.core.model import Finding
-from sentinel.detectors import Detector, register
+from sentinel.detectors import Detector, _connection, register
 
 
 @register
@@ -17,23 +17,5 @@ class NetworkDetector(Detector):
     events = (NetConn,)
 
     def handle(self, event: Event) -> Iterable[Finding]:
-        if not isinstance(event, NetConn):
-            return
-        conn, proc = event.conn, event.proc
-        who = f"{proc.name} (pid {proc.pid})" if proc else "unknown process"
-        for m in self.ctx.catalogue.evaluate("network", event):
-            yield Finding(
-                rule=m.rule.id,
-                category=m.rule.category,
-                severity=m.severity,
-                summary=f"{who}: {m.summary}",
-                detector=self.name,
-                process=proc,
-                connection=conn,
-                evidence={
-                    **m.evidence,
-                    "raddr": conn.raddr,
-                    "rport": conn.rport,
-                    "proto": conn.proto,
-                },
-            )
+        if isinstance(event, NetConn):
+            yield from _connection.findings(self, "network", event)
