@@ -36,7 +36,7 @@ METHOD_RE = re.compile(rb'"method"\s*:\s*"([A-Za-z_.]{1,40})"')
 AGENT_RE = re.compile(rb'"agent"\s*:\s*"([^"\\]{0,120})')
 PASS_RE = re.compile(rb'("pass"\s*:\s*)"(?:[^"\\]|\\.)*("|$)')
 AUTH_RE = re.compile(rb'("params"\s*:\s*\[\s*"(?:[^"\\]|\\.)*"\s*,\s*)"(?:[^"\\]|\\.)*("|$)')
-LOGIN_KEY = re.compile(rb'"login"\s*:')
+LOGIN_PARAMS = re.compile(rb'"login"\s*:|"params"\s*:\s*\{')
 REMOVED = "<removed>"
 
 
@@ -131,7 +131,7 @@ class Stratum:
 
 def stratum(data: bytes) -> Stratum | None:
     """The first stratum message in `data` (one JSON object per line), or None."""
-    for line in data[:LIMIT].split(b"\n")[:8]:
+    for line in data[:LIMIT].lstrip().split(b"\n")[:8]:
         line = line.strip()
         if line.startswith(b"{"):
             msg = _stratum_line(line)
@@ -169,14 +169,16 @@ def _stratum_line(line: bytes) -> Stratum | None:
 
 
 def _stratum_truncated(line: bytes) -> Stratum | None:
-    """A line cut by the snap length: the method and agent by pattern."""
+    """A line cut by the snap length: the method and agent by pattern. A `login` counts
+    once its params object has begun: a long first parameter can push the `login` key
+    past the cut."""
     m = METHOD_RE.search(line)
     if not m:
         return None
     method = m.group(1).decode()
     if method in SERVER_METHODS:
         return Stratum(method, "server", line=line)
-    if method not in CLIENT_METHODS or (method == "login" and not LOGIN_KEY.search(line)):
+    if method not in CLIENT_METHODS or (method == "login" and not LOGIN_PARAMS.search(line)):
         return None
     agent = AGENT_RE.search(line)
     return Stratum(

@@ -302,3 +302,62 @@ def test_the_kernel_filter_passes_openings_not_bulk(pair: Pair) -> None:
         assert len(ours) <= 8, [pkt.payload[:8] for pkt in ours]
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize("prefix", [b"\n", b"\r\n \t "], ids=["newline", "white-space"])
+def test_stratum_login_after_leading_white_space(
+    agent: AgentRun, pair: Pair, workers: Path, prefix: bytes
+) -> None:
+    """JSON parsers (and so pools) skip white space before the object; so does the filter."""
+    pid = client(
+        pair, workers, dst=INET_IP, port=443, send=[prefix + xmrig_login(fake_monero_address())]
+    )
+    rec = agent.wait_for(about(pid, "network.stratum_protocol"))
+    assert rec["evidence"]["method"] == "login"
+
+
+def test_stratum_login_padded_past_the_snap_length(
+    agent: AgentRun, pair: Pair, workers: Path
+) -> None:
+    """A parameter before `login` pushes the wallet, pass and agent past the bytes kept."""
+    params = {"rigid": "r" * 3000, "login": fake_monero_address(), "pass": "x", "agent": "XMRig"}
+    pid = client(pair, workers, dst=INET_IP, port=443, send=[stratum_line("login", params)])
+    rec = agent.wait_for(about(pid, "network.stratum_protocol"))
+    assert rec["evidence"]["method"] == "login"
+
+
+SENDS = r"""
+import socket, sys, time
+for part in sys.stdin.buffer.read().split(b"\0"):
+    with socket.create_connection((sys.argv[1], 8443), timeout=10) as c:
+        c.sendall(part)
+        time.sleep(0.05)
+print("done", flush=True)
+"""
+
+
+def test_the_kernel_filter_verdicts_where_segments_arrive(pair: Pair) -> None:
+    """Each opening on its own flow, seen arriving in the servers' namespace."""
+    kept = [b'\n{"id":1}', b' \r\n\t {"id":2}', b'{"id":3}', b"\n" * 16 + b'{ "id":4}']
+    dropped = [b"{!" + b"x" * 40, b"{\x00" + b"y" * 40, b"\n\nz" * 10, b"\n" * 17 + b'{"id":5}']
+    ns_file = f"/proc/{pair.procs[0].pid}/ns/net"
+    sock = in_netns(ns_file, lambda: capture.open_socket(2048, 1 << 22))
+    try:
+        marker = b'{"id":"end"}'
+        p = pair.run(
+            pair.box, [sys.executable, "-c", SENDS, INET_IP], b"\0".join([*kept, *dropped, marker])
+        )
+        assert ready(p, timeout=30) == "done"
+        seen: list[bytes] = []
+        deadline = time.monotonic() + 5
+        while marker not in seen:
+            assert time.monotonic() < deadline, seen
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    pkt = decode(sock.recv(65535))
+                    if pkt is not None and pkt.dport == 8443 and pkt.payload:
+                        seen.append(pkt.payload)
+            time.sleep(0.01)
+        assert seen == [*kept, marker]
+    finally:
+        sock.close()

@@ -347,3 +347,16 @@ def test_decode_random_bytes_never_raise() -> None:
         for _ in range(rng.randint(1, 6)):
             blob[rng.randrange(len(blob))] = rng.randrange(256)
         decode(bytes(blob[: rng.randint(0, len(blob))]))
+
+
+def test_stratum_after_leading_white_space() -> None:
+    data = b"\r\n" * 12 + b' \t{"id":1,"method":"mining.subscribe","params":[]}\n'
+    msg = payload.stratum(data)
+    assert msg is not None and msg.method == "mining.subscribe"
+
+
+def test_stratum_login_padded_before_its_login_key_and_cut() -> None:
+    full = line({"id": 1, "method": "login", "params": {"rigid": "r" * 3000, "login": "4AB"}})
+    msg = payload.stratum(full[:2000])
+    assert msg is not None and msg.method == "login" and msg.role == "client"
+    assert payload.stratum(b'{"id":1,"method":"login","result":"' + b"r" * 3000) is None
