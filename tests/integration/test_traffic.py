@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -18,8 +19,8 @@ import pytest
 from agent_harness import AgentRun, Record, severity_at_least
 from collector_run import Running
 from fakes import fake_monero_address
-from netpair import INET_IP, Pair, netpair, ready, watched
-from wire import client_hello, dns_query, stratum_line, xmrig_login
+from netpair import BOX_IP, INET_IP, Pair, netpair, ready, watched
+from wire import client_hello, dns_answer, dns_query, stratum_line, xmrig_login
 
 from sentinel.collectors.net import in_netns
 from sentinel.collectors.traffic import TrafficCollector, capture
@@ -361,3 +362,32 @@ def test_the_kernel_filter_verdicts_where_segments_arrive(pair: Pair) -> None:
         assert seen == [*kept, marker]
     finally:
         sock.close()
+
+
+FORGE = r"""
+import socket, struct, sys
+dst, port, data = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+raw.sendto(struct.pack(">HHHH", 53, port, 8 + len(data), 0) + data, (dst, 0))
+print("sent", flush=True)
+"""
+
+
+async def test_a_dns_answer_to_no_query_names_nothing(pair: Pair, workers: Path) -> None:
+    """A datagram from port 53 that answers no query seen leaving (forged from anywhere on
+    the way) does not name an address: it could make pypi.org's address a pool's."""
+    forged_addr = "198.51.100.12"
+    cfg = config.parse("[agent]\ninterval = 0.2\n")
+    async with Running(TrafficCollector, cfg) as run:
+        await asyncio.to_thread(watched, pair.procs[1].pid)
+        forged = dns_answer(POOL_NAME, socket.inet_aton(forged_addr), qid=0x4242)
+        ready(pair.python(pair.inet, FORGE, BOX_IP, "40000", forged.hex()))
+        await asyncio.to_thread(
+            lambda: client(pair, workers, dns=dns_query("github.com").hex(), resolver=INET_IP)
+        )
+        names, ns = run.collector.ctx.names, os.readlink(f"/proc/{pair.procs[1].pid}/ns/net")
+        deadline = time.monotonic() + 10
+        while names.name(ns, GITHUB_ADDR) != "github.com":  # the real answer, after the forged
+            assert time.monotonic() < deadline, "the answer to a real query was not mapped"
+            await asyncio.sleep(0.05)
+        assert names.name(ns, forged_addr) is None

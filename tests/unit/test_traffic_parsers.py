@@ -112,8 +112,20 @@ def test_dns_random_bytes_never_raise_anything_else() -> None:
 
 def test_dns_over_tcp() -> None:
     msg = response("a.test", [rr(b"\xc0\x0c", dns.A, socket.inet_aton("198.51.100.3"))])
-    assert dns.parse_tcp(struct.pack(">H", len(msg)) + msg)[0].addr == "198.51.100.3"
-    assert dns.parse_tcp(struct.pack(">H", len(msg) + 5) + msg) == []  # cut
+    framed = dns.unframe(struct.pack(">H", len(msg)) + msg, "tcp")
+    assert dns.parse_response(framed)[0].addr == "198.51.100.3"
+    assert dns.unframe(struct.pack(">H", len(msg) + 5) + msg, "tcp") == b""  # cut
+    assert dns.unframe(b"\x00", "tcp") == b""
+
+
+def test_dns_question_and_asked_queries() -> None:
+    msg = response("A.Test", [rr(b"\xc0\x0c", dns.A, socket.inet_aton("198.51.100.3"))])
+    assert dns.question(msg) == (int.from_bytes(msg[:2], "big"), "a.test")
+    asked = dns.Asked(size=2, timeout=60)
+    for n in range(3):
+        asked.add(("ns", n))
+    assert not asked.answers(("ns", 0)) and asked.answers(("ns", 2))  # the oldest went
+    assert not dns.Asked(timeout=-1).answers(("ns", 1))
 
 
 def test_name_map_ttl_namespace_and_bound() -> None:

@@ -2,7 +2,8 @@
 
 The kernel runs the filter on every packet of the namespace and copies to the agent only
 what it accepts, cut to the snap length. Accepted: UDP and TCP from port 53 arriving in
-the namespace (answers);
+the namespace (answers) and UDP to port 53 leaving it (the queries they must answer), TCP
+to port 53;
 TCP segments whose payload starts like a TLS ClientHello (16 03 xx xx xx 01), a JSON
 object (`{` then `"` or white space, after at most MAX_SPACE bytes of white space:
 stratum JSON-RPC), or an HTTP/1 request method; and
@@ -109,7 +110,9 @@ def program(snaplen: int, follow: Iterable[tuple[int, int]] = ()) -> list[Insn]:
     a.jeq(socket.IPPROTO_UDP, "udp", "drop")
     a.label("udp")
     a.op(LD | H | IND, 0)
-    a.jeq(53, "answer", "drop")
+    a.jeq(53, "answer")
+    a.op(LD | H | IND, 2)
+    a.jeq(53, "query", "drop")
     a.label("tcp")
     a.op(STX, 2)  # M[2] = transport offset
     a.op(LD | B | IND, 12)
@@ -125,6 +128,8 @@ def program(snaplen: int, follow: Iterable[tuple[int, int]] = ()) -> list[Insn]:
     a.op(LDX | W | MEM, 2)
     a.op(LD | H | IND, 0)
     a.jeq(53, "answer")
+    a.op(LD | H | IND, 2)
+    a.jeq(53, "accept")  # DNS over TCP: a query, or a flow opening on port 53
     follow = list(follow)[:MAX_FOLLOW]
     if follow:
         a.op(LD | W | IND, 0)  # both ports
@@ -153,6 +158,9 @@ def program(snaplen: int, follow: Iterable[tuple[int, int]] = ()) -> list[Insn]:
     for c in AFTER_BRACE:
         a.jeq(c, "accept")
     a.goto("drop")
+    a.label("query")  # a DNS query counts where it leaves
+    a.op(LD | W | ABS, SKF_AD_PKTTYPE)
+    a.jeq(PACKET_OUTGOING, "accept", "drop")
     a.label("answer")  # a DNS answer counts where it arrives, not where it leaves
     a.op(LD | W | ABS, SKF_AD_PKTTYPE)
     a.jeq(PACKET_OUTGOING, "drop", "accept")

@@ -124,7 +124,10 @@ class TrafficCollector(Collector):
         self.sent = LRU(FLOWS_KEPT)
         self.owners: OrderedDict[int, int] = OrderedDict()
         self.ownerless: dict[tuple[object, ...], tuple[float, FlowPayload]] = {}
-        self.counts: dict[str, int] = dict.fromkeys(("dns", "payload", "malformed", "other"), 0)
+        self.asked = dns.Asked()
+        self.counts: dict[str, int] = dict.fromkeys(
+            ("dns", "unasked", "payload", "malformed", "other"), 0
+        )
 
     def enabled(self) -> bool:
         return self.cfg.enabled
@@ -221,9 +224,10 @@ class TrafficCollector(Collector):
         if pkt is None:
             self.counts["other"] += 1
             return
-        if pkt.sport == 53:
+        if 53 in (pkt.sport, pkt.dport):
             self.dns(watch, pkt, outgoing)
-            return
+            if pkt.proto == "udp":
+                return
         if pkt.proto != "tcp" or not pkt.payload:
             self.counts["other"] += 1
             return
@@ -245,12 +249,23 @@ class TrafficCollector(Collector):
         self.attribute(watch, pkt, who, buf)
 
     def dns(self, watch: Watch, pkt: Packet, outgoing: bool) -> None:
-        """An answer counts in the namespace that receives it."""
-        if outgoing or not pkt.payload:
+        """A query counts where it leaves; an answer where it arrives, if it answers one."""
+        msg = dns.unframe(pkt.payload, pkt.proto)
+        if not msg:
             return
         try:
-            parse = dns.parse_response if pkt.proto == "udp" else dns.parse_tcp
-            answers = parse(pkt.payload)
+            qid, name = dns.question(msg)
+            if outgoing:
+                if pkt.dport == 53 and not msg[2] & 0x80:
+                    self.asked.add((watch.ns, pkt.flow, qid, name))
+                return
+            if pkt.sport != 53:
+                return
+            flow = (pkt.proto, pkt.dst, pkt.dport, pkt.src, pkt.sport)
+            if not self.asked.answers((watch.ns, flow, qid, name)):
+                self.counts["unasked"] += 1
+                return
+            answers = dns.parse_response(msg)
         except dns.Malformed:
             self.counts["malformed"] += 1
             return
