@@ -2,7 +2,8 @@
 
 Pure and bounded: each reads at most `LIMIT` bytes, never raises on hostile input and
 returns None when the bytes are not what it looks for. `excerpt` is the only way payload
-leaves the box: at most 200 bytes, with the password of a stratum login removed.
+leaves the box: at most 200 bytes, with the password of a stratum login removed (any
+parameter named like a password or token, and the second of a positional login).
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ CLIENT_METHODS = frozenset(
 SERVER_METHODS = frozenset({"job", "mining.notify", "mining.set_difficulty", "mining.set_target"})
 METHOD_RE = re.compile(rb'"method"\s*:\s*"([A-Za-z_.]{1,40})"')
 AGENT_RE = re.compile(rb'"agent"\s*:\s*"([^"\\]{0,120})')
-PASS_RE = re.compile(rb'("pass"\s*:\s*)"(?:[^"\\]|\\.)*("|$)')
+SECRET_KEY = re.compile(r"pass|pwd|secret|token", re.I)
+SECRET_RE = re.compile(
+    rb'("[^"\\]*(?:pass|pwd|secret|token)[^"\\]*"\s*:\s*)"(?:[^"\\]|\\.)*("|$)', re.I
+)
 AUTH_RE = re.compile(rb'("params"\s*:\s*\[\s*"(?:[^"\\]|\\.)*"\s*,\s*)"(?:[^"\\]|\\.)*("|$)')
+POSITIONAL = frozenset({"mining.authorize", "eth_submitLogin"})  # params: user, password
 LOGIN_PARAMS = re.compile(rb'"login"\s*:|"params"\s*:\s*\{')
 REMOVED = "<removed>"
 
@@ -198,14 +203,14 @@ def excerpt(msg: Stratum) -> str:
         obj = None
     if isinstance(obj, dict):
         params = obj.get("params")
-        if isinstance(params, dict) and "pass" in params:
-            params["pass"] = REMOVED
-        elif isinstance(params, list) and msg.method == "mining.authorize" and len(params) > 1:
+        if isinstance(params, dict):
+            params.update((k, REMOVED) for k in list(params) if SECRET_KEY.search(k))
+        elif isinstance(params, list) and msg.method in POSITIONAL and len(params) > 1:
             params[1:] = [REMOVED]
         text = json.dumps(obj, separators=(",", ":"), ensure_ascii=True)
     else:
-        raw = PASS_RE.sub(rb'\1"' + REMOVED.encode() + b'"', msg.line)
-        if msg.method == "mining.authorize":
+        raw = SECRET_RE.sub(rb'\1"' + REMOVED.encode() + b'"', msg.line)
+        if msg.method in POSITIONAL:
             raw = AUTH_RE.sub(rb'\1"' + REMOVED.encode() + b'"', raw)
         text = raw.decode("utf-8", "replace").encode("ascii", "backslashreplace").decode()
     return text[:EXCERPT]

@@ -372,3 +372,19 @@ def test_stratum_login_padded_before_its_login_key_and_cut() -> None:
     msg = payload.stratum(full[:2000])
     assert msg is not None and msg.method == "login" and msg.role == "client"
     assert payload.stratum(b'{"id":1,"method":"login","result":"' + b"r" * 3000) is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        line({"id": 1, "method": "login", "params": {"login": "4W", "password": "hunter2"}}),
+        line({"id": 1, "method": "login", "params": {"login": "4W", "Pass": "hunter2"}}),
+        line({"id": 1, "method": "eth_submitLogin", "params": ["0xabc", "hunter2"]}),
+        b'{"id":1,"method":"login","params":{"login":"4W","passwd":"hunter2","agent":"'
+        + b"a" * 3000,
+        b'{"id":1,"method":"eth_submitLogin","params":["0xabc","hunter2","' + b"a" * 3000,
+    ],
+)
+def test_stratum_excerpt_removes_every_password(data: bytes) -> None:
+    msg = payload.stratum(data)
+    assert msg is not None and "hunter" not in payload.excerpt(msg)
