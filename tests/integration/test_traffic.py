@@ -23,10 +23,10 @@ from netpair import BOX_IP, INET_IP, Pair, netpair, ready, watched
 from wire import client_hello, dns_answer, dns_query, stratum_line, xmrig_login
 
 from sentinel.collectors.net import in_netns
-from sentinel.collectors.traffic import TrafficCollector, capture
+from sentinel.collectors.traffic import TrafficCollector, capture, collector
 from sentinel.collectors.traffic.packets import Packet, decode
 from sentinel.core import config
-from sentinel.core.events import FlowPayload
+from sentinel.core.events import CollectorState, FlowPayload
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -391,3 +391,29 @@ async def test_a_dns_answer_to_no_query_names_nothing(pair: Pair, workers: Path)
             assert time.monotonic() < deadline, "the answer to a real query was not mapped"
             await asyncio.sleep(0.05)
         assert names.name(ns, forged_addr) is None
+
+
+FLOOD = r"""
+import socket, struct, sys
+dst, n = sys.argv[1], int(sys.argv[2])
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+data = bytes(40)
+for i in range(n):
+    raw.sendto(struct.pack(">HHHH", 53, 40000 + i % 1000, 8 + len(data), 0) + data, (dst, 0))
+print("sent", flush=True)
+"""
+
+
+async def test_packets_the_kernel_dropped_make_the_collector_degraded(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of packets the filter passes overflows the socket buffer: the loss is an
+    integrity state (a finding), not only a metric."""
+    monkeypatch.setattr(collector, "RCVBUF", 0)  # the kernel's minimum
+    monkeypatch.setattr(collector, "STATS_EVERY", 0.2)
+    cfg = config.parse("[agent]\ninterval = 0.2\n")
+    async with Running(TrafficCollector, cfg) as run:
+        await asyncio.to_thread(watched, pair.procs[1].pid)
+        ready(pair.python(pair.inet, FLOOD, BOX_IP, "5000"), timeout=30)
+        state = await run.wait(CollectorState, lambda s: not s.ok, timeout=10)
+        assert "dropped" in state.reason and state.detail["dropped"] > 0

@@ -48,6 +48,8 @@ MESSAGES_PER_FLOW = 4
 FLOWS_KEPT = 8192
 OWNERS_KEPT = 4096
 SOL_PACKET, PACKET_STATISTICS = 263, 6
+STATS_EVERY = 5.0  # seconds between two reads of the kernel's drop counters
+DROP_HOLD = 30.0  # the collector stays degraded this long after the kernel last dropped
 
 
 @dataclass
@@ -125,6 +127,7 @@ class TrafficCollector(Collector):
         self.owners: OrderedDict[int, int] = OrderedDict()
         self.ownerless: dict[tuple[object, ...], tuple[float, FlowPayload]] = {}
         self.asked = dns.Asked()
+        self.dropped, self.last_drop = 0, float("-inf")  # written by the capture thread
         self.counts: dict[str, int] = dict.fromkeys(
             ("dns", "unasked", "payload", "malformed", "other"), 0
         )
@@ -168,7 +171,12 @@ class TrafficCollector(Collector):
                 continue
             self.watched[ns] = watch
             self.changes.put((ns, watch))
-        if "" in self.watched:
+        if "" not in self.watched:
+            return
+        if time.monotonic() - self.last_drop < DROP_HOLD:
+            reason = "packets dropped: the capture fell behind (socket buffer full)"
+            self.report(False, reason, dropped=self.dropped, severity="medium")
+        else:
             self.report(True, namespaces=len(self.watched))
 
     # --- the capture thread --------------------------------------------------------------
@@ -194,7 +202,7 @@ class TrafficCollector(Collector):
                 for fd in ready:
                     self.drain(by_fd[fd])
                 self.flush(watches.values())
-                if time.monotonic() - last_stats > 5:
+                if time.monotonic() - last_stats > STATS_EVERY:
                     last_stats = time.monotonic()
                     self.kernel_drops(watches.values())
                 if ready:
@@ -342,10 +350,13 @@ class TrafficCollector(Collector):
                 capture.attach(watch.packets, capture.program(self.cfg.snaplen, follow))
 
     def kernel_drops(self, watches: Iterable[Watch]) -> None:
-        """Packets the kernel dropped because the socket buffer was full, as a metric."""
+        """Packets the kernel dropped because the socket buffer was full: a metric, and a
+        degraded state that `refresh` reports (a flood can hide one opening in the loss)."""
         for watch in watches:
             with contextlib.suppress(OSError):
                 raw = watch.packets.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
                 _, drops = struct.unpack("=II", raw)
                 if drops:
                     metrics.events_dropped.labels("traffic").inc(drops)
+                    self.dropped += drops
+                    self.last_drop = time.monotonic()
