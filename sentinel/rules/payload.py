@@ -90,7 +90,8 @@ def _sni_entry(ext: bytes) -> str | None:
     while pos + 3 <= end:
         kind, length = ext[pos], int.from_bytes(ext[pos + 1 : pos + 3], "big")
         if kind == HOST_NAME:
-            return hostname(ext[pos + 3 : pos + 3 + length])
+            name = ext[pos + 3 : pos + 3 + length]
+            return hostname(name) if len(name) == length else None  # a cut name is none
         pos += 3 + length
     return None
 

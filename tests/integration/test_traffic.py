@@ -205,6 +205,17 @@ def test_tls_pool_sni_split_over_two_segments(agent: AgentRun, pair: Pair, worke
     assert rec["connection"]["domain"] == "gulf.moneroocean.stream"
 
 
+def test_tls_sni_in_the_first_of_two_back_to_back_segments(
+    agent: AgentRun, pair: Pair, workers: Path
+) -> None:
+    """The second segment leaves before the agent can follow the flow; the name was in the
+    first."""
+    hello = client_hello("pool.hashvault.pro", pad_after=1200)
+    pid = client(pair, workers, dst=INET_IP, port=8443, send=[hello[:200], hello[200:]])
+    rec = agent.wait_for(about(pid, "network.pool_domain"))
+    assert rec["connection"]["domain"] == "pool.hashvault.pro"
+
+
 @pytest.mark.parametrize(
     ("opening", "rule", "domain"),
     [

@@ -156,6 +156,13 @@ def test_tls_sni_refuses_non_names() -> None:
     assert payload.tls_sni(client_hello("a" * 300)) is None
 
 
+def test_tls_sni_cut_in_the_name_is_no_name() -> None:
+    hello = client_hello("xmr.supportxmr.com.example.org", pad_after=500)
+    cut = hello[: hello.index(b".example.org")]
+    assert payload.tls_sni(cut) is None  # not "xmr.supportxmr.com"
+    assert payload.tls_sni(hello[: hello.index(b".org") + 4]) == "xmr.supportxmr.com.example.org"
+
+
 def test_tls_hello_split_over_two_segments_is_reassembled() -> None:
     hello = client_hello("xmr.pool.test", pad=600)
     first, second = hello[:300], hello[300:]

@@ -246,9 +246,10 @@ class TrafficCollector(Collector):
             return
         need = payload.tls_record_size(buf)
         whole = len(pkt.payload) == pkt.size  # not cut by the snap length
-        if need and len(buf) < min(need, self.cfg.flow_bytes) and whole:
-            self.flows.wait(key, pkt.seq + pkt.size, buf)
-            return
+        unfinished = need and len(buf) < min(need, self.cfg.flow_bytes) and whole
+        if unfinished and not payload.tls_sni(buf):  # with a name, do not wait for the rest:
+            self.flows.wait(key, pkt.seq + pkt.size, buf)  # it may pass before the filter
+            return  # follows the flow
         who = role(buf)
         if who is None or (who == "client") != outgoing:
             return
