@@ -428,3 +428,48 @@ async def test_packets_the_kernel_dropped_make_the_collector_degraded(
         ready(pair.python(pair.inet, FLOOD, BOX_IP, "5000"), timeout=30)
         state = await run.wait(CollectorState, lambda s: not s.ok, timeout=10)
         assert "dropped" in state.reason and state.detail["dropped"] > 0
+
+
+BURST = r"""
+import socket, sys, time
+hello, conns = sys.stdin.buffer.read(), []
+for _ in range(20):
+    c = socket.create_connection((sys.argv[1], 8443), timeout=5)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conns.append(c)
+for c in conns:
+    c.sendall(hello)
+print("sent", flush=True)
+time.sleep(60)
+"""
+
+
+async def test_openings_read_together_cost_one_owner_scan(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of openings on new sockets must not cost a /proc fd scan each: a user who
+    makes those scans slow (many fds) would otherwise stall the capture with decoys."""
+    scans: list[set[int]] = []
+    real = collector.fdowners.socket_owners
+
+    def counted(inodes: set[int], procfs: str = "/proc") -> dict[int, int]:
+        scans.append(set(inodes))
+        return real(inodes, procfs)
+
+    monkeypatch.setattr(collector.fdowners, "socket_owners", counted)
+    cfg = config.parse("[agent]\ninterval = 0.2\n")
+    async with Running(TrafficCollector, cfg) as run:
+        await asyncio.to_thread(watched, pair.procs[1].pid)
+        p = pair.python(pair.box, BURST, INET_IP, stdin=client_hello("burst.example.org"))
+        await asyncio.to_thread(ready, p)
+        for _ in range(500):
+            if len(run.of(FlowPayload, lambda e: e.proc is not None and e.proc.pid == p.pid)) == 20:
+                break
+            await asyncio.sleep(0.02)
+        ours = {
+            int(link[8:-1])
+            for fd in os.listdir(f"/proc/{p.pid}/fd")
+            if (link := os.readlink(f"/proc/{p.pid}/fd/{fd}")).startswith("socket:[")
+        }
+        assert len(run.of(FlowPayload, lambda e: e.proc is not None and e.proc.pid == p.pid)) == 20
+        assert len([s for s in scans if s & ours]) <= 4

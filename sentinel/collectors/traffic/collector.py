@@ -81,6 +81,13 @@ def open_watch(ns: str, ns_file: str | None, snaplen: int) -> Watch:
     return make() if ns_file is None else netcol.in_netns(ns_file, make)
 
 
+def ends(pkt: Packet, who: str) -> tuple[str, int, str, int]:
+    """(local address, port, remote address, port) of the socket that owns the message."""
+    if who == "client":
+        return pkt.src, pkt.sport, pkt.dst, pkt.dport
+    return pkt.dst, pkt.dport, pkt.src, pkt.sport
+
+
 def role(data: bytes) -> str | None:
     """Who sends a flow's first bytes like these: client, server, or None (not ours)."""
     if payload.tls_record_size(data) and data[5:6] == b"\x01":  # a ClientHello
@@ -125,6 +132,7 @@ class TrafficCollector(Collector):
         self.budget = LRU(FLOWS_KEPT)
         self.sent = LRU(FLOWS_KEPT)
         self.owners: OrderedDict[int, int] = OrderedDict()
+        self.unresolved: list[tuple[int, Watch, Packet, str, bytes]] = []
         self.ownerless: dict[tuple[object, ...], tuple[float, FlowPayload]] = {}
         self.asked = dns.Asked()
         self.dropped, self.last_drop = 0, float("-inf")  # written by the capture thread
@@ -201,6 +209,7 @@ class TrafficCollector(Collector):
                 ready, _, _ = select.select(list(by_fd), [], [], POLL)
                 for fd in ready:
                     self.drain(by_fd[fd])
+                self.resolve()
                 self.flush(watches.values())
                 if time.monotonic() - last_stats > STATS_EVERY:
                     last_stats = time.monotonic()
@@ -283,12 +292,38 @@ class TrafficCollector(Collector):
             self.ctx.names.add(watch.ns, answer)
 
     def attribute(self, watch: Watch, pkt: Packet, who: str, buf: bytes) -> None:
-        """The local socket's process, the remote end and its name, then the event."""
-        if who == "client":
-            lip, lport, rip, rport = pkt.src, pkt.sport, pkt.dst, pkt.dport
-        else:
-            lip, lport, rip, rport = pkt.dst, pkt.dport, pkt.src, pkt.sport
-        pid = self.owner(watch, pkt.family, lip, lport, rip, rport)
+        """Find the local socket now; its owner, if not known, with the others the same
+        reads named (`resolve`: one /proc scan for all)."""
+        lip, lport, rip, rport = ends(pkt, who)
+        inode = self.inode(watch, pkt.family, lip, lport, rip, rport)
+        pid = self.owners.get(inode) if inode else 0
+        if pid is None or (pid and not os.path.exists(f"{self.procfs}/{pid}")):
+            self.unresolved.append((inode, watch, pkt, who, buf))
+            return
+        self.finish(watch, pkt, who, buf, pid)
+
+    def resolve(self) -> None:
+        """The owners of the sockets the last reads named, in one scan of /proc/*/fd."""
+        if not self.unresolved:
+            return
+        batch, self.unresolved = self.unresolved, []
+        inodes = {item[0] for item in batch}
+        found = fdowners.socket_owners(inodes, self.procfs)
+        for inode in inodes:
+            self.owners[inode] = found.get(inode, 0)
+            self.owners.move_to_end(inode)
+        while len(self.owners) > OWNERS_KEPT:
+            self.owners.popitem(last=False)
+        for inode, watch, pkt, who, buf in batch:
+            try:
+                self.finish(watch, pkt, who, buf, found.get(inode, 0))
+            except Exception:
+                log.exception("traffic: packet handling failed")
+                metrics.errors.labels("collector.traffic").inc()
+
+    def finish(self, watch: Watch, pkt: Packet, who: str, buf: bytes, pid: int) -> None:
+        """The process, the remote end and its name, then the event."""
+        lip, lport, rip, rport = ends(pkt, who)
         proc = self.ctx.procs.get(pid) if pid else None
         sent = (payload.tls_sni(buf) or payload.http_host(buf)) if who == "client" else None
         domain = sent or self.ctx.names.name(watch.ns, rip)
@@ -307,8 +342,8 @@ class TrafficCollector(Collector):
         if sent:
             self.emit(NetConn(event.time, event.conn, event.proc, "ESTABLISHED"))
 
-    def owner(self, watch: Watch, family: int, lip: str, lport: int, rip: str, rport: int) -> int:
-        """The pid owning the TCP socket with these ends in the watch's namespace (0: none)."""
+    def inode(self, watch: Watch, family: int, lip: str, lport: int, rip: str, rport: int) -> int:
+        """The inode of the TCP socket with these ends in the watch's namespace (0: none)."""
         if watch.diag is None:
             return 0
         try:
@@ -321,15 +356,7 @@ class TrafficCollector(Collector):
         except OSError as exc:
             log.info("traffic: sock_diag lookup failed: %s", exc)
             return 0
-        if not inode:
-            return 0
-        pid = self.owners.get(inode)
-        if pid is None or not os.path.exists(f"{self.procfs}/{pid}"):
-            pid = fdowners.socket_owners({inode}, self.procfs).get(inode, 0)
-            self.owners[inode] = pid
-            while len(self.owners) > OWNERS_KEPT:
-                self.owners.popitem(last=False)
-        return pid
+        return inode
 
     def flush(self, watches: Iterable[Watch]) -> None:
         """Publish copies nobody owned once their wait is over; retune follow filters."""
