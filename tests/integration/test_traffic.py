@@ -34,7 +34,8 @@ pytestmark = [
 ]
 
 POOL_NAME = "xmr-eu.supportxmr.com"  # supportxmr.com is in signatures/pool_domains.txt
-POOL_ADDR, GITHUB_ADDR = "198.51.100.10", "198.51.100.11"
+POOL_ADDR, GITHUB_ADDR, ALIASED_ADDR = "198.51.100.10", "198.51.100.11", "198.51.100.13"
+ALIAS = "cdn-job.example.org"  # a CNAME to the pool name
 COUNT = itertools.count()
 
 SERVERS = r"""
@@ -67,12 +68,19 @@ def resolver(u):
         while q[i]:
             labels.append(q[i + 1 : i + 1 + q[i]].decode())
             i += 1 + q[i]
-        question, addr = q[12 : i + 5], ANSWERS.get(".".join(labels))
-        if addr is None:
+        question, value = q[12 : i + 5], ANSWERS.get(".".join(labels))
+        if value is None:
             u.sendto(q[:2] + b"\x81\x83" + q[4:6] + bytes(6) + question, peer)
             continue
-        rr = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 5, 4) + socket.inet_aton(addr)
-        u.sendto(q[:2] + b"\x81\x80" + q[4:6] + b"\x00\x01" + bytes(4) + question + rr, peer)
+        target, _, addr = value.rpartition("@")  # "target@addr": a CNAME, then its A
+        a = struct.pack(">HHIH", 1, 1, 5, 4) + socket.inet_aton(addr)
+        rr, count = b"\xc0\x0c" + a, 1
+        if target:
+            name = b"".join(bytes([len(p)]) + p.encode() for p in target.split(".")) + b"\0"
+            rr = b"\xc0\x0c" + struct.pack(">HHIH", 5, 1, 5, len(name)) + name + name + a
+            count = 2
+        head = q[:2] + b"\x81\x80" + q[4:6] + struct.pack(">H", count) + bytes(4)
+        u.sendto(head + question + rr, peer)
 
 for port, reply in ((443, pool), (80, None), (8443, None), (8000, http)):
     s = socket.socket()
@@ -124,8 +132,9 @@ print("done", flush=True)
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
-    with netpair(extra=(POOL_ADDR, GITHUB_ADDR)) as p:
-        servers = p.python(p.inet, SERVERS, f"{POOL_NAME}={POOL_ADDR}", f"github.com={GITHUB_ADDR}")
+    with netpair(extra=(POOL_ADDR, GITHUB_ADDR, ALIASED_ADDR)) as p:
+        answers = (f"{POOL_NAME}={POOL_ADDR}", f"github.com={GITHUB_ADDR}")
+        servers = p.python(p.inet, SERVERS, *answers, f"{ALIAS}={POOL_NAME}@{ALIASED_ADDR}")
         ready(servers)
         p.resident(p.box)
         yield p
@@ -196,6 +205,18 @@ def test_dns_answer_names_a_later_connection(agent: AgentRun, pair: Pair, worker
     )
     rec = agent.wait_for(about(pid, "network.pool_domain"))
     assert rec["connection"]["domain"] == POOL_NAME and rec["connection"]["raddr"] == POOL_ADDR
+
+
+def test_a_cname_to_a_pool_name_fires_the_domain_rule(
+    agent: AgentRun, pair: Pair, workers: Path
+) -> None:
+    """The name asked for is the process's own alias; the pool's name is the CNAME target."""
+    pid = client(
+        pair, workers, dns=dns_query(ALIAS).hex(), resolver=INET_IP, port=8443, send=[b"hi\n"]
+    )
+    rec = agent.wait_for(about(pid, "network.pool_domain"))
+    assert rec["connection"]["raddr"] == ALIASED_ADDR and rec["connection"]["domain"] == ALIAS
+    assert rec["connection"]["aliases"] == [POOL_NAME]
 
 
 def test_tls_pool_sni_split_over_two_segments(agent: AgentRun, pair: Pair, workers: Path) -> None:

@@ -395,3 +395,11 @@ def test_stratum_login_padded_before_its_login_key_and_cut() -> None:
 def test_stratum_excerpt_removes_every_password(data: bytes) -> None:
     msg = payload.stratum(data)
     assert msg is not None and "hunter" not in payload.excerpt(msg)
+
+
+def test_name_map_keeps_the_cname_targets() -> None:
+    names = namemap.NameMap(size=4)
+    names.add("ns", dns.Answer("job.example.org", "198.51.100.9", 300, ("pool.test",)), now=0)
+    assert names.names("ns", "198.51.100.9", now=1) == ("job.example.org", "pool.test")
+    assert names.name("ns", "198.51.100.9", now=1) == "job.example.org"
+    assert names.names("ns", "198.51.100.8", now=1) == ()

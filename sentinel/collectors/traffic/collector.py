@@ -326,8 +326,9 @@ class TrafficCollector(Collector):
         lip, lport, rip, rport = ends(pkt, who)
         proc = self.ctx.procs.get(pid) if pid else None
         sent = (payload.tls_sni(buf) or payload.http_host(buf)) if who == "client" else None
-        domain = sent or self.ctx.names.name(watch.ns, rip)
-        conn = Connection(netcol.endpoint(lip, lport), rip, rport, "tcp", domain)
+        names = (sent,) if sent else self.ctx.names.names(watch.ns, rip)
+        domain, aliases = (names[0], names[1:]) if names else (None, ())
+        conn = Connection(netcol.endpoint(lip, lport), rip, rport, "tcp", domain, aliases)
         event = FlowPayload(time.time(), conn, proc, who, buf, watch.ns)
         digest = (pkt.flow, who, hashlib.blake2b(buf[:512], digest_size=8).digest())
         if proc is None:
