@@ -8,7 +8,9 @@ over each window:
      with [traffic] enabled = false (the baseline) and then enabled; prints both, the
      added CPU, their ratio and each run's throughput (target: >= 1 Gbit/s, <= 2 % of one
      core added);
-  2. dns: --dns-rate answers/s (valid A answers from port 53 into the box) for --dns-window s
+  2. dns: --dns-rate queries/s from the box to a resolver in the other namespace, each
+     answered with an A record (the collector believes only answers to queries it saw
+     leave), for --dns-window s
      against an idle window of the same length with the collector on (target <= 5 % of one
      core added);
   3. latency: --logins stratum logins from distinct python3 workers; the time from the
@@ -34,7 +36,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
 from agent_harness import AgentRun, record_time
-from netpair import BOX_IP, INET_IP, Pair, netpair, ready, watched
+from netpair import INET_IP, Pair, netpair, ready, watched
 from wire import xmrig_login
 
 BULK_TARGET, DNS_TARGET, LATENCY_TARGET = 2.0, 5.0, 1.0
@@ -76,22 +78,40 @@ while time.monotonic() < end:
 print(sent, flush=True)
 """
 
+RESOLVER = r"""
+import socket, struct
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", 53))
+print("up", flush=True)
+while True:
+    q, peer = u.recvfrom(512)
+    i = 12
+    while q[i]:
+        i += 1 + q[i]
+    rr = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([198, 51, 100, 20 + q[1] % 200])
+    u.sendto(q[:2] + b"\x81\x80\x00\x01\x00\x01" + bytes(4) + q[12 : i + 5] + rr, peer)
+"""
+
 DNS = r"""
 import socket, struct, sys, time
 rate, seconds, dst = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.bind(("0.0.0.0", 53))
-def answer(i):
+u.connect((dst, 53))
+u.setblocking(False)
+def query(i):
     name = b"".join(bytes([len(p)]) + p for p in f"host{i % 5000}.bench.test".encode().split(b"."))
-    head = struct.pack(">HHHHHH", i & 0xFFFF, 0x8180, 1, 1, 0, 0)
-    rr = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([198, 51, 100, 20 + i % 200])
-    return head + name + b"\x00\x00\x01\x00\x01" + rr
-start, n = time.monotonic(), 0
+    return struct.pack(">HHHHHH", i & 0xFFFF, 0x0100, 1, 0, 0, 0) + name + b"\x00\x00\x01\x00\x01"
+start, n, answered = time.monotonic(), 0, 0
 while time.monotonic() - start < seconds:
-    u.sendto(answer(n), (dst, 5353))
+    u.send(query(n))
     n += 1
     time.sleep(max(0.0, start + n / rate - time.monotonic()))
-print(n, flush=True)
+    try:
+        while u.recv(512):
+            answered += 1
+    except BlockingIOError:
+        pass
+print(answered, flush=True)
 """
 
 LOGIN = r"""
@@ -152,6 +172,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-traffic-"))
     with netpair(extra=(POOL_ADDR,)) as pair:
         ready(pair.python(pair.inet, RECEIVER))
+        ready(pair.python(pair.inet, RESOLVER))
         pair.resident(pair.box)
         off, off_rate = bulk(pair, tmp / "off", False, args.window)
         on, on_rate = bulk(pair, tmp / "on", True, args.window)
@@ -168,7 +189,7 @@ def main() -> int:
             watched(pair.procs[1].pid, timeout=30)
             time.sleep(SETTLE)
             idle, _ = agent_cpu_over(agent, args.dns_window)
-            sender = pair.python(pair.inet, DNS, str(args.dns_rate), str(args.dns_window), BOX_IP)
+            sender = pair.python(pair.box, DNS, str(args.dns_rate), str(args.dns_window), INET_IP)
             busy, said = agent_cpu_over(agent, args.dns_window, sender)
             sent = int(said)
             print(f"dns idle (baseline): {idle:.2f} % of one core")

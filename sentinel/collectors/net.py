@@ -345,8 +345,9 @@ class NetCollector(Collector):
             pid = owners.get(s.inode)
             proc = self.ctx.procs.get(pid) if pid else None
             laddr = endpoint(s.lip, s.lport)
-            domain = self.ctx.names.name(ns, s.rip)  # from a DNS answer the namespace got
-            conn = Connection(laddr=laddr, raddr=s.rip, rport=s.rport, proto=s.proto, domain=domain)
+            names = self.ctx.names.names(ns, s.rip)  # from a DNS answer the namespace got
+            domain, aliases = (names[0], names[1:]) if names else (None, ())
+            conn = Connection(laddr, s.rip, s.rport, s.proto, domain, aliases)
             state = STATE_NAMES[s.state] if s.proto == "tcp" else "CONNECTED"
             self.emit(NetConn(time=time.time(), conn=conn, proc=proc, state=state))
 

@@ -149,15 +149,19 @@ class Connection:
     rport: int
     proto: str
     domain: str | None = None
+    aliases: tuple[str, ...] = ()  # the CNAME targets DNS gave from `domain` to the address
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "laddr": self.laddr,
             "raddr": self.raddr,
             "rport": self.rport,
             "domain": self.domain,
             "proto": self.proto,
         }
+        if self.aliases:
+            record["aliases"] = list(self.aliases)
+        return record
 
 
 START_SLACK = 0.05  # start times read from procfs carry clock-tick rounding

@@ -34,7 +34,8 @@ def decode(record: dict[str, Any]) -> Event:
     if "proc" in data and data["proc"] is not None:
         data["proc"] = proc_from(data["proc"])
     if "conn" in data:
-        data["conn"] = Connection(**data["conn"])
+        conn = data["conn"]
+        data["conn"] = Connection(**{**conn, "aliases": tuple(conn.get("aliases", ()))})
     if "data_hex" in data:
         data["data"] = bytes.fromhex(data.pop("data_hex"))
     return etype(**data)
@@ -43,6 +44,8 @@ def decode(record: dict[str, Any]) -> Event:
 def encode(event: Event) -> dict[str, Any]:
     """The JSONL record of an event (the inverse of decode)."""
     record = {"type": type(event).__name__, **dataclasses.asdict(event)}
+    if isinstance(record.get("conn"), dict) and not record["conn"]["aliases"]:
+        del record["conn"]["aliases"]  # as records without CNAME targets were written
     if isinstance(record.get("data"), bytes):
         record["data_hex"] = record.pop("data").hex()
     return record

@@ -2,7 +2,8 @@
 
 Pure and bounded: each reads at most `LIMIT` bytes, never raises on hostile input and
 returns None when the bytes are not what it looks for. `excerpt` is the only way payload
-leaves the box: at most 200 bytes, with the password of a stratum login removed.
+leaves the box: at most 200 bytes, with the password of a stratum login removed (any
+parameter named like a password or token, and the second of a positional login).
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ CLIENT_METHODS = frozenset(
 SERVER_METHODS = frozenset({"job", "mining.notify", "mining.set_difficulty", "mining.set_target"})
 METHOD_RE = re.compile(rb'"method"\s*:\s*"([A-Za-z_.]{1,40})"')
 AGENT_RE = re.compile(rb'"agent"\s*:\s*"([^"\\]{0,120})')
-PASS_RE = re.compile(rb'("pass"\s*:\s*)"(?:[^"\\]|\\.)*("|$)')
+SECRET_KEY = re.compile(r"pass|pwd|secret|token", re.I)
+SECRET_RE = re.compile(
+    rb'("[^"\\]*(?:pass|pwd|secret|token)[^"\\]*"\s*:\s*)"(?:[^"\\]|\\.)*("|$)', re.I
+)
 AUTH_RE = re.compile(rb'("params"\s*:\s*\[\s*"(?:[^"\\]|\\.)*"\s*,\s*)"(?:[^"\\]|\\.)*("|$)')
-LOGIN_KEY = re.compile(rb'"login"\s*:')
+POSITIONAL = frozenset({"mining.authorize", "eth_submitLogin"})  # params: user, password
+LOGIN_PARAMS = re.compile(rb'"login"\s*:|"params"\s*:\s*\{')
 REMOVED = "<removed>"
 
 
@@ -85,7 +90,8 @@ def _sni_entry(ext: bytes) -> str | None:
     while pos + 3 <= end:
         kind, length = ext[pos], int.from_bytes(ext[pos + 1 : pos + 3], "big")
         if kind == HOST_NAME:
-            return hostname(ext[pos + 3 : pos + 3 + length])
+            name = ext[pos + 3 : pos + 3 + length]
+            return hostname(name) if len(name) == length else None  # a cut name is none
         pos += 3 + length
     return None
 
@@ -131,7 +137,7 @@ class Stratum:
 
 def stratum(data: bytes) -> Stratum | None:
     """The first stratum message in `data` (one JSON object per line), or None."""
-    for line in data[:LIMIT].split(b"\n")[:8]:
+    for line in data[:LIMIT].lstrip().split(b"\n")[:8]:
         line = line.strip()
         if line.startswith(b"{"):
             msg = _stratum_line(line)
@@ -169,14 +175,16 @@ def _stratum_line(line: bytes) -> Stratum | None:
 
 
 def _stratum_truncated(line: bytes) -> Stratum | None:
-    """A line cut by the snap length: the method and agent by pattern."""
+    """A line cut by the snap length: the method and agent by pattern. A `login` counts
+    once its params object has begun: a long first parameter can push the `login` key
+    past the cut."""
     m = METHOD_RE.search(line)
     if not m:
         return None
     method = m.group(1).decode()
     if method in SERVER_METHODS:
         return Stratum(method, "server", line=line)
-    if method not in CLIENT_METHODS or (method == "login" and not LOGIN_KEY.search(line)):
+    if method not in CLIENT_METHODS or (method == "login" and not LOGIN_PARAMS.search(line)):
         return None
     agent = AGENT_RE.search(line)
     return Stratum(
@@ -196,14 +204,14 @@ def excerpt(msg: Stratum) -> str:
         obj = None
     if isinstance(obj, dict):
         params = obj.get("params")
-        if isinstance(params, dict) and "pass" in params:
-            params["pass"] = REMOVED
-        elif isinstance(params, list) and msg.method == "mining.authorize" and len(params) > 1:
+        if isinstance(params, dict):
+            params.update((k, REMOVED) for k in list(params) if SECRET_KEY.search(k))
+        elif isinstance(params, list) and msg.method in POSITIONAL and len(params) > 1:
             params[1:] = [REMOVED]
         text = json.dumps(obj, separators=(",", ":"), ensure_ascii=True)
     else:
-        raw = PASS_RE.sub(rb'\1"' + REMOVED.encode() + b'"', msg.line)
-        if msg.method == "mining.authorize":
+        raw = SECRET_RE.sub(rb'\1"' + REMOVED.encode() + b'"', msg.line)
+        if msg.method in POSITIONAL:
             raw = AUTH_RE.sub(rb'\1"' + REMOVED.encode() + b'"', raw)
         text = raw.decode("utf-8", "replace").encode("ascii", "backslashreplace").decode()
     return text[:EXCERPT]

@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -18,14 +19,14 @@ import pytest
 from agent_harness import AgentRun, Record, severity_at_least
 from collector_run import Running
 from fakes import fake_monero_address
-from netpair import INET_IP, Pair, netpair, ready, watched
-from wire import client_hello, dns_query, stratum_line, xmrig_login
+from netpair import BOX_IP, INET_IP, Pair, netpair, ready, watched
+from wire import client_hello, dns_answer, dns_query, stratum_line, xmrig_login
 
 from sentinel.collectors.net import in_netns
-from sentinel.collectors.traffic import TrafficCollector, capture
+from sentinel.collectors.traffic import TrafficCollector, capture, collector
 from sentinel.collectors.traffic.packets import Packet, decode
 from sentinel.core import config
-from sentinel.core.events import FlowPayload
+from sentinel.core.events import CollectorState, FlowPayload
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -33,7 +34,8 @@ pytestmark = [
 ]
 
 POOL_NAME = "xmr-eu.supportxmr.com"  # supportxmr.com is in signatures/pool_domains.txt
-POOL_ADDR, GITHUB_ADDR = "198.51.100.10", "198.51.100.11"
+POOL_ADDR, GITHUB_ADDR, ALIASED_ADDR = "198.51.100.10", "198.51.100.11", "198.51.100.13"
+ALIAS = "cdn-job.example.org"  # a CNAME to the pool name
 COUNT = itertools.count()
 
 SERVERS = r"""
@@ -66,12 +68,19 @@ def resolver(u):
         while q[i]:
             labels.append(q[i + 1 : i + 1 + q[i]].decode())
             i += 1 + q[i]
-        question, addr = q[12 : i + 5], ANSWERS.get(".".join(labels))
-        if addr is None:
+        question, value = q[12 : i + 5], ANSWERS.get(".".join(labels))
+        if value is None:
             u.sendto(q[:2] + b"\x81\x83" + q[4:6] + bytes(6) + question, peer)
             continue
-        rr = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 5, 4) + socket.inet_aton(addr)
-        u.sendto(q[:2] + b"\x81\x80" + q[4:6] + b"\x00\x01" + bytes(4) + question + rr, peer)
+        target, _, addr = value.rpartition("@")  # "target@addr": a CNAME, then its A
+        a = struct.pack(">HHIH", 1, 1, 5, 4) + socket.inet_aton(addr)
+        rr, count = b"\xc0\x0c" + a, 1
+        if target:
+            name = b"".join(bytes([len(p)]) + p.encode() for p in target.split(".")) + b"\0"
+            rr = b"\xc0\x0c" + struct.pack(">HHIH", 5, 1, 5, len(name)) + name + name + a
+            count = 2
+        head = q[:2] + b"\x81\x80" + q[4:6] + struct.pack(">H", count) + bytes(4)
+        u.sendto(head + question + rr, peer)
 
 for port, reply in ((443, pool), (80, None), (8443, None), (8000, http)):
     s = socket.socket()
@@ -123,8 +132,9 @@ print("done", flush=True)
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
-    with netpair(extra=(POOL_ADDR, GITHUB_ADDR)) as p:
-        servers = p.python(p.inet, SERVERS, f"{POOL_NAME}={POOL_ADDR}", f"github.com={GITHUB_ADDR}")
+    with netpair(extra=(POOL_ADDR, GITHUB_ADDR, ALIASED_ADDR)) as p:
+        answers = (f"{POOL_NAME}={POOL_ADDR}", f"github.com={GITHUB_ADDR}")
+        servers = p.python(p.inet, SERVERS, *answers, f"{ALIAS}={POOL_NAME}@{ALIASED_ADDR}")
         ready(servers)
         p.resident(p.box)
         yield p
@@ -197,11 +207,34 @@ def test_dns_answer_names_a_later_connection(agent: AgentRun, pair: Pair, worker
     assert rec["connection"]["domain"] == POOL_NAME and rec["connection"]["raddr"] == POOL_ADDR
 
 
+def test_a_cname_to_a_pool_name_fires_the_domain_rule(
+    agent: AgentRun, pair: Pair, workers: Path
+) -> None:
+    """The name asked for is the process's own alias; the pool's name is the CNAME target."""
+    pid = client(
+        pair, workers, dns=dns_query(ALIAS).hex(), resolver=INET_IP, port=8443, send=[b"hi\n"]
+    )
+    rec = agent.wait_for(about(pid, "network.pool_domain"))
+    assert rec["connection"]["raddr"] == ALIASED_ADDR and rec["connection"]["domain"] == ALIAS
+    assert rec["connection"]["aliases"] == [POOL_NAME]
+
+
 def test_tls_pool_sni_split_over_two_segments(agent: AgentRun, pair: Pair, workers: Path) -> None:
     hello = client_hello("gulf.moneroocean.stream", pad=700)
     pid = client(pair, workers, dst=INET_IP, port=8443, send=[hello[:300], hello[300:]], gap=0.3)
     rec = agent.wait_for(about(pid, "network.pool_domain"))
     assert rec["connection"]["domain"] == "gulf.moneroocean.stream"
+
+
+def test_tls_sni_in_the_first_of_two_back_to_back_segments(
+    agent: AgentRun, pair: Pair, workers: Path
+) -> None:
+    """The second segment leaves before the agent can follow the flow; the name was in the
+    first."""
+    hello = client_hello("pool.hashvault.pro", pad_after=1200)
+    pid = client(pair, workers, dst=INET_IP, port=8443, send=[hello[:200], hello[200:]])
+    rec = agent.wait_for(about(pid, "network.pool_domain"))
+    assert rec["connection"]["domain"] == "pool.hashvault.pro"
 
 
 @pytest.mark.parametrize(
@@ -302,3 +335,162 @@ def test_the_kernel_filter_passes_openings_not_bulk(pair: Pair) -> None:
         assert len(ours) <= 8, [pkt.payload[:8] for pkt in ours]
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize("prefix", [b"\n", b"\r\n \t "], ids=["newline", "white-space"])
+def test_stratum_login_after_leading_white_space(
+    agent: AgentRun, pair: Pair, workers: Path, prefix: bytes
+) -> None:
+    """JSON parsers (and so pools) skip white space before the object; so does the filter."""
+    pid = client(
+        pair, workers, dst=INET_IP, port=443, send=[prefix + xmrig_login(fake_monero_address())]
+    )
+    rec = agent.wait_for(about(pid, "network.stratum_protocol"))
+    assert rec["evidence"]["method"] == "login"
+
+
+def test_stratum_login_padded_past_the_snap_length(
+    agent: AgentRun, pair: Pair, workers: Path
+) -> None:
+    """A parameter before `login` pushes the wallet, pass and agent past the bytes kept."""
+    params = {"rigid": "r" * 3000, "login": fake_monero_address(), "pass": "x", "agent": "XMRig"}
+    pid = client(pair, workers, dst=INET_IP, port=443, send=[stratum_line("login", params)])
+    rec = agent.wait_for(about(pid, "network.stratum_protocol"))
+    assert rec["evidence"]["method"] == "login"
+
+
+SENDS = r"""
+import socket, sys, time
+for part in sys.stdin.buffer.read().split(b"\0"):
+    with socket.create_connection((sys.argv[1], 8443), timeout=10) as c:
+        c.sendall(part)
+        time.sleep(0.05)
+print("done", flush=True)
+"""
+
+
+def test_the_kernel_filter_verdicts_where_segments_arrive(pair: Pair) -> None:
+    """Each opening on its own flow, seen arriving in the servers' namespace."""
+    kept = [b'\n{"id":1}', b' \r\n\t {"id":2}', b'{"id":3}', b"\n" * 16 + b'{ "id":4}']
+    dropped = [b"{!" + b"x" * 40, b"{\x00" + b"y" * 40, b"\n\nz" * 10, b"\n" * 17 + b'{"id":5}']
+    ns_file = f"/proc/{pair.procs[0].pid}/ns/net"
+    sock = in_netns(ns_file, lambda: capture.open_socket(2048, 1 << 22))
+    try:
+        marker = b'{"id":"end"}'
+        p = pair.run(
+            pair.box, [sys.executable, "-c", SENDS, INET_IP], b"\0".join([*kept, *dropped, marker])
+        )
+        assert ready(p, timeout=30) == "done"
+        seen: list[bytes] = []
+        deadline = time.monotonic() + 5
+        while marker not in seen:
+            assert time.monotonic() < deadline, seen
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    pkt = decode(sock.recv(65535))
+                    if pkt is not None and pkt.dport == 8443 and pkt.payload:
+                        seen.append(pkt.payload)
+            time.sleep(0.01)
+        assert seen == [*kept, marker]
+    finally:
+        sock.close()
+
+
+FORGE = r"""
+import socket, struct, sys
+dst, port, data = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+raw.sendto(struct.pack(">HHHH", 53, port, 8 + len(data), 0) + data, (dst, 0))
+print("sent", flush=True)
+"""
+
+
+async def test_a_dns_answer_to_no_query_names_nothing(pair: Pair, workers: Path) -> None:
+    """A datagram from port 53 that answers no query seen leaving (forged from anywhere on
+    the way) does not name an address: it could make pypi.org's address a pool's."""
+    forged_addr = "198.51.100.12"
+    cfg = config.parse("[agent]\ninterval = 0.2\n")
+    async with Running(TrafficCollector, cfg) as run:
+        await asyncio.to_thread(watched, pair.procs[1].pid)
+        forged = dns_answer(POOL_NAME, socket.inet_aton(forged_addr), qid=0x4242)
+        ready(pair.python(pair.inet, FORGE, BOX_IP, "40000", forged.hex()))
+        await asyncio.to_thread(
+            lambda: client(pair, workers, dns=dns_query("github.com").hex(), resolver=INET_IP)
+        )
+        names, ns = run.collector.ctx.names, os.readlink(f"/proc/{pair.procs[1].pid}/ns/net")
+        deadline = time.monotonic() + 10
+        while names.name(ns, GITHUB_ADDR) != "github.com":  # the real answer, after the forged
+            assert time.monotonic() < deadline, "the answer to a real query was not mapped"
+            await asyncio.sleep(0.05)
+        assert names.name(ns, forged_addr) is None
+
+
+FLOOD = r"""
+import socket, struct, sys
+dst, n = sys.argv[1], int(sys.argv[2])
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+data = bytes(40)
+for i in range(n):
+    raw.sendto(struct.pack(">HHHH", 53, 40000 + i % 1000, 8 + len(data), 0) + data, (dst, 0))
+print("sent", flush=True)
+"""
+
+
+async def test_packets_the_kernel_dropped_make_the_collector_degraded(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of packets the filter passes overflows the socket buffer: the loss is an
+    integrity state (a finding), not only a metric."""
+    monkeypatch.setattr(collector, "RCVBUF", 0)  # the kernel's minimum
+    monkeypatch.setattr(collector, "STATS_EVERY", 0.2)
+    cfg = config.parse("[agent]\ninterval = 0.2\n")
+    async with Running(TrafficCollector, cfg) as run:
+        await asyncio.to_thread(watched, pair.procs[1].pid)
+        ready(pair.python(pair.inet, FLOOD, BOX_IP, "5000"), timeout=30)
+        state = await run.wait(CollectorState, lambda s: not s.ok, timeout=10)
+        assert "dropped" in state.reason and state.detail["dropped"] > 0
+
+
+BURST = r"""
+import socket, sys, time
+hello, conns = sys.stdin.buffer.read(), []
+for _ in range(20):
+    c = socket.create_connection((sys.argv[1], 8443), timeout=5)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conns.append(c)
+for c in conns:
+    c.sendall(hello)
+print("sent", flush=True)
+time.sleep(60)
+"""
+
+
+async def test_openings_read_together_cost_one_owner_scan(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of openings on new sockets must not cost a /proc fd scan each: a user who
+    makes those scans slow (many fds) would otherwise stall the capture with decoys."""
+    scans: list[set[int]] = []
+    real = collector.fdowners.socket_owners
+
+    def counted(inodes: set[int], procfs: str = "/proc") -> dict[int, int]:
+        scans.append(set(inodes))
+        return real(inodes, procfs)
+
+    monkeypatch.setattr(collector.fdowners, "socket_owners", counted)
+    cfg = config.parse("[agent]\ninterval = 0.2\n")
+    async with Running(TrafficCollector, cfg) as run:
+        await asyncio.to_thread(watched, pair.procs[1].pid)
+        p = pair.python(pair.box, BURST, INET_IP, stdin=client_hello("burst.example.org"))
+        await asyncio.to_thread(ready, p)
+        for _ in range(500):
+            if len(run.of(FlowPayload, lambda e: e.proc is not None and e.proc.pid == p.pid)) == 20:
+                break
+            await asyncio.sleep(0.02)
+        ours = {
+            int(link[8:-1])
+            for fd in os.listdir(f"/proc/{p.pid}/fd")
+            if (link := os.readlink(f"/proc/{p.pid}/fd/{fd}")).startswith("socket:[")
+        }
+        assert len(run.of(FlowPayload, lambda e: e.proc is not None and e.proc.pid == p.pid)) == 20
+        assert len([s for s in scans if s & ours]) <= 4

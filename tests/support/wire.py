@@ -7,14 +7,17 @@ import os
 import struct
 
 
-def client_hello(sni: str | None, pad: int = 0) -> bytes:
-    """A TLS 1.3-style ClientHello record; `pad` bytes of padding extension before the SNI."""
+def client_hello(sni: str | None, pad: int = 0, pad_after: int = 0) -> bytes:
+    """A TLS 1.3-style ClientHello record; `pad` bytes of padding extension before the SNI,
+    `pad_after` bytes of another extension after it."""
     exts = b""
     if sni is not None:
         entry = b"\0" + struct.pack(">H", len(sni)) + sni.encode()
         body = struct.pack(">H", len(entry)) + entry
         exts += struct.pack(">HH", 0, len(body)) + body
     exts = struct.pack(">HH", 0x0015, pad) + bytes(pad) + exts
+    if pad_after:
+        exts += struct.pack(">HH", 0xFE0D, pad_after) + os.urandom(pad_after)  # like ECH
     hello = (
         b"\x03\x03"
         + os.urandom(32)

@@ -112,8 +112,20 @@ def test_dns_random_bytes_never_raise_anything_else() -> None:
 
 def test_dns_over_tcp() -> None:
     msg = response("a.test", [rr(b"\xc0\x0c", dns.A, socket.inet_aton("198.51.100.3"))])
-    assert dns.parse_tcp(struct.pack(">H", len(msg)) + msg)[0].addr == "198.51.100.3"
-    assert dns.parse_tcp(struct.pack(">H", len(msg) + 5) + msg) == []  # cut
+    framed = dns.unframe(struct.pack(">H", len(msg)) + msg, "tcp")
+    assert dns.parse_response(framed)[0].addr == "198.51.100.3"
+    assert dns.unframe(struct.pack(">H", len(msg) + 5) + msg, "tcp") == b""  # cut
+    assert dns.unframe(b"\x00", "tcp") == b""
+
+
+def test_dns_question_and_asked_queries() -> None:
+    msg = response("A.Test", [rr(b"\xc0\x0c", dns.A, socket.inet_aton("198.51.100.3"))])
+    assert dns.question(msg) == (int.from_bytes(msg[:2], "big"), "a.test")
+    asked = dns.Asked(size=2, timeout=60)
+    for n in range(3):
+        asked.add(("ns", n))
+    assert not asked.answers(("ns", 0)) and asked.answers(("ns", 2))  # the oldest went
+    assert not dns.Asked(timeout=-1).answers(("ns", 1))
 
 
 def test_name_map_ttl_namespace_and_bound() -> None:
@@ -142,6 +154,13 @@ def test_tls_sni() -> None:
 def test_tls_sni_refuses_non_names() -> None:
     assert payload.tls_sni(client_hello("bad name\x00.test")) is None
     assert payload.tls_sni(client_hello("a" * 300)) is None
+
+
+def test_tls_sni_cut_in_the_name_is_no_name() -> None:
+    hello = client_hello("xmr.supportxmr.com.example.org", pad_after=500)
+    cut = hello[: hello.index(b".example.org")]
+    assert payload.tls_sni(cut) is None  # not "xmr.supportxmr.com"
+    assert payload.tls_sni(hello[: hello.index(b".org") + 4]) == "xmr.supportxmr.com.example.org"
 
 
 def test_tls_hello_split_over_two_segments_is_reassembled() -> None:
@@ -347,3 +366,40 @@ def test_decode_random_bytes_never_raise() -> None:
         for _ in range(rng.randint(1, 6)):
             blob[rng.randrange(len(blob))] = rng.randrange(256)
         decode(bytes(blob[: rng.randint(0, len(blob))]))
+
+
+def test_stratum_after_leading_white_space() -> None:
+    data = b"\r\n" * 12 + b' \t{"id":1,"method":"mining.subscribe","params":[]}\n'
+    msg = payload.stratum(data)
+    assert msg is not None and msg.method == "mining.subscribe"
+
+
+def test_stratum_login_padded_before_its_login_key_and_cut() -> None:
+    full = line({"id": 1, "method": "login", "params": {"rigid": "r" * 3000, "login": "4AB"}})
+    msg = payload.stratum(full[:2000])
+    assert msg is not None and msg.method == "login" and msg.role == "client"
+    assert payload.stratum(b'{"id":1,"method":"login","result":"' + b"r" * 3000) is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        line({"id": 1, "method": "login", "params": {"login": "4W", "password": "hunter2"}}),
+        line({"id": 1, "method": "login", "params": {"login": "4W", "Pass": "hunter2"}}),
+        line({"id": 1, "method": "eth_submitLogin", "params": ["0xabc", "hunter2"]}),
+        b'{"id":1,"method":"login","params":{"login":"4W","passwd":"hunter2","agent":"'
+        + b"a" * 3000,
+        b'{"id":1,"method":"eth_submitLogin","params":["0xabc","hunter2","' + b"a" * 3000,
+    ],
+)
+def test_stratum_excerpt_removes_every_password(data: bytes) -> None:
+    msg = payload.stratum(data)
+    assert msg is not None and "hunter" not in payload.excerpt(msg)
+
+
+def test_name_map_keeps_the_cname_targets() -> None:
+    names = namemap.NameMap(size=4)
+    names.add("ns", dns.Answer("job.example.org", "198.51.100.9", 300, ("pool.test",)), now=0)
+    assert names.names("ns", "198.51.100.9", now=1) == ("job.example.org", "pool.test")
+    assert names.name("ns", "198.51.100.9", now=1) == "job.example.org"
+    assert names.names("ns", "198.51.100.8", now=1) == ()

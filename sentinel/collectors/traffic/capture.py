@@ -2,9 +2,11 @@
 
 The kernel runs the filter on every packet of the namespace and copies to the agent only
 what it accepts, cut to the snap length. Accepted: UDP and TCP from port 53 arriving in
-the namespace (answers);
+the namespace (answers) and UDP to port 53 leaving it (the queries they must answer), TCP
+to port 53;
 TCP segments whose payload starts like a TLS ClientHello (16 03 xx xx xx 01), a JSON
-object (`{` then `"` or white space: stratum JSON-RPC), or an HTTP/1 request method; and
+object (`{` then `"` or white space, after at most MAX_SPACE bytes of white space:
+stratum JSON-RPC), or an HTTP/1 request method; and
 every payload segment of the few flows whose first segment left a record unfinished (a
 ClientHello split over segments), named by their port pair. Bulk data (training traffic,
 NCCL, downloads) starts with none of these at a segment boundary except by chance, about
@@ -25,14 +27,16 @@ IMM, ABS, IND, MEM, MSH = 0x00, 0x20, 0x40, 0x60, 0xA0
 ADD, SUB, AND, RSH = 0x00, 0x10, 0x50, 0x70
 JA, JEQ, JGT, JSET = 0x00, 0x10, 0x20, 0x40
 K, X = 0x00, 0x08
-TAX = 0x00
+TAX, TXA = 0x00, 0x80
 SKF_AD_PROTOCOL = 0xFFFFF000  # SKF_AD_OFF + SKF_AD_PROTOCOL: skb->protocol
 SKF_AD_PKTTYPE = 0xFFFFF004  # skb->pkt_type
 SO_ATTACH_FILTER = 26
 ETH_P_ALL, ETH_P_IP, ETH_P_IPV6 = 0x0003, 0x0800, 0x86DD
 PACKET_OUTGOING = 4
 TLS_START, BRACE = 0x1603, ord("{")
-AFTER_BRACE = b'" \n\r\t'
+SPACE = b" \n\r\t"
+AFTER_BRACE = b'"' + SPACE
+MAX_SPACE = 16  # white space bytes before a JSON object's brace that the filter skips
 HTTP_WORDS = (b"GET ", b"POST", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC", b"CONN")
 MAX_FOLLOW = 16
 
@@ -106,7 +110,9 @@ def program(snaplen: int, follow: Iterable[tuple[int, int]] = ()) -> list[Insn]:
     a.jeq(socket.IPPROTO_UDP, "udp", "drop")
     a.label("udp")
     a.op(LD | H | IND, 0)
-    a.jeq(53, "answer", "drop")
+    a.jeq(53, "answer")
+    a.op(LD | H | IND, 2)
+    a.jeq(53, "query", "drop")
     a.label("tcp")
     a.op(STX, 2)  # M[2] = transport offset
     a.op(LD | B | IND, 12)
@@ -122,16 +128,24 @@ def program(snaplen: int, follow: Iterable[tuple[int, int]] = ()) -> list[Insn]:
     a.op(LDX | W | MEM, 2)
     a.op(LD | H | IND, 0)
     a.jeq(53, "answer")
+    a.op(LD | H | IND, 2)
+    a.jeq(53, "accept")  # DNS over TCP: a query, or a flow opening on port 53
     follow = list(follow)[:MAX_FOLLOW]
     if follow:
         a.op(LD | W | IND, 0)  # both ports
         for sport, dport in follow:
             a.jeq((sport << 16) | dport, "accept")
     a.op(LDX | W | MEM, 3)
-    a.op(LD | H | IND, 0)
-    a.jeq(TLS_START, "tls")
     a.op(LD | B | IND, 0)
     a.jeq(BRACE, "brace")
+    for c in SPACE:
+        a.jeq(c, "to_space")
+    a.goto("not_space")
+    a.label("to_space")
+    a.goto("space")
+    a.label("not_space")
+    a.op(LD | H | IND, 0)
+    a.jeq(TLS_START, "tls")
     a.op(LD | W | IND, 0)
     for word in HTTP_WORDS:
         a.jeq(int.from_bytes(word, "big"), "accept")
@@ -143,12 +157,37 @@ def program(snaplen: int, follow: Iterable[tuple[int, int]] = ()) -> list[Insn]:
     a.op(LD | B | IND, 1)
     for c in AFTER_BRACE:
         a.jeq(c, "accept")
+    a.goto("drop")
+    a.label("query")  # a DNS query counts where it leaves
+    a.op(LD | W | ABS, SKF_AD_PKTTYPE)
+    a.jeq(PACKET_OUTGOING, "accept", "drop")
     a.label("answer")  # a DNS answer counts where it arrives, not where it leaves
     a.op(LD | W | ABS, SKF_AD_PKTTYPE)
     a.jeq(PACKET_OUTGOING, "drop", "accept")
     a.label("drop")
     a.op(RET | K, 0)
     a.label("accept")
+    a.op(RET | K, snaplen)
+    a.label("space")  # white space before the object, as JSON allows
+    for i in range(1, MAX_SPACE + 1):
+        a.op(LD | B | IND, i)
+        a.jeq(BRACE, f"brace{i}")
+        for c in SPACE:
+            a.jeq(c, f"space{i}")
+        a.op(RET | K, 0)
+        a.label(f"brace{i}")
+        a.op(MISC | TXA, 0)
+        a.op(ALU | ADD | K, i)
+        a.op(MISC | TAX, 0)  # X = the brace's offset
+        a.goto("spaced_brace")
+        a.label(f"space{i}")
+    a.op(RET | K, 0)
+    a.label("spaced_brace")
+    a.op(LD | B | IND, 1)
+    for c in AFTER_BRACE:
+        a.jeq(c, "spaced_accept")
+    a.op(RET | K, 0)
+    a.label("spaced_accept")
     a.op(RET | K, snaplen)
     return a.build()
 

@@ -48,6 +48,8 @@ MESSAGES_PER_FLOW = 4
 FLOWS_KEPT = 8192
 OWNERS_KEPT = 4096
 SOL_PACKET, PACKET_STATISTICS = 263, 6
+STATS_EVERY = 5.0  # seconds between two reads of the kernel's drop counters
+DROP_HOLD = 30.0  # the collector stays degraded this long after the kernel last dropped
 
 
 @dataclass
@@ -77,6 +79,13 @@ def open_watch(ns: str, ns_file: str | None, snaplen: int) -> Watch:
         return Watch(ns, packets, diag)
 
     return make() if ns_file is None else netcol.in_netns(ns_file, make)
+
+
+def ends(pkt: Packet, who: str) -> tuple[str, int, str, int]:
+    """(local address, port, remote address, port) of the socket that owns the message."""
+    if who == "client":
+        return pkt.src, pkt.sport, pkt.dst, pkt.dport
+    return pkt.dst, pkt.dport, pkt.src, pkt.sport
 
 
 def role(data: bytes) -> str | None:
@@ -123,8 +132,13 @@ class TrafficCollector(Collector):
         self.budget = LRU(FLOWS_KEPT)
         self.sent = LRU(FLOWS_KEPT)
         self.owners: OrderedDict[int, int] = OrderedDict()
+        self.unresolved: list[tuple[int, Watch, Packet, str, bytes]] = []
         self.ownerless: dict[tuple[object, ...], tuple[float, FlowPayload]] = {}
-        self.counts: dict[str, int] = dict.fromkeys(("dns", "payload", "malformed", "other"), 0)
+        self.asked = dns.Asked()
+        self.dropped, self.last_drop = 0, float("-inf")  # written by the capture thread
+        self.counts: dict[str, int] = dict.fromkeys(
+            ("dns", "unasked", "payload", "malformed", "other"), 0
+        )
 
     def enabled(self) -> bool:
         return self.cfg.enabled
@@ -169,11 +183,16 @@ class TrafficCollector(Collector):
                 continue
             self.watched[ns] = watch
             self.changes.put((ns, watch))
+        if "" not in self.watched:
+            return
         if unwatched:
             limit = self.cfg.max_namespaces
             reason = f"namespaces beyond traffic.max_namespaces ({limit}) are not watched"
             self.report(False, reason, severity="medium", unwatched=unwatched)
-        elif "" in self.watched:
+        elif time.monotonic() - self.last_drop < DROP_HOLD:
+            reason = "packets dropped: the capture fell behind (socket buffer full)"
+            self.report(False, reason, dropped=self.dropped, severity="medium")
+        else:
             self.report(True, namespaces=len(self.watched))
 
     # --- the capture thread --------------------------------------------------------------
@@ -198,8 +217,9 @@ class TrafficCollector(Collector):
                 ready, _, _ = select.select(list(by_fd), [], [], POLL)
                 for fd in ready:
                     self.drain(by_fd[fd])
+                self.resolve()
                 self.flush(watches.values())
-                if time.monotonic() - last_stats > 5:
+                if time.monotonic() - last_stats > STATS_EVERY:
                     last_stats = time.monotonic()
                     self.kernel_drops(watches.values())
                 if ready:
@@ -229,9 +249,10 @@ class TrafficCollector(Collector):
         if pkt is None:
             self.counts["other"] += 1
             return
-        if pkt.sport == 53:
+        if 53 in (pkt.sport, pkt.dport):
             self.dns(watch, pkt, outgoing)
-            return
+            if pkt.proto == "udp":
+                return
         if pkt.proto != "tcp" or not pkt.payload:
             self.counts["other"] += 1
             return
@@ -242,9 +263,10 @@ class TrafficCollector(Collector):
             return
         need = payload.tls_record_size(buf)
         whole = len(pkt.payload) == pkt.size  # not cut by the snap length
-        if need and len(buf) < min(need, self.cfg.flow_bytes) and whole:
-            self.flows.wait(key, pkt.seq + pkt.size, buf)
-            return
+        unfinished = need and len(buf) < min(need, self.cfg.flow_bytes) and whole
+        if unfinished and not payload.tls_sni(buf):  # with a name, do not wait for the rest:
+            self.flows.wait(key, pkt.seq + pkt.size, buf)  # it may pass before the filter
+            return  # follows the flow
         who = role(buf)
         if who is None or (who == "client") != outgoing:
             return
@@ -253,12 +275,23 @@ class TrafficCollector(Collector):
         self.attribute(watch, pkt, who, buf)
 
     def dns(self, watch: Watch, pkt: Packet, outgoing: bool) -> None:
-        """An answer counts in the namespace that receives it."""
-        if outgoing or not pkt.payload:
+        """A query counts where it leaves; an answer where it arrives, if it answers one."""
+        msg = dns.unframe(pkt.payload, pkt.proto)
+        if not msg:
             return
         try:
-            parse = dns.parse_response if pkt.proto == "udp" else dns.parse_tcp
-            answers = parse(pkt.payload)
+            qid, name = dns.question(msg)
+            if outgoing:
+                if pkt.dport == 53 and not msg[2] & 0x80:
+                    self.asked.add((watch.ns, pkt.flow, qid, name))
+                return
+            if pkt.sport != 53:
+                return
+            flow = (pkt.proto, pkt.dst, pkt.dport, pkt.src, pkt.sport)
+            if not self.asked.answers((watch.ns, flow, qid, name)):
+                self.counts["unasked"] += 1
+                return
+            answers = dns.parse_response(msg)
         except dns.Malformed:
             self.counts["malformed"] += 1
             return
@@ -267,16 +300,43 @@ class TrafficCollector(Collector):
             self.ctx.names.add(watch.ns, answer)
 
     def attribute(self, watch: Watch, pkt: Packet, who: str, buf: bytes) -> None:
-        """The local socket's process, the remote end and its name, then the event."""
-        if who == "client":
-            lip, lport, rip, rport = pkt.src, pkt.sport, pkt.dst, pkt.dport
-        else:
-            lip, lport, rip, rport = pkt.dst, pkt.dport, pkt.src, pkt.sport
-        pid = self.owner(watch, pkt.family, lip, lport, rip, rport)
+        """Find the local socket now; its owner, if not known, with the others the same
+        reads named (`resolve`: one /proc scan for all)."""
+        lip, lport, rip, rport = ends(pkt, who)
+        inode = self.inode(watch, pkt.family, lip, lport, rip, rport)
+        pid = self.owners.get(inode) if inode else 0
+        if pid is None or (pid and not os.path.exists(f"{self.procfs}/{pid}")):
+            self.unresolved.append((inode, watch, pkt, who, buf))
+            return
+        self.finish(watch, pkt, who, buf, pid)
+
+    def resolve(self) -> None:
+        """The owners of the sockets the last reads named, in one scan of /proc/*/fd."""
+        if not self.unresolved:
+            return
+        batch, self.unresolved = self.unresolved, []
+        inodes = {item[0] for item in batch}
+        found = fdowners.socket_owners(inodes, self.procfs)
+        for inode in inodes:
+            self.owners[inode] = found.get(inode, 0)
+            self.owners.move_to_end(inode)
+        while len(self.owners) > OWNERS_KEPT:
+            self.owners.popitem(last=False)
+        for inode, watch, pkt, who, buf in batch:
+            try:
+                self.finish(watch, pkt, who, buf, found.get(inode, 0))
+            except Exception:
+                log.exception("traffic: packet handling failed")
+                metrics.errors.labels("collector.traffic").inc()
+
+    def finish(self, watch: Watch, pkt: Packet, who: str, buf: bytes, pid: int) -> None:
+        """The process, the remote end and its name, then the event."""
+        lip, lport, rip, rport = ends(pkt, who)
         proc = self.ctx.procs.get(pid) if pid else None
         sent = (payload.tls_sni(buf) or payload.http_host(buf)) if who == "client" else None
-        domain = sent or self.ctx.names.name(watch.ns, rip)
-        conn = Connection(netcol.endpoint(lip, lport), rip, rport, "tcp", domain)
+        names = (sent,) if sent else self.ctx.names.names(watch.ns, rip)
+        domain, aliases = (names[0], names[1:]) if names else (None, ())
+        conn = Connection(netcol.endpoint(lip, lport), rip, rport, "tcp", domain, aliases)
         event = FlowPayload(time.time(), conn, proc, who, buf, watch.ns)
         digest = (pkt.flow, who, hashlib.blake2b(buf[:512], digest_size=8).digest())
         if proc is None:
@@ -291,8 +351,8 @@ class TrafficCollector(Collector):
         if sent:
             self.emit(NetConn(event.time, event.conn, event.proc, "ESTABLISHED"))
 
-    def owner(self, watch: Watch, family: int, lip: str, lport: int, rip: str, rport: int) -> int:
-        """The pid owning the TCP socket with these ends in the watch's namespace (0: none)."""
+    def inode(self, watch: Watch, family: int, lip: str, lport: int, rip: str, rport: int) -> int:
+        """The inode of the TCP socket with these ends in the watch's namespace (0: none)."""
         if watch.diag is None:
             return 0
         try:
@@ -305,15 +365,7 @@ class TrafficCollector(Collector):
         except OSError as exc:
             log.info("traffic: sock_diag lookup failed: %s", exc)
             return 0
-        if not inode:
-            return 0
-        pid = self.owners.get(inode)
-        if pid is None or not os.path.exists(f"{self.procfs}/{pid}"):
-            pid = fdowners.socket_owners({inode}, self.procfs).get(inode, 0)
-            self.owners[inode] = pid
-            while len(self.owners) > OWNERS_KEPT:
-                self.owners.popitem(last=False)
-        return pid
+        return inode
 
     def flush(self, watches: Iterable[Watch]) -> None:
         """Publish copies nobody owned once their wait is over; retune follow filters."""
@@ -335,10 +387,13 @@ class TrafficCollector(Collector):
                 capture.attach(watch.packets, capture.program(self.cfg.snaplen, follow))
 
     def kernel_drops(self, watches: Iterable[Watch]) -> None:
-        """Packets the kernel dropped because the socket buffer was full, as a metric."""
+        """Packets the kernel dropped because the socket buffer was full: a metric, and a
+        degraded state that `refresh` reports (a flood can hide one opening in the loss)."""
         for watch in watches:
             with contextlib.suppress(OSError):
                 raw = watch.packets.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
                 _, drops = struct.unpack("=II", raw)
                 if drops:
                     metrics.events_dropped.labels("traffic").inc(drops)
+                    self.dropped += drops
+                    self.last_drop = time.monotonic()

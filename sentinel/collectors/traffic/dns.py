@@ -1,4 +1,5 @@
-"""DNS responses into (asked name, address, ttl), CNAME chains followed.
+"""DNS responses into (asked name, address, ttl), CNAME chains followed, and the queries
+seen leaving, so that only an answer to one of them is believed.
 
 A compression pointer must point before the name that uses it, so no pointer can loop;
 hostile or cut messages raise Malformed or give no answers.
@@ -7,6 +8,8 @@ hostile or cut messages raise Malformed or give no answers.
 from __future__ import annotations
 
 import socket
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 A, CNAME, AAAA, IN = 1, 5, 28, 1
@@ -100,8 +103,36 @@ def parse_response(msg: bytes) -> list[Answer]:
     ]
 
 
-def parse_tcp(data: bytes) -> list[Answer]:
-    """DNS over TCP: one length-prefixed message at the start of a segment."""
-    if len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
-        return []
-    return parse_response(data[2 : 2 + int.from_bytes(data[:2], "big")])
+def unframe(data: bytes, proto: str) -> bytes:
+    """The DNS message of a UDP payload, or the length-prefixed one at the start of a TCP
+    segment (b"" if cut)."""
+    if proto == "udp":
+        return data
+    size = int.from_bytes(data[:2], "big")
+    return data[2 : 2 + size] if len(data) >= 2 and size <= len(data) - 2 else b""
+
+
+def question(msg: bytes) -> tuple[int, str]:
+    """The id and the asked name of a message with one question."""
+    if len(msg) < 12 or int.from_bytes(msg[4:6], "big") != 1:
+        raise Malformed("not one question")
+    return int.from_bytes(msg[:2], "big"), read_name(msg, 12)[0]
+
+
+class Asked:
+    """Queries seen leaving, by whatever names them (namespace, ends, id, name), for
+    `timeout` seconds; at most `size`, the oldest forgotten first."""
+
+    def __init__(self, size: int = 4096, timeout: float = 10.0) -> None:
+        self.size, self.timeout = size, timeout
+        self.pending: OrderedDict[tuple[object, ...], float] = OrderedDict()
+
+    def add(self, key: tuple[object, ...]) -> None:
+        self.pending[key] = time.monotonic() + self.timeout
+        self.pending.move_to_end(key)
+        while len(self.pending) > self.size:
+            self.pending.popitem(last=False)
+
+    def answers(self, key: tuple[object, ...]) -> bool:
+        """Whether a response with this key answers a query still waiting."""
+        return self.pending.get(key, 0.0) >= time.monotonic()

@@ -55,7 +55,10 @@ def _names_used(s: Subject) -> list[str]:
     return sorted(used | set(s.get("names_seen")))
 
 
-extractor(KIND, "names_seen")(lambda s: [s.get("domain")] if s.get("domain") else [])
+@extractor(KIND, "names_seen")
+def _names_seen(s: Subject) -> list[str]:
+    """The socket's name and the CNAME targets DNS gave from it to the address."""
+    return [n.lower() for n in (s.obj.conn.domain, *s.obj.conn.aliases) if n]
 
 
 @extractor(KIND, "corroboration")
