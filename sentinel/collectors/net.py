@@ -29,13 +29,14 @@ from sentinel.collectors import Collector, Emit, register
 from sentinel.core import fdowners, proctable
 from sentinel.core.context import Context
 from sentinel.core.events import NetConn
-from sentinel.core.model import Connection
+from sentinel.core.model import Connection, Proc
 from sentinel.ops import metrics
 
 log = logging.getLogger(__name__)
 
 # kernel TCP states (UDP reuses ESTABLISHED for connected and CLOSE for unconnected)
 ESTABLISHED, SYN_SENT, CLOSE, LISTEN = 1, 2, 7, 10
+RECONCILE = 6  # namespace lookups between two listings of procfs (see Namespaces)
 STATE_NAMES = {ESTABLISHED: "ESTABLISHED", SYN_SENT: "SYN_SENT"}
 WILDCARD = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
 MAPPED = "::ffff:"
@@ -225,15 +226,19 @@ def diag_find(sock: socket.socket, family: int, lip: str, lport: int, rip: str, 
     return DIAG_MSG.unpack_from(data, NLMSGHDR.size)[-1]
 
 
-def network_namespaces(procfs: str, ns_of: dict[int, str]) -> dict[str, int]:
+def network_namespaces(
+    procfs: str, ns_of: dict[int, str], pids: set[int] | None = None
+) -> dict[str, int]:
     """Each network namespace seen ('' for the agent's own) and a pid inside it; `ns_of`
-    (pid -> namespace) is kept up to date across calls."""
-    pids = set(proctable.list_pids(procfs))
+    (pid -> namespace) is kept up to date across calls, for `pids` (default: every pid in
+    procfs)."""
+    if pids is None:
+        pids = set(proctable.list_pids(procfs))
     for pid in ns_of.keys() - pids:
         del ns_of[pid]
     for pid in pids - ns_of.keys():
         try:
-            ns_of[pid] = os.readlink(f"{procfs}/{pid}/ns/net")
+            ns_of[pid] = sys.intern(os.readlink(f"{procfs}/{pid}/ns/net"))  # one per netns
         except OSError:
             ns_of[pid] = ""
     try:
@@ -247,6 +252,30 @@ def network_namespaces(procfs: str, ns_of: dict[int, str]) -> dict[str, int]:
     return found
 
 
+class Namespaces:
+    """The network namespaces with a process in them, found without listing procfs each
+    time: between listings (every RECONCILE calls) the pids come from the process table,
+    which the procs collector keeps from exec and exit events, so a new namespace's first
+    process is seen at the next call and the cost follows what changed. A pid whose table
+    entry changed (an exec, often right after a setns) has its namespace read again."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.ns_of: dict[int, str] = {}  # pid -> network namespace
+        self.seen: dict[int, Proc] = {}  # the table entries ns_of was read for
+        self.calls = 0
+
+    def find(self) -> dict[str, int]:
+        table = self.ctx.procs.snapshot()
+        for pid, proc in table.items():
+            if self.seen.get(pid) is not proc:
+                self.ns_of.pop(pid, None)
+        self.seen = table
+        listing = self.calls % RECONCILE == 0 or not table
+        self.calls += 1
+        return network_namespaces(self.ctx.procfs, self.ns_of, None if listing else set(table))
+
+
 @register
 class NetCollector(Collector):
     """Emits NetConn once per new outbound TCP or connected UDP socket."""
@@ -258,7 +287,7 @@ class NetCollector(Collector):
         self.procfs = ctx.procfs
         self.live = os.path.realpath(self.procfs) == "/proc"
         self.seen: set[int] = set()
-        self.ns_of: dict[int, str] = {}  # pid -> network namespace
+        self.netns = Namespaces(ctx)
         self.diags: dict[str, socket.socket | None] = {}  # namespace -> sock_diag socket
 
     async def run(self) -> None:
@@ -290,7 +319,7 @@ class NetCollector(Collector):
 
     def namespaces(self) -> dict[str, int]:
         """Each network namespace seen ('' for the agent's own) and a pid inside it."""
-        return network_namespaces(self.procfs, self.ns_of)
+        return self.netns.find()
 
     def sockets(self, ns: str, pid: int) -> list[Sock]:
         """The sockets of one namespace, by sock_diag when it can be had, else the tables.
@@ -352,4 +381,4 @@ class NetCollector(Collector):
 
     def owners(self, inodes: set[int]) -> dict[int, int]:
         """inode -> pid for these sockets, from /proc/*/fd within a time budget."""
-        return fdowners.socket_owners(inodes, self.procfs)
+        return fdowners.socket_owners(inodes, self.procfs, first=self.ctx.procs.recent())

@@ -442,6 +442,7 @@ class ProcsCollector(Collector):
             used = times[0] - prev[0] + max(children, 0.0)
             if used > 0:
                 self.idle.discard(pid)
+                self.ctx.procs.touch(pid)  # socket owner scans read it first
                 cpu[pid] = used
                 self.counted[pid] = self.counted.get(pid, 0.0) + used
             else:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import errno
 import os
 import pwd
+import sys
 from functools import lru_cache
 
 from sentinel.core.model import Ancestor, Proc, same_start
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MAX_ANCESTORS = 16
+SHARED_CHARS = 256  # strings up to this long are interned (see _shared)
 # the reader ran out of something (fds, memory): the process exists, its facts are unread
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
 
@@ -46,6 +48,15 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
+def _read_stat(path: str) -> bytes:
+    """A stat file (a few hundred bytes) by bare fd calls: the sample's hot read."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
 def parse_stat(data: bytes) -> tuple[str, list[bytes]]:
     """comm and the fields after it (state is [0], ppid [1], utime [11], starttime [19])."""
     lo, hi = data.index(b"("), data.rindex(b")")
@@ -58,7 +69,7 @@ def read_stat(
     """(comm, ppid, start_time epoch, cpu seconds, tty_nr) or None if the process is gone;
     `strict` raises ProcReadError when the read failed for lack of a resource."""
     try:
-        comm, rest = parse_stat(_read(f"{procfs}/{pid}/stat"))
+        comm, rest = parse_stat(_read_stat(f"{procfs}/{pid}/stat"))
     except OSError as exc:
         _check(exc, strict)
         return None
@@ -72,7 +83,7 @@ def read_stat(
 def cpu_times(pid: int, procfs: str = "/proc") -> tuple[float, float] | None:
     """(utime + stime, cutime + cstime of reaped children) in seconds; the cheap read."""
     try:
-        _, rest = parse_stat(_read(f"{procfs}/{pid}/stat"))
+        _, rest = parse_stat(_read_stat(f"{procfs}/{pid}/stat"))
     except (OSError, ValueError):
         return None
     return (int(rest[11]) + int(rest[12])) / CLK_TCK, (int(rest[13]) + int(rest[14])) / CLK_TCK
@@ -81,7 +92,7 @@ def cpu_times(pid: int, procfs: str = "/proc") -> tuple[float, float] | None:
 def stat_times(pid: int, procfs: str = "/proc") -> tuple[float, float, float] | None:
     """(own CPU seconds, reaped children's CPU seconds, start time epoch) from one read."""
     try:
-        _, rest = parse_stat(_read(f"{procfs}/{pid}/stat"))
+        _, rest = parse_stat(_read_stat(f"{procfs}/{pid}/stat"))
     except (OSError, ValueError):
         return None
     cpu = (int(rest[11]) + int(rest[12])) / CLK_TCK
@@ -126,6 +137,13 @@ def _cgroup(pid: int, procfs: str) -> str:
     return lines[-1].split(":", 2)[-1] if lines else ""
 
 
+def _shared(text: str) -> str:
+    """One copy of a short string however many processes carry it (10,000 workers of one
+    program share their exe, cwd, cgroup and arguments); interned strings still die with
+    their last user."""
+    return sys.intern(text) if len(text) <= SHARED_CHARS else text
+
+
 def read_proc(
     pid: int, procfs: str = "/proc", table: ProcTable | None = None, strict: bool = False
 ) -> Proc | None:
@@ -140,7 +158,7 @@ def read_proc(
     except OSError as exc:
         _check(exc, strict)
         return None
-    cmdline = [a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")]
+    cmdline = [_shared(a.decode("utf-8", "surrogateescape")) for a in raw.split(b"\0")]
     if cmdline and cmdline[-1] == "":
         cmdline.pop()
     exe = _readlink(f"{procfs}/{pid}/exe")
@@ -153,16 +171,16 @@ def read_proc(
     proc = Proc(
         pid=pid,
         ppid=ppid,
-        name=comm,
-        exe=exe,
+        name=_shared(comm),
+        exe=_shared(exe),
         cmdline=cmdline,
         user=user_name(uid) if uid >= 0 else "",
         start_time=start,
         uid=uid,
-        cwd=_readlink(f"{procfs}/{pid}/cwd"),
+        cwd=_shared(_readlink(f"{procfs}/{pid}/cwd")),
         exe_deleted=deleted,
         tty=tty_nr != 0,
-        cgroup=_cgroup(pid, procfs),
+        cgroup=_shared(_cgroup(pid, procfs)),
         argv0=cmdline[0] if cmdline else "",
     )
     # a process that exited during the reads has a stat we can no longer confirm
@@ -213,6 +231,26 @@ class ProcTable:
         if proc is not None:
             self.procs[pid] = proc
         return proc
+
+    def touch(self, pid: int) -> None:
+        """Mark a cached process as just active (it used CPU): `recent` lists it first."""
+        proc = self.procs.pop(pid, None)
+        if proc is not None:
+            self.procs[pid] = proc
+
+    def recent(self) -> list[int]:
+        """Cached pids, the most recently read or active first; safe from other threads."""
+        try:
+            return list(reversed(self.procs))
+        except RuntimeError:  # changed by the loop thread meanwhile
+            return []
+
+    def snapshot(self) -> dict[int, Proc]:
+        """A copy of the cache; safe from other threads (empty if the loop changed it)."""
+        try:
+            return dict(self.procs)
+        except RuntimeError:
+            return {}
 
     def lookup(self, pid: int) -> Proc | None:
         """Cached facts only, no procfs reads (for hot paths)."""

@@ -114,7 +114,7 @@ class TrafficCollector(Collector):
         super().__init__(ctx, emit)
         self.cfg = ctx.config.traffic
         self.procfs = ctx.procfs
-        self.ns_of: dict[int, str] = {}
+        self.netns = netcol.Namespaces(ctx)
         self.watched: dict[str, Watch] = {}
         self.failed: set[str] = set()
         self.changes: queue.SimpleQueue[tuple[str, Watch | None]] = queue.SimpleQueue()
@@ -143,7 +143,7 @@ class TrafficCollector(Collector):
 
     async def refresh(self) -> None:
         """Open a watch for each namespace with a process in it; retire the empty ones."""
-        found = netcol.network_namespaces(self.procfs, self.ns_of)
+        found = self.netns.find()
         for ns in self.watched.keys() - found.keys():
             del self.watched[ns]
             self.changes.put((ns, None))
@@ -301,7 +301,8 @@ class TrafficCollector(Collector):
             return 0
         pid = self.owners.get(inode)
         if pid is None or not os.path.exists(f"{self.procfs}/{pid}"):
-            pid = fdowners.socket_owners({inode}, self.procfs).get(inode, 0)
+            first = self.ctx.procs.recent()
+            pid = fdowners.socket_owners({inode}, self.procfs, first=first).get(inode, 0)
             self.owners[inode] = pid
             while len(self.owners) > OWNERS_KEPT:
                 self.owners.popitem(last=False)
