@@ -29,7 +29,7 @@ from sentinel.collectors import Collector, Emit, register
 from sentinel.core import fdowners, proctable
 from sentinel.core.context import Context
 from sentinel.core.events import NetConn
-from sentinel.core.model import Connection, Proc
+from sentinel.core.model import Connection
 from sentinel.ops import metrics
 
 log = logging.getLogger(__name__)
@@ -226,54 +226,62 @@ def diag_find(sock: socket.socket, family: int, lip: str, lport: int, rip: str, 
     return DIAG_MSG.unpack_from(data, NLMSGHDR.size)[-1]
 
 
-def network_namespaces(
-    procfs: str, ns_of: dict[int, str], pids: set[int] | None = None
-) -> dict[str, int]:
-    """Each network namespace seen ('' for the agent's own) and a pid inside it; `ns_of`
-    (pid -> namespace) is kept up to date across calls, for `pids` (default: every pid in
-    procfs)."""
-    if pids is None:
-        pids = set(proctable.list_pids(procfs))
-    for pid in ns_of.keys() - pids:
-        del ns_of[pid]
-    for pid in pids - ns_of.keys():
-        try:
-            ns_of[pid] = sys.intern(os.readlink(f"{procfs}/{pid}/ns/net"))  # one per netns
-        except OSError:
-            ns_of[pid] = ""
-    try:
-        own = os.readlink(f"{procfs}/self/ns/net")
-    except OSError:
-        own = ""
-    found = {"": 0}
-    for pid, ns in ns_of.items():
-        if ns and ns != own:
-            found.setdefault(ns, pid)
-    return found
-
-
 class Namespaces:
-    """The network namespaces with a process in them, found without listing procfs each
-    time: between listings (every RECONCILE calls) the pids come from the process table,
-    which the procs collector keeps from exec and exit events, so a new namespace's first
-    process is seen at the next call and the cost follows what changed. A pid whose table
-    entry changed (an exec, often right after a setns) has its namespace read again."""
+    """The network namespaces with a process in them, and a pid inside each, kept up to
+    date at a cost that follows what changed: each call reads the namespace of the pids
+    whose process table entry changed since the last (the procs collector keeps the table
+    from exec and exit events; an exec, as after a setns, counts), and every RECONCILE
+    calls (every call when no procs collector keeps the table) procfs is listed to catch
+    the pids the table does not hold."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.ns_of: dict[int, str] = {}  # pid -> network namespace
-        self.seen: dict[int, Proc] = {}  # the table entries ns_of was read for
+        self.ns_of: dict[int, str] = {}  # pid -> network namespace ('' when unreadable)
+        self.members: dict[str, set[int]] = {}  # namespace but the agent's -> its pids
+        self.changes = ctx.procs.changes()
         self.calls = 0
 
     def find(self) -> dict[str, int]:
-        table = self.ctx.procs.snapshot()
-        for pid, proc in table.items():
-            if self.seen.get(pid) is not proc:
-                self.ns_of.pop(pid, None)
-        self.seen = table
-        listing = self.calls % RECONCILE == 0 or not table
+        """Each network namespace seen ('' for the agent's own) and a pid inside it."""
+        procfs = self.ctx.procfs
+        try:
+            own = os.readlink(f"{procfs}/self/ns/net")
+        except OSError:
+            own = ""
+        changed = self.changes.take()
+        listing = self.calls % RECONCILE == 0 or not self.ctx.procs.complete
         self.calls += 1
-        return network_namespaces(self.ctx.procfs, self.ns_of, None if listing else set(table))
+        if listing:
+            pids = set(proctable.list_pids(procfs))
+            for pid in (self.ns_of.keys() - pids) | (changed & self.ns_of.keys()):
+                self._drop(pid)
+            fresh: Iterable[int] = pids - self.ns_of.keys()
+        else:
+            for pid in changed:
+                self._drop(pid)
+            table = self.ctx.procs.procs
+            fresh = [pid for pid in changed if pid in table]
+        for pid in fresh:
+            try:
+                ns = sys.intern(os.readlink(f"{procfs}/{pid}/ns/net"))  # one copy per netns
+            except OSError:
+                ns = ""
+            self.ns_of[pid] = ns
+            if ns and ns != own:
+                self.members.setdefault(ns, set()).add(pid)
+        found = {"": 0}
+        for ns, members in self.members.items():
+            if ns != own:
+                found[ns] = min(members)
+        return found
+
+    def _drop(self, pid: int) -> None:
+        ns = self.ns_of.pop(pid, None)
+        members = self.members.get(ns) if ns else None
+        if members is not None:
+            members.discard(pid)
+            if not members:
+                del self.members[ns]
 
 
 @register

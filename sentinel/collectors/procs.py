@@ -166,6 +166,7 @@ class ProcsCollector(Collector):
         try:
             with self.measure("initial sweep"):
                 await self.sweep_yielding()
+            self.ctx.procs.complete = True  # from now on it follows every process
             self.state = (False, degraded) if degraded else (True, "")
             self.report(*self.state)
             interval = self.ctx.config.agent.interval
@@ -192,6 +193,7 @@ class ProcsCollector(Collector):
                         self.sample()
                     next_sample = now + sample_every
         finally:
+            self.ctx.procs.complete = False
             self.stop_netlink(loop)
 
     # netlink

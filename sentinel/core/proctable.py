@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pwd
 import sys
+import weakref
 from functools import lru_cache
 
 from sentinel.core.model import Ancestor, Proc, same_start
@@ -211,12 +213,41 @@ def _ancestors(ppid: int, procfs: str, table: ProcTable | None) -> list[Ancestor
     return out
 
 
+class Changes:
+    """The pids whose table entry was added, replaced or dropped since the last `take`."""
+
+    __slots__ = ("__weakref__", "pids")
+
+    def __init__(self) -> None:
+        self.pids: set[int] = set()
+
+    def take(self) -> set[int]:
+        """Empty the set; safe while the loop thread adds to it."""
+        out: set[int] = set()
+        with contextlib.suppress(KeyError):
+            while True:
+                out.add(self.pids.pop())
+        return out
+
+
 class ProcTable:
     """Cache of process facts keyed by pid and checked against start time."""
 
     def __init__(self, procfs: str = "/proc") -> None:
         self.procfs = procfs
         self.procs: dict[int, Proc] = {}
+        self.watchers: weakref.WeakSet[Changes] = weakref.WeakSet()
+        self.complete = False  # True while the procs collector keeps every process here
+
+    def changes(self) -> Changes:
+        """A set the table fills with each pid whose entry changes, for as long as it lives."""
+        watch = Changes()
+        self.watchers.add(watch)
+        return watch
+
+    def _changed(self, pid: int) -> None:
+        for watch in self.watchers:
+            watch.pids.add(pid)
 
     def get(self, pid: int, strict: bool = False) -> Proc | None:
         """Cached facts, refreshed when the pid was reused; None if gone; `strict` raises
@@ -227,9 +258,11 @@ class ProcTable:
             if st is not None and same_start(st[2], cached.start_time):
                 return cached
             self.procs.pop(pid, None)
+            self._changed(pid)
         proc = read_proc(pid, self.procfs, self, strict)
         if proc is not None:
             self.procs[pid] = proc
+            self._changed(pid)
         return proc
 
     def touch(self, pid: int) -> None:
@@ -245,22 +278,19 @@ class ProcTable:
         except RuntimeError:  # changed by the loop thread meanwhile
             return []
 
-    def snapshot(self) -> dict[int, Proc]:
-        """A copy of the cache; safe from other threads (empty if the loop changed it)."""
-        try:
-            return dict(self.procs)
-        except RuntimeError:
-            return {}
-
     def lookup(self, pid: int) -> Proc | None:
         """Cached facts only, no procfs reads (for hot paths)."""
         return self.procs.get(pid)
 
     def add(self, proc: Proc) -> None:
         self.procs[proc.pid] = proc
+        self._changed(proc.pid)
 
     def forget(self, pid: int) -> Proc | None:
-        return self.procs.pop(pid, None)
+        proc = self.procs.pop(pid, None)
+        if proc is not None:
+            self._changed(pid)
+        return proc
 
     def cmdline_chain(self, proc: Proc) -> list[Proc]:
         """The process and whichever of its ancestors are cached, nearest first."""

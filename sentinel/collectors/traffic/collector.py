@@ -47,6 +47,7 @@ OWNERLESS_WAIT = 0.5  # a copy seen where no socket owns it waits for the owned 
 MESSAGES_PER_FLOW = 4
 FLOWS_KEPT = 8192
 OWNERS_KEPT = 4096
+MISS_AGAIN = 1.0  # seconds before a socket no process held is looked for again
 SOL_PACKET, PACKET_STATISTICS = 263, 6
 
 
@@ -123,6 +124,7 @@ class TrafficCollector(Collector):
         self.budget = LRU(FLOWS_KEPT)
         self.sent = LRU(FLOWS_KEPT)
         self.owners: OrderedDict[int, int] = OrderedDict()
+        self.missed: OrderedDict[int, float] = OrderedDict()  # inode -> no new scan before
         self.ownerless: dict[tuple[object, ...], tuple[float, FlowPayload]] = {}
         self.counts: dict[str, int] = dict.fromkeys(("dns", "payload", "malformed", "other"), 0)
 
@@ -300,12 +302,18 @@ class TrafficCollector(Collector):
         if not inode:
             return 0
         pid = self.owners.get(inode)
+        if pid == 0 and time.monotonic() < self.missed.get(inode, 0.0):
+            return 0  # no process held it a moment ago: not another pass over all of them
         if pid is None or not os.path.exists(f"{self.procfs}/{pid}"):
             first = self.ctx.procs.recent()
             pid = fdowners.socket_owners({inode}, self.procfs, first=first).get(inode, 0)
             self.owners[inode] = pid
             while len(self.owners) > OWNERS_KEPT:
                 self.owners.popitem(last=False)
+            if not pid:
+                self.missed[inode] = time.monotonic() + MISS_AGAIN
+                while len(self.missed) > OWNERS_KEPT:
+                    self.missed.popitem(last=False)
         return pid
 
     def flush(self, watches: Iterable[Watch]) -> None:
