@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 # kernel TCP states (UDP reuses ESTABLISHED for connected and CLOSE for unconnected)
 ESTABLISHED, SYN_SENT, CLOSE, LISTEN = 1, 2, 7, 10
+RECONCILE = 6  # namespace lookups between two listings of procfs (see Namespaces)
 STATE_NAMES = {ESTABLISHED: "ESTABLISHED", SYN_SENT: "SYN_SENT"}
 WILDCARD = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
 MAPPED = "::ffff:"
@@ -225,26 +226,62 @@ def diag_find(sock: socket.socket, family: int, lip: str, lport: int, rip: str, 
     return DIAG_MSG.unpack_from(data, NLMSGHDR.size)[-1]
 
 
-def network_namespaces(procfs: str, ns_of: dict[int, str]) -> dict[str, int]:
-    """Each network namespace seen ('' for the agent's own) and a pid inside it; `ns_of`
-    (pid -> namespace) is kept up to date across calls."""
-    pids = set(proctable.list_pids(procfs))
-    for pid in ns_of.keys() - pids:
-        del ns_of[pid]
-    for pid in pids - ns_of.keys():
+class Namespaces:
+    """The network namespaces with a process in them, and a pid inside each, kept up to
+    date at a cost that follows what changed: each call reads the namespace of the pids
+    whose process table entry changed since the last (the procs collector keeps the table
+    from exec and exit events; an exec, as after a setns, counts), and every RECONCILE
+    calls (every call when no procs collector keeps the table) procfs is listed to catch
+    the pids the table does not hold."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.ns_of: dict[int, str] = {}  # pid -> network namespace ('' when unreadable)
+        self.members: dict[str, set[int]] = {}  # namespace but the agent's -> its pids
+        self.changes = ctx.procs.changes()
+        self.calls = 0
+
+    def find(self) -> dict[str, int]:
+        """Each network namespace seen ('' for the agent's own) and a pid inside it."""
+        procfs = self.ctx.procfs
         try:
-            ns_of[pid] = os.readlink(f"{procfs}/{pid}/ns/net")
+            own = os.readlink(f"{procfs}/self/ns/net")
         except OSError:
-            ns_of[pid] = ""
-    try:
-        own = os.readlink(f"{procfs}/self/ns/net")
-    except OSError:
-        own = ""
-    found = {"": 0}
-    for pid, ns in ns_of.items():
-        if ns and ns != own:
-            found.setdefault(ns, pid)
-    return found
+            own = ""
+        changed = self.changes.take()
+        listing = self.calls % RECONCILE == 0 or not self.ctx.procs.complete
+        self.calls += 1
+        if listing:
+            pids = set(proctable.list_pids(procfs))
+            for pid in (self.ns_of.keys() - pids) | (changed & self.ns_of.keys()):
+                self._drop(pid)
+            fresh: Iterable[int] = pids - self.ns_of.keys()
+        else:
+            for pid in changed:
+                self._drop(pid)
+            table = self.ctx.procs.procs
+            fresh = [pid for pid in changed if pid in table]
+        for pid in fresh:
+            try:
+                ns = sys.intern(os.readlink(f"{procfs}/{pid}/ns/net"))  # one copy per netns
+            except OSError:
+                ns = ""
+            self.ns_of[pid] = ns
+            if ns and ns != own:
+                self.members.setdefault(ns, set()).add(pid)
+        found = {"": 0}
+        for ns, members in self.members.items():
+            if ns != own:
+                found[ns] = min(members)
+        return found
+
+    def _drop(self, pid: int) -> None:
+        ns = self.ns_of.pop(pid, None)
+        members = self.members.get(ns) if ns else None
+        if members is not None:
+            members.discard(pid)
+            if not members:
+                del self.members[ns]
 
 
 @register
@@ -258,7 +295,7 @@ class NetCollector(Collector):
         self.procfs = ctx.procfs
         self.live = os.path.realpath(self.procfs) == "/proc"
         self.seen: set[int] = set()
-        self.ns_of: dict[int, str] = {}  # pid -> network namespace
+        self.netns = Namespaces(ctx)
         self.diags: dict[str, socket.socket | None] = {}  # namespace -> sock_diag socket
 
     async def run(self) -> None:
@@ -290,7 +327,7 @@ class NetCollector(Collector):
 
     def namespaces(self) -> dict[str, int]:
         """Each network namespace seen ('' for the agent's own) and a pid inside it."""
-        return network_namespaces(self.procfs, self.ns_of)
+        return self.netns.find()
 
     def sockets(self, ns: str, pid: int) -> list[Sock]:
         """The sockets of one namespace, by sock_diag when it can be had, else the tables.
@@ -353,4 +390,4 @@ class NetCollector(Collector):
 
     def owners(self, inodes: set[int]) -> dict[int, int]:
         """inode -> pid for these sockets, from /proc/*/fd within a time budget."""
-        return fdowners.socket_owners(inodes, self.procfs)
+        return fdowners.socket_owners(inodes, self.procfs, first=self.ctx.procs.recent())

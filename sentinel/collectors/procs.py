@@ -166,6 +166,7 @@ class ProcsCollector(Collector):
         try:
             with self.measure("initial sweep"):
                 await self.sweep_yielding()
+            self.ctx.procs.complete = True  # from now on it follows every process
             self.state = (False, degraded) if degraded else (True, "")
             self.report(*self.state)
             interval = self.ctx.config.agent.interval
@@ -192,6 +193,7 @@ class ProcsCollector(Collector):
                         self.sample()
                     next_sample = now + sample_every
         finally:
+            self.ctx.procs.complete = False
             self.stop_netlink(loop)
 
     # netlink
@@ -442,6 +444,7 @@ class ProcsCollector(Collector):
             used = times[0] - prev[0] + max(children, 0.0)
             if used > 0:
                 self.idle.discard(pid)
+                self.ctx.procs.touch(pid)  # socket owner scans read it first
                 cpu[pid] = used
                 self.counted[pid] = self.counted.get(pid, 0.0) + used
             else:

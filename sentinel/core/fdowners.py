@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from sentinel.ops import metrics
@@ -21,17 +21,16 @@ _pool: ThreadPoolExecutor | None = None
 
 
 def _scan(
-    procfs: str, on_link: Callable[[int, str], bool], budget: float, newest_first: bool
+    procfs: str,
+    on_link: Callable[[int, str], bool],
+    budget: float,
+    newest_first: bool,
+    first: Iterable[int] = (),
 ) -> None:
-    """Call `on_link(pid, target)` for every fd of every process until it returns True
-    (done) or the budget is spent."""
+    """Call `on_link(pid, target)` for every fd of every process, the pids in `first`
+    before the others, until it returns True (done) or the budget is spent."""
     deadline = time.monotonic() + budget
-    try:
-        pids = [int(n) for n in os.listdir(procfs) if n.isdigit()]
-    except OSError:
-        return
-    pids.sort(reverse=newest_first)
-    for pid in pids:
+    for pid in _order(procfs, newest_first, first):
         fd_dir = f"{procfs}/{pid}/fd"
         try:
             fds = os.listdir(fd_dir)
@@ -49,10 +48,26 @@ def _scan(
                 return
 
 
+def _order(procfs: str, newest_first: bool, first: Iterable[int]) -> Iterator[int]:
+    """`first`, then every other pid of procfs (listed only once `first` is used up)."""
+    done: set[int] = set()
+    for pid in first:
+        done.add(pid)
+        yield pid
+    try:
+        pids = [int(n) for n in os.listdir(procfs) if n.isdigit()]
+    except OSError:
+        return
+    pids.sort(reverse=newest_first)
+    yield from (pid for pid in pids if pid not in done)
+
+
 def socket_owners(
-    inodes: set[int], procfs: str = "/proc", budget: float = BUDGET
+    inodes: set[int], procfs: str = "/proc", budget: float = BUDGET, first: Iterable[int] = ()
 ) -> dict[int, int]:
-    """inode -> pid for these sockets; newest processes are read first."""
+    """inode -> pid for these sockets. The pids in `first` are read first (those likely to
+    hold a new socket: see ProcTable.recent), then the newest processes: a socket of a
+    process that is active costs a few reads, not a pass over every sleeping process."""
     found: dict[int, int] = {}
     want = set(inodes)
 
@@ -65,7 +80,7 @@ def socket_owners(
         return not want
 
     if want:
-        _scan(procfs, on_link, budget, newest_first=True)
+        _scan(procfs, on_link, budget, newest_first=True, first=first)
     return found
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pwd
+import sys
+import weakref
 from functools import lru_cache
 
 from sentinel.core.model import Ancestor, Proc, same_start
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MAX_ANCESTORS = 16
+SHARED_CHARS = 256  # strings up to this long are interned (see _shared)
 # the reader ran out of something (fds, memory): the process exists, its facts are unread
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
 
@@ -46,6 +50,15 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
+def _read_stat(path: str) -> bytes:
+    """A stat file (a few hundred bytes) by bare fd calls: the sample's hot read."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
 def parse_stat(data: bytes) -> tuple[str, list[bytes]]:
     """comm and the fields after it (state is [0], ppid [1], utime [11], starttime [19])."""
     lo, hi = data.index(b"("), data.rindex(b")")
@@ -58,7 +71,7 @@ def read_stat(
     """(comm, ppid, start_time epoch, cpu seconds, tty_nr) or None if the process is gone;
     `strict` raises ProcReadError when the read failed for lack of a resource."""
     try:
-        comm, rest = parse_stat(_read(f"{procfs}/{pid}/stat"))
+        comm, rest = parse_stat(_read_stat(f"{procfs}/{pid}/stat"))
     except OSError as exc:
         _check(exc, strict)
         return None
@@ -72,7 +85,7 @@ def read_stat(
 def cpu_times(pid: int, procfs: str = "/proc") -> tuple[float, float] | None:
     """(utime + stime, cutime + cstime of reaped children) in seconds; the cheap read."""
     try:
-        _, rest = parse_stat(_read(f"{procfs}/{pid}/stat"))
+        _, rest = parse_stat(_read_stat(f"{procfs}/{pid}/stat"))
     except (OSError, ValueError):
         return None
     return (int(rest[11]) + int(rest[12])) / CLK_TCK, (int(rest[13]) + int(rest[14])) / CLK_TCK
@@ -81,7 +94,7 @@ def cpu_times(pid: int, procfs: str = "/proc") -> tuple[float, float] | None:
 def stat_times(pid: int, procfs: str = "/proc") -> tuple[float, float, float] | None:
     """(own CPU seconds, reaped children's CPU seconds, start time epoch) from one read."""
     try:
-        _, rest = parse_stat(_read(f"{procfs}/{pid}/stat"))
+        _, rest = parse_stat(_read_stat(f"{procfs}/{pid}/stat"))
     except (OSError, ValueError):
         return None
     cpu = (int(rest[11]) + int(rest[12])) / CLK_TCK
@@ -126,6 +139,13 @@ def _cgroup(pid: int, procfs: str) -> str:
     return lines[-1].split(":", 2)[-1] if lines else ""
 
 
+def _shared(text: str) -> str:
+    """One copy of a short string however many processes carry it (10,000 workers of one
+    program share their exe, cwd, cgroup and arguments); interned strings still die with
+    their last user."""
+    return sys.intern(text) if len(text) <= SHARED_CHARS else text
+
+
 def read_proc(
     pid: int, procfs: str = "/proc", table: ProcTable | None = None, strict: bool = False
 ) -> Proc | None:
@@ -140,7 +160,7 @@ def read_proc(
     except OSError as exc:
         _check(exc, strict)
         return None
-    cmdline = [a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")]
+    cmdline = [_shared(a.decode("utf-8", "surrogateescape")) for a in raw.split(b"\0")]
     if cmdline and cmdline[-1] == "":
         cmdline.pop()
     exe = _readlink(f"{procfs}/{pid}/exe")
@@ -153,16 +173,16 @@ def read_proc(
     proc = Proc(
         pid=pid,
         ppid=ppid,
-        name=comm,
-        exe=exe,
+        name=_shared(comm),
+        exe=_shared(exe),
         cmdline=cmdline,
         user=user_name(uid) if uid >= 0 else "",
         start_time=start,
         uid=uid,
-        cwd=_readlink(f"{procfs}/{pid}/cwd"),
+        cwd=_shared(_readlink(f"{procfs}/{pid}/cwd")),
         exe_deleted=deleted,
         tty=tty_nr != 0,
-        cgroup=_cgroup(pid, procfs),
+        cgroup=_shared(_cgroup(pid, procfs)),
         argv0=cmdline[0] if cmdline else "",
     )
     # a process that exited during the reads has a stat we can no longer confirm
@@ -193,12 +213,41 @@ def _ancestors(ppid: int, procfs: str, table: ProcTable | None) -> list[Ancestor
     return out
 
 
+class Changes:
+    """The pids whose table entry was added, replaced or dropped since the last `take`."""
+
+    __slots__ = ("__weakref__", "pids")
+
+    def __init__(self) -> None:
+        self.pids: set[int] = set()
+
+    def take(self) -> set[int]:
+        """Empty the set; safe while the loop thread adds to it."""
+        out: set[int] = set()
+        with contextlib.suppress(KeyError):
+            while True:
+                out.add(self.pids.pop())
+        return out
+
+
 class ProcTable:
     """Cache of process facts keyed by pid and checked against start time."""
 
     def __init__(self, procfs: str = "/proc") -> None:
         self.procfs = procfs
         self.procs: dict[int, Proc] = {}
+        self.watchers: weakref.WeakSet[Changes] = weakref.WeakSet()
+        self.complete = False  # True while the procs collector keeps every process here
+
+    def changes(self) -> Changes:
+        """A set the table fills with each pid whose entry changes, for as long as it lives."""
+        watch = Changes()
+        self.watchers.add(watch)
+        return watch
+
+    def _changed(self, pid: int) -> None:
+        for watch in self.watchers:
+            watch.pids.add(pid)
 
     def get(self, pid: int, strict: bool = False) -> Proc | None:
         """Cached facts, refreshed when the pid was reused; None if gone; `strict` raises
@@ -209,10 +258,25 @@ class ProcTable:
             if st is not None and same_start(st[2], cached.start_time):
                 return cached
             self.procs.pop(pid, None)
+            self._changed(pid)
         proc = read_proc(pid, self.procfs, self, strict)
         if proc is not None:
             self.procs[pid] = proc
+            self._changed(pid)
         return proc
+
+    def touch(self, pid: int) -> None:
+        """Mark a cached process as just active (it used CPU): `recent` lists it first."""
+        proc = self.procs.pop(pid, None)
+        if proc is not None:
+            self.procs[pid] = proc
+
+    def recent(self) -> list[int]:
+        """Cached pids, the most recently read or active first; safe from other threads."""
+        try:
+            return list(reversed(self.procs))
+        except RuntimeError:  # changed by the loop thread meanwhile
+            return []
 
     def lookup(self, pid: int) -> Proc | None:
         """Cached facts only, no procfs reads (for hot paths)."""
@@ -220,9 +284,13 @@ class ProcTable:
 
     def add(self, proc: Proc) -> None:
         self.procs[proc.pid] = proc
+        self._changed(proc.pid)
 
     def forget(self, pid: int) -> Proc | None:
-        return self.procs.pop(pid, None)
+        proc = self.procs.pop(pid, None)
+        if proc is not None:
+            self._changed(pid)
+        return proc
 
     def cmdline_chain(self, proc: Proc) -> list[Proc]:
         """The process and whichever of its ancestors are cached, nearest first."""

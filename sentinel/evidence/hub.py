@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from sentinel.core.events import Event, FileAccess, FileChange, NetConn, ProcExec, ProcExit, Tick
@@ -113,8 +113,9 @@ class Hub:
             if ev.recorder and previous.recorder is not None and previous.recorder.path == self.db:
                 self.recorder, previous.recorder = previous.recorder, None
             previous.close()
-        # per pid, the last RECENT rows (FILES: file changes, which carry no pid)
-        self.rings: OrderedDict[int, deque[Row]] = previous.rings if previous else OrderedDict()
+        # per pid, the last RECENT rows (FILES: file changes, which carry no pid); lists,
+        # not deques: most pids have one row, and a deque alone takes 760 bytes
+        self.rings: OrderedDict[int, list[Row]] = previous.rings if previous else OrderedDict()
         # parent pid -> its children seen exec'ing (an ordered set), newest parents last
         self.children: dict[int, dict[int, None]] = previous.children if previous else {}
         self.logs = [s for s in sinks if isinstance(s, JsonlSink)]
@@ -160,12 +161,14 @@ class Hub:
                 self.children.pop(next(iter(self.children)))
         ring = self.rings.get(key)
         if ring is None:
-            ring = self.rings[key] = deque(maxlen=RECENT)
+            ring = self.rings[key] = []
             if len(self.rings) > MAX_PIDS:
                 self.rings.popitem(last=False)
         else:
             self.rings.move_to_end(key)
         ring.append(row)
+        if len(ring) > RECENT:
+            del ring[0]
 
     def _subtree(self, root: int) -> list[int]:
         """root and its descendants seen exec'ing, breadth first, at most MAX_SUBTREE."""

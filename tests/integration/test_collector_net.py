@@ -8,12 +8,14 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import fakes
 import pytest
 from collector_run import Running
 
-from sentinel.collectors.net import NetCollector, decode
+from sentinel.collectors.net import RECONCILE, Namespaces, NetCollector, decode
 from sentinel.core import config
 from sentinel.core.events import NetConn
 
@@ -200,3 +202,40 @@ async def test_fixture_procfs_tables_and_owner(tmp_path: Path) -> None:
         assert syn.proc is None and syn.state == "SYN_SENT" and syn.conn.raddr == "10.0.0.1"
         await asyncio.sleep(0.5)
         assert len(run.of(NetConn)) == 2
+
+
+@pytest.mark.skipif(
+    not ROOT or not shutil.which("unshare"), reason="needs root and unshare for a namespace"
+)
+def test_namespaces_follow_the_process_table_between_listings() -> None:
+    """With the procs collector keeping the table, a call reads only the pids whose entry
+    changed: a namespace appears with its first process in the table and goes with its
+    last; one the table does not hold waits for the next listing of procfs."""
+    ctx = fakes.context()
+    ctx.procs.complete = True
+    spaces = Namespaces(ctx)
+    assert spaces.find() == {"": 0}  # the first call lists procfs
+    inside = subprocess.Popen(["unshare", "--net", "sleep", "30"])
+    untabled = subprocess.Popen(["unshare", "--net", "sleep", "30"])
+    try:
+        for child in (inside, untabled):
+            deadline = time.monotonic() + 10
+            while os.readlink(f"/proc/{child.pid}/exe") != os.path.realpath(
+                shutil.which("sleep") or ""
+            ):
+                assert time.monotonic() < deadline, "unshare did not exec sleep"
+                time.sleep(0.01)
+        ns, other = (os.readlink(f"/proc/{c.pid}/ns/net") for c in (inside, untabled))
+        assert ctx.procs.get(inside.pid) is not None  # as an exec event would
+        assert spaces.find() == {"": 0, ns: inside.pid}
+        inside.kill()
+        inside.wait()
+        ctx.procs.forget(inside.pid)  # as its exit does
+        assert spaces.find() == {"": 0}
+        for _ in range(RECONCILE - 3):
+            assert other not in spaces.find()
+        assert spaces.find() == {"": 0, other: untabled.pid}  # the listing
+    finally:
+        for child in (inside, untabled):
+            child.kill()
+            child.wait()

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agent_harness import AgentRun, Record, severity_at_least
@@ -473,9 +474,9 @@ async def test_openings_read_together_cost_one_owner_scan(
     scans: list[set[int]] = []
     real = collector.fdowners.socket_owners
 
-    def counted(inodes: set[int], procfs: str = "/proc") -> dict[int, int]:
+    def counted(inodes: set[int], procfs: str = "/proc", **kw: Any) -> dict[int, int]:
         scans.append(set(inodes))
-        return real(inodes, procfs)
+        return real(inodes, procfs, **kw)
 
     monkeypatch.setattr(collector.fdowners, "socket_owners", counted)
     cfg = config.parse("[agent]\ninterval = 0.2\n")

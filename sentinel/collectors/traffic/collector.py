@@ -47,6 +47,7 @@ OWNERLESS_WAIT = 0.5  # a copy seen where no socket owns it waits for the owned 
 MESSAGES_PER_FLOW = 4
 FLOWS_KEPT = 8192
 OWNERS_KEPT = 4096
+MISS_AGAIN = 1.0  # seconds before a socket no process held is looked for again
 SOL_PACKET, PACKET_STATISTICS = 263, 6
 STATS_EVERY = 5.0  # seconds between two reads of the kernel's drop counters
 DROP_HOLD = 30.0  # the collector stays degraded this long after the kernel last dropped
@@ -123,7 +124,7 @@ class TrafficCollector(Collector):
         super().__init__(ctx, emit)
         self.cfg = ctx.config.traffic
         self.procfs = ctx.procfs
-        self.ns_of: dict[int, str] = {}
+        self.netns = netcol.Namespaces(ctx)
         self.watched: dict[str, Watch] = {}
         self.failed: set[str] = set()
         self.changes: queue.SimpleQueue[tuple[str, Watch | None]] = queue.SimpleQueue()
@@ -133,6 +134,7 @@ class TrafficCollector(Collector):
         self.sent = LRU(FLOWS_KEPT)
         self.owners: OrderedDict[int, int] = OrderedDict()
         self.unresolved: list[tuple[int, Watch, Packet, str, bytes]] = []
+        self.missed: OrderedDict[int, float] = OrderedDict()  # inode -> no new scan before
         self.ownerless: dict[tuple[object, ...], tuple[float, FlowPayload]] = {}
         self.asked = dns.Asked()
         self.dropped, self.last_drop = 0, float("-inf")  # written by the capture thread
@@ -157,7 +159,7 @@ class TrafficCollector(Collector):
 
     async def refresh(self) -> None:
         """Open a watch for each namespace with a process in it; retire the empty ones."""
-        found = netcol.network_namespaces(self.procfs, self.ns_of)
+        found = self.netns.find()
         for ns in self.watched.keys() - found.keys():
             del self.watched[ns]
             self.changes.put((ns, None))
@@ -305,7 +307,8 @@ class TrafficCollector(Collector):
         lip, lport, rip, rport = ends(pkt, who)
         inode = self.inode(watch, pkt.family, lip, lport, rip, rport)
         pid = self.owners.get(inode) if inode else 0
-        if pid is None or (pid and not os.path.exists(f"{self.procfs}/{pid}")):
+        retry = pid == 0 and inode and time.monotonic() >= self.missed.get(inode, 0.0)
+        if pid is None or retry or (pid and not os.path.exists(f"{self.procfs}/{pid}")):
             self.unresolved.append((inode, watch, pkt, who, buf))
             return
         self.finish(watch, pkt, who, buf, pid)
@@ -316,12 +319,18 @@ class TrafficCollector(Collector):
             return
         batch, self.unresolved = self.unresolved, []
         inodes = {item[0] for item in batch}
-        found = fdowners.socket_owners(inodes, self.procfs)
+        found = fdowners.socket_owners(inodes, self.procfs, first=self.ctx.procs.recent())
+        now = time.monotonic()
         for inode in inodes:
             self.owners[inode] = found.get(inode, 0)
             self.owners.move_to_end(inode)
+            if inode not in found:  # no process held it a moment ago: not another pass soon
+                self.missed[inode] = now + MISS_AGAIN
+                self.missed.move_to_end(inode)
         while len(self.owners) > OWNERS_KEPT:
             self.owners.popitem(last=False)
+        while len(self.missed) > OWNERS_KEPT:
+            self.missed.popitem(last=False)
         for inode, watch, pkt, who, buf in batch:
             try:
                 self.finish(watch, pkt, who, buf, found.get(inode, 0))
