@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"sentinel: --since: {exc}", file=sys.stderr)
         return EX_ERROR
-    since, pid, until = time.time() - span, args.pid, None
+    since, pid = time.time() - span, args.pid
+    rec = None
     if args.incident:
         rec = timeline.incident(cfg.alert_log, args.incident)
         if rec is None or not rec.get("process"):
@@ -51,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.exists(db):
         print(f"sentinel: no recorder store at {db} (is [evidence] recorder on?)", file=sys.stderr)
         return EX_ERROR
-    entries = timeline.build(db, cfg.alert_log, since, pid=pid, user=args.user, until=until)
+    if rec is not None:
+        entries = timeline.of_incident(db, cfg.alert_log, rec, span)
+    else:
+        entries = timeline.build(db, cfg.alert_log, since, pid=pid, user=args.user)
     if args.json:
         print(json.dumps([e.to_record() for e in entries], indent=2, default=str))
         return EX_OK

@@ -200,6 +200,11 @@ class Hub:
         except Exception:
             log.exception("evidence annotation failed")
 
+    def flush(self, timeout: float) -> bool:
+        """Wait until the recorder has written what it was handed (True without a recorder)."""
+        recorder = self.recorder
+        return recorder is None or recorder.flush(timeout)
+
     def close(self) -> None:
         if self.recorder is not None:
             self.recorder.close()

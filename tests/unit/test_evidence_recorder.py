@@ -26,6 +26,19 @@ def test_rows_are_written_in_batches_and_read_back(tmp_path: Path) -> None:
     assert os.stat(tmp_path / "r.db").st_mode & 0o777 == 0o600
 
 
+def test_flush_returns_once_what_was_queued_is_readable(tmp_path: Path) -> None:
+    rec = recorder.Recorder(str(tmp_path / "r.db"), 0, 0)
+    try:
+        for round_ in range(3):
+            for i in range(5):
+                rec.put(recorder.Row(1000.0 + i, "exec", 10 * round_ + i, 1, "u", {}))
+            assert rec.flush(5.0)
+            assert len(list(recorder.query(str(tmp_path / "r.db")))) == 5 * (round_ + 1)
+        assert rec.flush(5.0)  # nothing queued: returns at once
+    finally:
+        rec.close()
+
+
 def test_budget_drops_the_oldest_first(tmp_path: Path) -> None:
     db = recorder.connect(str(tmp_path / "r.db"))
     now = time.time()
