@@ -294,23 +294,34 @@ class Drill:
         return path
 
     def append(self, path: str, text: str) -> None:
-        """Append to an existing regular file, restored from a backup when the scenario ends."""
+        """Append to an existing regular file, restored from a backup when the scenario ends.
+
+        One descriptor reads the backup, appends and restores: whatever the file's owner
+        does to the names on its path meanwhile (a directory swapped for a link to root's),
+        the restore writes back to the file the backup came from and nowhere else.
+        """
         if not regular(path):
             raise Skip(f"{path} is not a regular file")
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as f:
-            backup = f.read()
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise Skip(f"{path} is not a regular file")
+            backup = _read_all(fd)
+        except BaseException:
+            os.close(fd)
+            raise
 
         def restore() -> None:
-            out = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
-            with os.fdopen(out, "wb") as f:
-                f.write(backup)
+            try:
+                os.ftruncate(fd, 0)
+                _write_all(fd, backup, 0)
+            finally:
+                os.close(fd)
 
-        self.watch_path(path)
         self.restores.append(restore)
-        out = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(out, "w") as f:
-            f.write(text if backup.endswith(b"\n") or not backup else "\n" + text)
+        self.watch_path(path)
+        line = text if backup.endswith(b"\n") or not backup else "\n" + text
+        _write_all(fd, line.encode(), os.fstat(fd).st_size)
 
     def create(self, directory: str, name: str, text: str) -> str:
         """A new file in a persistence directory, removed when the scenario ends."""
@@ -399,6 +410,21 @@ class Drill:
             if not missing or time.monotonic() > deadline:
                 return
             time.sleep(0.2)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks, offset = [], 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
 
 
 # matchers
