@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
+import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sentinel.cli import main
@@ -135,6 +138,31 @@ def test_key_is_private_and_kept(tmp_path: Path) -> None:
     b = keys.load_or_create(str(tmp_path))
     assert keys.key_id(a) == keys.key_id(b)
     assert (Path(keys.key_path(str(tmp_path))).stat().st_mode & 0o777) == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_a_key_file_someone_else_could_have_written_or_read_is_refused(tmp_path: Path) -> None:
+    # a watched user who could write in state_dir plants a key whose private half they keep
+    planted = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path = Path(keys.key_path(str(tmp_path)))
+    path.write_bytes(planted)
+    path.chmod(0o600)
+    os.chown(path, 65534, 65534)
+    with pytest.raises(keys.KeyFileError, match="owned by uid 65534"):
+        keys.load_or_create(str(tmp_path))
+    os.chown(path, 0, 0)
+    path.chmod(0o644)
+    with pytest.raises(keys.KeyFileError, match="mode 0644"):
+        keys.load_or_create(str(tmp_path))
+    path.unlink()
+    real = tmp_path / "elsewhere.key"
+    real.write_bytes(planted)
+    real.chmod(0o600)
+    path.symlink_to(real)
+    with pytest.raises(keys.KeyFileError, match="symlink"):
+        keys.load_or_create(str(tmp_path))
 
 
 def test_time_based_checkpoint_and_its_signature() -> None:
