@@ -33,6 +33,7 @@ from typing import Any
 
 from sentinel.core.config import Config
 from sentinel.core.model import Severity
+from sentinel.core.proctable import read_stat
 from sentinel.evidence import drillmark
 from sentinel.evidence.drillkit import FakePool, free_pool_port
 from sentinel.evidence.timeline import record_time
@@ -165,7 +166,8 @@ class Drill:
         self.with_load = with_load
         self.tag = secrets.token_hex(4)
         self.registry = drillmark.path_of(cfg.agent.state_dir)
-        self.marks = drillmark.Marks(pids={os.getpid()})
+        self.marks = drillmark.Marks()
+        self.register(os.getpid())
         self.groups: list[int] = []  # session ids (= leader pids) of what the drill started
         self.restores: list[Callable[[], None]] = []
         self.stack = contextlib.ExitStack()
@@ -227,6 +229,12 @@ class Drill:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.registry)
 
+    def register(self, pid: int) -> None:
+        """List a process of the drill's (by pid and start time) in the registry."""
+        st = read_stat(pid)
+        if st is not None:
+            self.marks.procs[pid] = st[2]
+
     def mark(self) -> None:
         self.marks.until = time.time() + REGISTRY_TTL
         drillmark.write(self.registry, self.marks)
@@ -275,7 +283,7 @@ class Drill:
         finally:
             p.wait(10)
         self.detached.append(pid)
-        self.marks.pids.add(pid)
+        self.register(pid)
         self.mark()
         p.stdin.write("go\n")
         p.stdin.close()

@@ -116,7 +116,7 @@ class Hub:
         carriers = [s for s in sinks if not isinstance(s, JsonlSink)]
         for sink in self.logs:
             sink.chain.listeners[:] = [c.checkpoint for c in carriers]
-        self.drills = drillmark.Registry(ctx.config.agent.state_dir)
+        self.drills = drillmark.Registry(ctx.config.agent.state_dir, ctx.procfs)
 
     def handle(self, event: Event) -> None:
         """Record one event (cheap: a row built and queued, a ring appended); never raises."""

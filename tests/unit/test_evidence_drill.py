@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
-from fakes import context
+from fakes import context, proc
 
+from sentinel.core.model import Ancestor, Category, Finding, Severity
+from sentinel.core.proctable import read_stat
+from sentinel.evidence import drillmark
 from sentinel.evidence.drill import Drill
 
 
@@ -39,3 +44,31 @@ def test_restore_goes_to_the_file_it_backed_up_not_through_a_swapped_directory(
         d.cleanup()
     assert victim.read_text() == "root's own keys\n"
     assert (home / ".ssh.old" / "authorized_keys").read_text() == "ssh-ed25519 AAAA user@box\n"
+
+
+def test_a_pid_the_drill_registered_marks_nothing_once_another_process_has_it(
+    tmp_path: Path,
+) -> None:
+    me = read_stat(os.getpid())
+    assert me is not None
+    registry = drillmark.path_of(str(tmp_path))
+    drillmark.write(
+        registry,
+        drillmark.Marks(procs={os.getpid(): me[2], 500: 1000.0}, until=time.time() + 60),
+    )
+    reg = drillmark.Registry(str(tmp_path))
+
+    def finding(pid: int, start: float, ancestor: int | None = None) -> Finding:
+        p = proc(pid=pid, start_time=start)
+        p.ancestors = [] if ancestor is None else [Ancestor(ancestor, "sentinel", "/x")]
+        return Finding("t.r", Category.MINER, Severity.HIGH, "miner", "t", p)
+
+    assert reg.matches(finding(500, 1000.0))  # the drill's own process
+    assert not reg.matches(finding(500, 1500.0))  # a miner that got pid 500 after it
+    assert reg.matches(finding(4242, 1600.0, ancestor=os.getpid()))  # below the live drill
+    # the drill's pid now held by another process: what descends from it is not the drill's
+    drillmark.write(
+        registry, drillmark.Marks(procs={os.getpid(): me[2] - 60}, until=time.time() + 60)
+    )
+    os.utime(registry, (1, 1))
+    assert not reg.matches(finding(4242, 1600.0, ancestor=os.getpid()))

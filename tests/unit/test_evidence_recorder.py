@@ -92,7 +92,9 @@ def test_finding_carries_recent_events_of_its_tree_and_drill_mark(tmp_path: Path
         == 63
     )
 
-    marks = drillmark.Marks(pids={500}, paths=[str(tmp_path / "d")], until=time.time() + 60)
+    marks = drillmark.Marks(
+        procs={629: 1000.0}, paths=[str(tmp_path / "d")], until=time.time() + 60
+    )
     drillmark.write(drillmark.path_of(str(tmp_path)), marks)
     g = Finding("t.r", Category.MINER, Severity.HIGH, "miner", "t", child)
     hub.annotate(g)
