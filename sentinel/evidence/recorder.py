@@ -145,8 +145,8 @@ class Recorder:
                 flushes.append(first)
             else:
                 batch.append(first)
-                # let a batch gather: one wake-up and one commit for it
-                self._wake.wait(BATCH_WAIT)
+                if self.queue.qsize() < BATCH_MAX:  # a full batch waiting is written at once
+                    self._wake.wait(BATCH_WAIT)  # else let one gather: one commit for it
             self._wake.clear()
             while len(batch) < BATCH_MAX and not flushes:
                 try:

@@ -39,6 +39,26 @@ def test_flush_returns_once_what_was_queued_is_readable(tmp_path: Path) -> None:
         rec.close()
 
 
+def test_a_full_queue_is_written_without_waiting_for_batches_to_gather(tmp_path: Path) -> None:
+    """A flood must not meet a cap of BATCH_MAX rows per BATCH_WAIT (8000 rows/s)."""
+    import threading
+
+    class Counting(threading.Event):
+        waits = 0
+
+        def wait(self, timeout: float | None = None) -> bool:
+            Counting.waits += 1
+            return super().wait(timeout)
+
+    rec = recorder.Recorder(str(tmp_path / "r.db"), 0, 0)
+    rec._wake = Counting()
+    for i in range(5 * recorder.BATCH_MAX):
+        rec.put(recorder.Row(1000.0 + i, "exec", i, 1, "u", {}))
+    rec.close()
+    assert rec.written == 5 * recorder.BATCH_MAX and rec.batches >= 5
+    assert Counting.waits <= 2, f"{Counting.waits} waits for {rec.batches} batches"
+
+
 def test_budget_drops_the_oldest_first(tmp_path: Path) -> None:
     db = recorder.connect(str(tmp_path / "r.db"))
     now = time.time()
