@@ -6,7 +6,9 @@ them (sentinel/evidence/chain.py); `sentinel verify-log` checks both.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
 from typing import Any
 
@@ -38,8 +40,20 @@ class JsonlSink(Sink):
 
     def _open(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        os.fchmod(self.fd, 0o600)
+        flags = (
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        )
+        fd = os.open(self.path, flags, 0o600)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            os.close(fd)  # not ours to write: another user could edit it behind the chain
+            raise OSError(
+                errno.EPERM,
+                f"not a regular file owned by uid {os.geteuid()} (owned by uid {st.st_uid})",
+                self.path,
+            )
+        os.fchmod(fd, 0o600)
+        self.fd = fd
         self.chain.recover(self.path)  # a restart, a reload or a rotation continues the chain
 
     def submit(self, finding: Finding) -> None:

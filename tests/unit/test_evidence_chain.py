@@ -165,6 +165,31 @@ def test_a_key_file_someone_else_could_have_written_or_read_is_refused(tmp_path:
         keys.load_or_create(str(tmp_path))
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_a_log_path_someone_else_prepared_is_refused(tmp_path: Path) -> None:
+    """A log configured in a directory the watched user can write: a symlink planted at
+    its name must not make root append to (and chmod 0600) the file it points to, and a
+    file the user owns (theirs to edit, and re-sealed at the next restart) is refused."""
+    victim = tmp_path / "passwd"
+    victim.write_text("root:x:0:0::/root:/bin/sh\n")
+    victim.chmod(0o644)
+    cfgfile = tmp_path / "sentinel.toml"
+    log = tmp_path / "alerts.jsonl"
+    cfgfile.write_text(f"[agent]\nstate_dir='{tmp_path}'\n[log]\npath='{log}'\n")
+    cfg = config.load(cfgfile)
+    log.symlink_to(victim)
+    sink = JsonlSink(SinkConfig(type="jsonl"), Context(cfg, intel.load()))
+    with pytest.raises(OSError):
+        asyncio.run(sink.start())
+    assert victim.read_text() == "root:x:0:0::/root:/bin/sh\n"
+    assert victim.stat().st_mode & 0o777 == 0o644
+    log.unlink()
+    log.write_text("")
+    os.chown(log, 65534, 65534)
+    with pytest.raises(OSError, match="owned by uid 65534"):
+        asyncio.run(sink.start())
+
+
 def test_time_based_checkpoint_and_its_signature() -> None:
     key = Ed25519PrivateKey.generate()
     c = chain.Chain(key, 0, 10.0)
