@@ -266,7 +266,7 @@ class Drill:
             "os.setsid()\n"
             "if os.fork(): os._exit(0)\n"
             "print(os.getpid(), flush=True)\n"
-            "sys.stdin.readline()\n"
+            "if sys.stdin.readline() != 'go\\n': os._exit(0)\n"  # the drill let go of it
         ) + code
         p = subprocess.Popen(
             [PYTHON, "-c", launcher],
@@ -276,17 +276,20 @@ class Drill:
             text=True,
         )
         assert p.stdin is not None and p.stdout is not None
-        try:
-            pid = int(p.stdout.readline())
-        except ValueError:
-            raise Skip("the detached helper did not start") from None
+        try:  # until "go" is written, closing its stdin makes the helper exit unrun
+            try:
+                pid = int(p.stdout.readline())
+            except ValueError:
+                raise Skip("the detached helper did not start") from None
+            finally:
+                p.wait(10)
+                p.stdout.close()
+            self.detached.append(pid)
+            self.register(pid)
+            self.mark()
+            p.stdin.write("go\n")
         finally:
-            p.wait(10)
-        self.detached.append(pid)
-        self.register(pid)
-        self.mark()
-        p.stdin.write("go\n")
-        p.stdin.close()
+            p.stdin.close()
         return pid
 
     def _kill_detached(self) -> None:

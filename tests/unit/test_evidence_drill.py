@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
 
+import pytest
 from fakes import context, proc
 
 from sentinel.core.model import Ancestor, Category, Finding, Severity
@@ -72,3 +74,45 @@ def test_a_pid_the_drill_registered_marks_nothing_once_another_process_has_it(
     )
     os.utime(registry, (1, 1))
     assert not reg.matches(finding(4242, 1600.0, ancestor=os.getpid()))
+
+
+def test_a_detached_helper_the_drill_never_released_does_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the drill reads the helper's pid: the helper, whose pid the drill never
+    learnt (so cannot end), must exit when its stdin closes instead of running its code."""
+    import signal
+    import subprocess
+
+    from sentinel.evidence import drill as drill_mod
+
+    seen: list[int] = []
+    real_popen = subprocess.Popen
+
+    class Interrupted(real_popen):  # type: ignore[misc,valid-type]
+        def __init__(self, *a: object, **kw: object) -> None:
+            super().__init__(*a, **kw)
+            real_readline = self.stdout.readline
+
+            def readline() -> str:
+                seen.append(int(real_readline()))
+                raise KeyboardInterrupt
+
+            self.stdout.readline = readline
+
+    monkeypatch.setattr(drill_mod.subprocess, "Popen", Interrupted)
+    d = drill_in(tmp_path)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            d.spawn_detached("import time; time.sleep(60)")
+    finally:
+        d.cleanup()
+    assert seen
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and read_stat(seen[0]) is not None:
+            time.sleep(0.05)
+        assert read_stat(seen[0]) is None, "the unreleased helper went on to run its code"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(seen[0], signal.SIGKILL)
