@@ -6,6 +6,7 @@ them (sentinel/evidence/chain.py); `sentinel verify-log` checks both.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -76,12 +77,26 @@ class JsonlSink(Sink):
             data = self.chain.line(record)  # after an open, which may recover the chain
             if self.max_bytes and os.fstat(self.fd).st_size + len(data) > self.max_bytes:
                 self._rotate()
-            os.write(self.fd, data)
-            os.fsync(self.fd)
+            self._append(data)
         except OSError:
             metrics.errors.labels("sink.jsonl").inc()
             raise
         self.chain.advance(data, counted)
+
+    def _append(self, data: bytes) -> None:
+        """Write one whole line, or none: a write cut short (a full disk) is undone, or
+        the next line would be glued to the partial one and the chain broken there."""
+        size = os.fstat(self.fd).st_size
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self.fd, view)
+                view = view[n:]
+            os.fsync(self.fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, size)
+            raise
 
     def _rotate(self) -> None:
         os.close(self.fd)

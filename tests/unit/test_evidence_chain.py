@@ -190,6 +190,47 @@ def test_a_log_path_someone_else_prepared_is_refused(tmp_path: Path) -> None:
         asyncio.run(sink.start())
 
 
+def test_a_write_cut_short_leaves_the_chain_whole(tmp_path: Path) -> None:
+    """A full disk (a watched user can fill a shared filesystem) cuts a write short: the
+    partial line must not stay, or every later line is glued to it and verify-log calls
+    the log tampered from there on. RLIMIT_FSIZE stands in for the full disk."""
+    import subprocess
+    import sys
+
+    cfgfile = tmp_path / "sentinel.toml"
+    cfgfile.write_text(f"[agent]\nstate_dir='{tmp_path}'\n")
+    script = f"""
+import asyncio, os, resource, signal
+from sentinel.core import config
+from sentinel.core.config import SinkConfig
+from sentinel.core.context import Context
+from sentinel.core.model import Category, Finding, Severity
+from sentinel.rules import intel
+from sentinel.sinks.jsonl import JsonlSink
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+cfg = config.load({str(cfgfile)!r})
+sink = JsonlSink(SinkConfig(type="jsonl"), Context(cfg, intel.load()))
+asyncio.run(sink.start())
+f = lambda s: Finding("t.r", Category.MINER, Severity.HIGH, s, "t")
+sink.submit(f("before"))
+size = os.path.getsize(cfg.alert_log)
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, resource.RLIM_INFINITY))
+try:
+    sink.submit(f("x" * 5000))
+except OSError:
+    print("refused")
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+sink.submit(f("after"))
+asyncio.run(sink.close())
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "refused" in res.stdout, res.stderr
+    assert _verify(cfgfile) == 0
+    summaries = [json.loads(line)["summary"] for line in _lines(Path(tmp_path, "alerts.jsonl"))]
+    assert summaries == ["before", "after"]
+
+
 def test_time_based_checkpoint_and_its_signature() -> None:
     key = Ed25519PrivateKey.generate()
     c = chain.Chain(key, 0, 10.0)
