@@ -87,12 +87,11 @@ def build(
     since: float,
     pid: int | None = None,
     user: str | None = None,
-    until: float | None = None,
     redact: Callable[[list[str]], list[str]] | None = None,
 ) -> list[Entry]:
     """The subject tree's events in time order: pid and its descendants, or a user's trees;
     `redact` rewrites each recorded argv first."""
-    rows = list(recorder.query(db, since, until))
+    rows = list(recorder.query(db, since))
     if redact is not None:
         for row in rows:
             if isinstance(row.data.get("argv"), list):
@@ -154,7 +153,7 @@ def build(
     for rec in alert_records(log_path):
         proc = rec.get("process") or {}
         t = record_time(rec)
-        if proc.get("pid") in tree and t >= since and (until is None or t <= until):
+        if proc.get("pid") in tree and t >= since:
             detail = f"{rec.get('severity')} {rec.get('rule')}: {rec.get('summary')}"
             entries.append(
                 Entry(
