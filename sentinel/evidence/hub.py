@@ -19,6 +19,7 @@ from sentinel.core.model import Finding
 from sentinel.evidence import drillmark
 from sentinel.evidence.recorder import Recorder, Row, cap_argv, db_path
 from sentinel.ops import metrics
+from sentinel.rules import redact
 from sentinel.sinks.jsonl import JsonlSink
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sentinel.evidence")
 
 RECENT = 20  # recorder events of a finding's process tree carried in its evidence
+ADDED_LINES = 20  # lines added to a file kept per recorded change
 RECENT_ARGV_CHARS = 512  # argv kept per event there: 20 of them stay well inside a record
 MAX_PIDS = 16384  # pids with a ring, and parents with children, kept in memory
 MAX_CHILDREN = 1024  # children remembered per parent (a fork storm keeps the newest)
@@ -74,8 +76,8 @@ def row_of(event: Event) -> Row | None:
         )
     if isinstance(event, FileChange):
         data = {"path": event.path, "change": event.kind, "role": event.role}
-        if event.added:
-            data["added"] = [line[:512] for line in event.added[:20]]
+        if event.added:  # as the persistence finding's excerpt shows them: no secret
+            data["added"] = redact.excerpt(event.added, ADDED_LINES)
         return Row(event.time, "file", None, None, None, data)
     if isinstance(event, FileAccess):
         pid = event.pids[0] if event.pids else None
@@ -84,14 +86,15 @@ def row_of(event: Event) -> Row | None:
 
 
 def compact(row: Row) -> dict[str, Any]:
-    """A row for `evidence.recent`, its argv cut shorter than the recorder keeps it."""
+    """A row for `evidence.recent`, its argv cut shorter than the recorder keeps it and
+    redacted (a sibling's command line can carry a key or a token into the alert log)."""
     rec = row.to_record()
     if "argv" in rec:
         out, left = [], RECENT_ARGV_CHARS
         for arg in rec["argv"]:
             if left <= 0:
                 break
-            out.append(arg[:left])
+            out.append(redact.redact_text(arg[:left]))
             left -= len(arg)
         rec["argv"] = out
     return rec

@@ -10,7 +10,7 @@ from pathlib import Path
 from fakes import context, proc
 
 from sentinel.core.events import FileChange, ProcExec, ProcExit
-from sentinel.core.model import Ancestor, Category, Finding, Severity
+from sentinel.core.model import Ancestor, Category, FileFacts, Finding, Severity
 from sentinel.evidence import drillmark, recorder
 from sentinel.evidence.hub import RECENT, Hub
 
@@ -124,6 +124,35 @@ def test_finding_carries_recent_events_of_its_tree_and_drill_mark(tmp_path: Path
     h = Finding("t.r", Category.MINER, Severity.HIGH, "miner", "t", child)
     hub.annotate(h)
     assert "drill" not in h.evidence
+
+
+def test_file_lines_are_recorded_redacted(tmp_path: Path) -> None:
+    """Lines added to a persistence file reach the store and `evidence.recent` (so the alert
+    log and the webhooks) only as the persistence finding's excerpt would show them."""
+    ctx = context(f"[agent]\nstate_dir = '{tmp_path}'\n")
+    hub = Hub(ctx, [])
+    token = "ghp_" + "a1" * 18
+    body = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW"
+    added = [
+        f"Exec=/tmp/run --token {token}",
+        "-----BEGIN OPENSSH PRIVATE KEY-----",
+        body,
+        "-----END OPENSSH PRIVATE KEY-----",
+    ]
+    path = str(tmp_path / "sync.desktop")
+    hub.handle(FileChange(time.time(), path, "created", "persistence", added=added))
+    f = Finding("t.p", Category.PERSISTENCE, Severity.HIGH, "p", "t", file=FileFacts(path, None, 0))
+    hub.annotate(f)
+    # a sibling that had the same text on its command line (a key cut short by the cap too)
+    writer = proc(pid=700, ppid=500, cmdline=["python3", "-c", "w", "\n".join(added)[:150]])
+    hub.handle(ProcExec(time.time(), writer))
+    g = Finding("t.m", Category.MINER, Severity.HIGH, "m", "t", proc(pid=701, ppid=500))
+    hub.annotate(g)
+    hub.close()
+    stored = sqlite3.connect(tmp_path / "recorder.db").execute("SELECT data FROM events").fetchall()
+    for text in (repr(f.evidence["recent"]), repr(g.evidence["recent"]), repr(stored[:1])):
+        assert token not in text and body[:40] not in text, text
+        assert "<redacted> private key" in text
 
 
 def test_acks_keep_the_newest_ids(tmp_path: Path) -> None:
