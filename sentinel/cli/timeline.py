@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"sentinel: --since: {exc}", file=sys.stderr)
         return EX_ERROR
-    since, pid, until = time.time() - span, args.pid, None
+    since, pid = time.time() - span, args.pid
+    rec = None
     if args.incident:
         rec = timeline.incident(cfg.alert_log, args.incident)
         if rec is None or not rec.get("process"):
@@ -51,13 +52,22 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.exists(db):
         print(f"sentinel: no recorder store at {db} (is [evidence] recorder on?)", file=sys.stderr)
         return EX_ERROR
-    entries = timeline.build(db, cfg.alert_log, since, pid=pid, user=args.user, until=until)
+    if rec is not None:
+        entries = timeline.of_incident(db, cfg.alert_log, rec, span)
+    else:
+        entries = timeline.build(db, cfg.alert_log, since, pid=pid, user=args.user)
     if args.json:
         print(json.dumps([e.to_record() for e in entries], indent=2, default=str))
         return EX_OK
     from rich.console import Console
-    from rich.markup import escape
+    from rich.markup import escape as markup
     from rich.table import Table
+
+    from sentinel.core.safetext import escape
+
+    def safe(text: str) -> str:
+        """Untrusted text for the table: no control or bidi character, no rich markup."""
+        return markup(escape(text))
 
     title = f"pid {pid}" if pid is not None else f"user {args.user}"
     table = Table(title=f"timeline of {title} since {rfc3339(since)}")
@@ -68,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(
             rfc3339(e.time)[11:],
             "" if e.pid is None else str(e.pid),
-            escape("  " * e.depth + ("└ " if e.depth else "") + e.process),
+            "  " * e.depth + ("└ " if e.depth else "") + safe(e.process),
             e.kind,
-            escape(e.detail),
+            safe(e.detail),
             style=style,
         )
     Console().print(table)

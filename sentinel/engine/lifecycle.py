@@ -64,7 +64,9 @@ class Engine:
         self.judging: dict[int, int] = {}  # id of a heavy ProcExec -> detectors still on it
         self.heavy_chars = 0  # argv characters of heavy ProcExecs not yet judged
         self._build(cfg)
-        self.responder = Responder(lambda: self.cfg, self.publish)
+        self.responder = Responder(
+            lambda: self.cfg, self.publish, flush=lambda t: self.evidence.flush(t)
+        )
 
     # construction and reload
     def _build(self, cfg: Config) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 
 from sentinel.core.config import Config
 from sentinel.core.model import Severity
+from sentinel.core.proctable import read_stat
 from sentinel.evidence import drillmark
 from sentinel.evidence.drillkit import FakePool, free_pool_port
 from sentinel.evidence.timeline import record_time
@@ -165,7 +166,8 @@ class Drill:
         self.with_load = with_load
         self.tag = secrets.token_hex(4)
         self.registry = drillmark.path_of(cfg.agent.state_dir)
-        self.marks = drillmark.Marks(pids={os.getpid()})
+        self.marks = drillmark.Marks()
+        self.register(os.getpid())
         self.groups: list[int] = []  # session ids (= leader pids) of what the drill started
         self.restores: list[Callable[[], None]] = []
         self.stack = contextlib.ExitStack()
@@ -227,6 +229,12 @@ class Drill:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.registry)
 
+    def register(self, pid: int) -> None:
+        """List a process of the drill's (by pid and start time) in the registry."""
+        st = read_stat(pid)
+        if st is not None:
+            self.marks.procs[pid] = st[2]
+
     def mark(self) -> None:
         self.marks.until = time.time() + REGISTRY_TTL
         drillmark.write(self.registry, self.marks)
@@ -258,7 +266,7 @@ class Drill:
             "os.setsid()\n"
             "if os.fork(): os._exit(0)\n"
             "print(os.getpid(), flush=True)\n"
-            "sys.stdin.readline()\n"
+            "if sys.stdin.readline() != 'go\\n': os._exit(0)\n"  # the drill let go of it
         ) + code
         p = subprocess.Popen(
             [PYTHON, "-c", launcher],
@@ -268,17 +276,20 @@ class Drill:
             text=True,
         )
         assert p.stdin is not None and p.stdout is not None
-        try:
-            pid = int(p.stdout.readline())
-        except ValueError:
-            raise Skip("the detached helper did not start") from None
+        try:  # until "go" is written, closing its stdin makes the helper exit unrun
+            try:
+                pid = int(p.stdout.readline())
+            except ValueError:
+                raise Skip("the detached helper did not start") from None
+            finally:
+                p.wait(10)
+                p.stdout.close()
+            self.detached.append(pid)
+            self.register(pid)
+            self.mark()
+            p.stdin.write("go\n")
         finally:
-            p.wait(10)
-        self.detached.append(pid)
-        self.marks.pids.add(pid)
-        self.mark()
-        p.stdin.write("go\n")
-        p.stdin.close()
+            p.stdin.close()
         return pid
 
     def _kill_detached(self) -> None:
@@ -294,23 +305,34 @@ class Drill:
         return path
 
     def append(self, path: str, text: str) -> None:
-        """Append to an existing regular file, restored from a backup when the scenario ends."""
+        """Append to an existing regular file, restored from a backup when the scenario ends.
+
+        One descriptor reads the backup, appends and restores: whatever the file's owner
+        does to the names on its path meanwhile (a directory swapped for a link to root's),
+        the restore writes back to the file the backup came from and nowhere else.
+        """
         if not regular(path):
             raise Skip(f"{path} is not a regular file")
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as f:
-            backup = f.read()
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise Skip(f"{path} is not a regular file")
+            backup = _read_all(fd)
+        except BaseException:
+            os.close(fd)
+            raise
 
         def restore() -> None:
-            out = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
-            with os.fdopen(out, "wb") as f:
-                f.write(backup)
+            try:
+                os.ftruncate(fd, 0)
+                _write_all(fd, backup, 0)
+            finally:
+                os.close(fd)
 
-        self.watch_path(path)
         self.restores.append(restore)
-        out = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(out, "w") as f:
-            f.write(text if backup.endswith(b"\n") or not backup else "\n" + text)
+        self.watch_path(path)
+        line = text if backup.endswith(b"\n") or not backup else "\n" + text
+        _write_all(fd, line.encode(), os.fstat(fd).st_size)
 
     def create(self, directory: str, name: str, text: str) -> str:
         """A new file in a persistence directory, removed when the scenario ends."""
@@ -399,6 +421,21 @@ class Drill:
             if not missing or time.monotonic() > deadline:
                 return
             time.sleep(0.2)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks, offset = [], 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
 
 
 # matchers

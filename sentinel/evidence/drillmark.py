@@ -1,10 +1,12 @@
 """How the agent tells drill activity from the real thing: a registry only root can write.
 
 `sentinel drill` writes `state_dir/drill.json` (0600, owned by the agent's user) listing
-the pids it started and the paths it touches, and an expiry. A finding whose process (or
-an ancestor) or file is listed there, before the expiry, is marked `drill: true` and its
-summary tagged [DRILL]. A registry that is not a regular file owned by the agent's user
-with mode 0600 is ignored, so a watched process without root cannot mark its own work.
+the processes it started (pid and start time) and the paths it touches, and an expiry. A
+finding whose process (or a live ancestor) or file is listed there, before the expiry, is
+marked `drill: true` and its summary tagged [DRILL]; a pid counts only with its start time,
+so a process handed a drill pid after the drill's ended is not the drill's. A registry
+that is not a regular file owned by the agent's user with mode 0600 is ignored, so a
+watched process without root cannot mark its own work.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import stat
 import time
 from dataclasses import dataclass, field
 
-from sentinel.core.model import Finding
+from sentinel.core.model import Finding, same_start
+from sentinel.core.proctable import read_stat
 
 log = logging.getLogger("sentinel.drill")
 
@@ -31,7 +34,7 @@ def path_of(state_dir: str) -> str:
 
 @dataclass
 class Marks:
-    pids: set[int] = field(default_factory=set)
+    procs: dict[int, float] = field(default_factory=dict)  # pid -> start time (epoch)
     paths: list[str] = field(default_factory=list)
     until: float = 0.0
 
@@ -49,7 +52,7 @@ def read(path: str) -> Marks | None:
             return None
         doc = json.loads(os.read(fd, MAX_BYTES))
         return Marks(
-            pids={int(p) for p in doc.get("pids", [])},
+            procs={int(pid): float(start) for pid, start in doc.get("procs", [])},
             paths=[str(p) for p in doc.get("paths", [])],
             until=float(doc.get("until", 0)),
         )
@@ -62,7 +65,7 @@ def read(path: str) -> Marks | None:
 def write(path: str, marks: Marks) -> None:
     """Replace the registry atomically (0600)."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    doc = {"pids": sorted(marks.pids), "paths": marks.paths, "until": marks.until}
+    doc = {"procs": sorted(marks.procs.items()), "paths": marks.paths, "until": marks.until}
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, json.dumps(doc).encode())
@@ -74,8 +77,9 @@ def write(path: str, marks: Marks) -> None:
 class Registry:
     """The engine's view of the registry, re-read only when the file changes."""
 
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, procfs: str = "/proc") -> None:
         self.path = path_of(state_dir)
+        self.procfs = procfs
         self._sig: tuple[int, int, int] | None = None
         self._marks: Marks | None = None
 
@@ -95,8 +99,13 @@ class Registry:
         if marks is None or time.time() > marks.until:
             return False
         p = finding.process
-        if p is not None and (p.pid in marks.pids or any(a.pid in marks.pids for a in p.ancestors)):
-            return True
+        if p is not None:
+            if p.pid in marks.procs and same_start(p.start_time, marks.procs[p.pid]):
+                return True
+            for a in p.ancestors:  # ancestors carry no start time: the live one's is read
+                st = read_stat(a.pid, self.procfs) if a.pid in marks.procs else None
+                if st is not None and same_start(st[2], marks.procs[a.pid]):
+                    return True
         f = finding.file
         return f is not None and any(
             f.path == m or f.path.startswith(m.rstrip("/") + "/") for m in marks.paths

@@ -19,7 +19,7 @@ from sentinel.core.model import Finding
 from sentinel.evidence import drillmark
 from sentinel.evidence.recorder import Recorder, Row, cap_argv, db_path
 from sentinel.ops import metrics
-from sentinel.rules.redact import excerpt, redact
+from sentinel.rules import redact
 from sentinel.sinks.jsonl import JsonlSink
 
 if TYPE_CHECKING:
@@ -29,12 +29,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("sentinel.evidence")
 
 RECENT = 20  # recorder events of a finding's process tree carried in its evidence
+ADDED_LINES = 20  # lines added to a file kept per recorded change
 RECENT_ARGV_CHARS = 512  # argv kept per event there: 20 of them stay well inside a record
 MAX_PIDS = 16384  # pids with a ring, and parents with children, kept in memory
 MAX_CHILDREN = 1024  # children remembered per parent (a fork storm keeps the newest)
 MAX_SUBTREE = 256  # pids gathered for one finding
 FILES = -1  # the ring of file changes, which carry no pid
-ADDED_LINES = 20  # added lines kept per file change, as a redacted excerpt
 ROOTS = frozenset({0, 1, 2})  # init and kthreadd: a tree starts below them
 
 
@@ -76,8 +76,8 @@ def row_of(event: Event) -> Row | None:
         )
     if isinstance(event, FileChange):
         data = {"path": event.path, "change": event.kind, "role": event.role}
-        if event.added:
-            data["added"] = excerpt(event.added, ADDED_LINES)  # never a secret or a key
+        if event.added:  # as the persistence finding's excerpt shows them: no secret
+            data["added"] = redact.excerpt(event.added, ADDED_LINES)
         return Row(event.time, "file", None, None, None, data)
     if isinstance(event, FileAccess):
         pid = event.pids[0] if event.pids else None
@@ -86,17 +86,15 @@ def row_of(event: Event) -> Row | None:
 
 
 def compact(row: Row) -> dict[str, Any]:
-    """A row for `evidence.recent`: its argv cut shorter than the recorder keeps it, and
-    redacted (a token, a password or a key body in a relative's argv stays out of chat)."""
+    """A row for `evidence.recent`, its argv cut shorter than the recorder keeps it and
+    redacted (a sibling's command line can carry a key or a token into the alert log)."""
     rec = row.to_record()
     if "argv" in rec:
         out, left = [], RECENT_ARGV_CHARS
         for arg in rec["argv"]:
             if left <= 0:
                 break
-            out.append(
-                "\n".join(excerpt(arg[:left].splitlines())) if "\n" in arg else redact(arg[:left])
-            )
+            out.append(redact.redact_text(arg[:left]))
             left -= len(arg)
         rec["argv"] = out
     return rec
@@ -122,7 +120,7 @@ class Hub:
         carriers = [s for s in sinks if not isinstance(s, JsonlSink)]
         for sink in self.logs:
             sink.chain.listeners[:] = [c.checkpoint for c in carriers]
-        self.drills = drillmark.Registry(ctx.config.agent.state_dir)
+        self.drills = drillmark.Registry(ctx.config.agent.state_dir, ctx.procfs)
 
     def handle(self, event: Event) -> None:
         """Record one event (cheap: a row built and queued, a ring appended); never raises."""
@@ -207,6 +205,11 @@ class Hub:
                     finding.summary = f"{drillmark.TAG} {finding.summary}"
         except Exception:
             log.exception("evidence annotation failed")
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until the recorder has written what it was handed (True without a recorder)."""
+        recorder = self.recorder
+        return recorder is None or recorder.flush(timeout)
 
     def close(self) -> None:
         if self.recorder is not None:

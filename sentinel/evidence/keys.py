@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
 import stat
@@ -50,11 +51,24 @@ def load_or_create(state_dir: str) -> Ed25519PrivateKey:
 
 
 def load_private(path: str) -> Ed25519PrivateKey:
-    """Read a PEM private key; refuses a symlink or anything but a regular file."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    """Read a PEM private key; refuses a symlink, anything but a regular file, and a file
+    another user owns or could read or write (its private half may not be ours alone)."""
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise KeyFileError(f"{path}: a symlink, not the key file") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise KeyFileError(f"{path}: not a regular file")
+        if st.st_uid not in (os.geteuid(), 0):
+            raise KeyFileError(
+                f"{path}: owned by uid {st.st_uid}, not by root or uid {os.geteuid()}"
+            )
+        if st.st_mode & 0o077:
+            raise KeyFileError(f"{path}: mode {st.st_mode & 0o777:04o}, not 0600")
         data = os.read(fd, 64 * 1024)
     finally:
         os.close(fd)

@@ -105,7 +105,8 @@ class Recorder:
         self.path = path
         self.max_bytes = max_bytes
         self.max_days = max_days
-        self.queue: queue.SimpleQueue[Row | None] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[Row | threading.Event | None] = queue.SimpleQueue()
+        self._wake = threading.Event()  # set by `flush`: the writer stops waiting for a batch
         self.db = connect(path)
         self.written = 0
         self.batches = 0
@@ -120,6 +121,13 @@ class Recorder:
             return
         self.queue.put(row)
 
+    def flush(self, timeout: float) -> bool:
+        """Wait until every row queued before now is written; False when `timeout` ran out."""
+        done = threading.Event()
+        self.queue.put(done)
+        self._wake.set()
+        return done.wait(timeout)
+
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued and stop the writer."""
         self.queue.put(None)
@@ -131,9 +139,16 @@ class Recorder:
             first = self.queue.get()
             if first is None:
                 break
-            time.sleep(BATCH_WAIT)  # let a batch gather: one wake-up and one commit for it
-            batch = [first]
-            while len(batch) < BATCH_MAX:
+            batch: list[Row] = []
+            flushes: list[threading.Event] = []
+            if isinstance(first, threading.Event):
+                flushes.append(first)
+            else:
+                batch.append(first)
+                if self.queue.qsize() < BATCH_MAX:  # a full batch waiting is written at once
+                    self._wake.wait(BATCH_WAIT)  # else let one gather: one commit for it
+            self._wake.clear()
+            while len(batch) < BATCH_MAX and not flushes:
                 try:
                     item = self.queue.get_nowait()
                 except queue.Empty:
@@ -141,13 +156,19 @@ class Recorder:
                 if item is None:
                     stop = True
                     break
-                batch.append(item)
+                if isinstance(item, threading.Event):
+                    flushes.append(item)
+                else:
+                    batch.append(item)
             try:
-                self._write(batch)
+                if batch:
+                    self._write(batch)
                 self._budget()
             except sqlite3.Error:
                 log.exception("recorder write failed; %d events lost", len(batch))
                 metrics.errors.labels("recorder").inc()
+            for done in flushes:
+                done.set()
         self.db.close()
 
     def _write(self, batch: list[Row]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from sentinel.evidence import chain, recorder
 FILE_SLACK = 2.0  # seconds after a tree's last event in which a file change may be its own
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+SPAN = 3600.0  # how far back a timeline looks by default (`--since 1h`)
 
 
 def parse_span(text: str) -> float:
@@ -85,10 +87,15 @@ def build(
     since: float,
     pid: int | None = None,
     user: str | None = None,
-    until: float | None = None,
+    redact: Callable[[list[str]], list[str]] | None = None,
 ) -> list[Entry]:
-    """The subject tree's events in time order: pid and its descendants, or a user's trees."""
-    rows = list(recorder.query(db, since, until))
+    """The subject tree's events in time order: pid and its descendants, or a user's trees;
+    `redact` rewrites each recorded argv first."""
+    rows = list(recorder.query(db, since))
+    if redact is not None:
+        for row in rows:
+            if isinstance(row.data.get("argv"), list):
+                row.data["argv"] = redact([str(a) for a in row.data["argv"]])
     tree: set[int] = set()
     parent: dict[int, int | None] = {}
     names: dict[int, str] = {}
@@ -146,7 +153,7 @@ def build(
     for rec in alert_records(log_path):
         proc = rec.get("process") or {}
         t = record_time(rec)
-        if proc.get("pid") in tree and t >= since and (until is None or t <= until):
+        if proc.get("pid") in tree and t >= since:
             detail = f"{rec.get('severity')} {rec.get('rule')}: {rec.get('summary')}"
             entries.append(
                 Entry(
@@ -162,6 +169,19 @@ def build(
             )
     entries.sort(key=lambda e: e.time)
     return entries
+
+
+def of_incident(
+    db: str,
+    log_path: str,
+    record: dict[str, Any],
+    span: float = SPAN,
+    redact: Callable[[list[str]], list[str]] | None = None,
+) -> list[Entry]:
+    """The timeline of a finding's process tree (`sentinel timeline --incident`, and the
+    forensics bundle's timeline.json): from `span` before the finding, or before now."""
+    since = min(time.time() - span, record_time(record) - span)
+    return build(db, log_path, since, pid=int(record["process"]["pid"]), redact=redact)
 
 
 def incident(log_path: str, incident_id: str) -> dict[str, Any] | None:

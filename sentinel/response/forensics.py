@@ -246,8 +246,10 @@ def snapshot(
     budget: int,
     total_budget: int,
     exe_copy_max: int,
+    timeline: list[dict[str, Any]] | None = None,
 ) -> Bundle:
-    """Write the bundle for `incident`; oldest bundles are pruned to keep `total_budget`."""
+    """Write the bundle for `incident`; oldest bundles are pruned to keep `total_budget`.
+    `timeline`, the rows of the incident tree's timeline, goes to timeline.json."""
     if not INCIDENT_ID.match(incident):
         raise ValueError(f"bad incident id {incident!r}")
     os.makedirs(root, mode=0o700, exist_ok=True)
@@ -270,6 +272,8 @@ def snapshot(
         tree.append(describe(ident.pid))
     w.put("tree.json", _json([{**proc, "argv": redact_argv(proc["argv"])} for proc in tree]))
     w.put("alerts.jsonl", b"".join(_json_line(r) for r in records))
+    if timeline is not None:
+        w.put("timeline.json", _json(timeline))
     exes: dict[str, dict[str, Any]] = {}
     tables = Sockets()
     for proc in tree:

@@ -24,9 +24,15 @@ CONTAINED = 4096  # identities remembered as contained (oldest forgotten first)
 class Responder:
     """Never blocks the event loop (the steps run in one worker thread) and never raises."""
 
-    def __init__(self, config: Callable[[], Config], publish: Callable[[Finding], Any]) -> None:
+    def __init__(
+        self,
+        config: Callable[[], Config],
+        publish: Callable[[Finding], Any],
+        flush: Callable[[float], object] | None = None,
+    ) -> None:
         self.config = config
         self.publish = publish
+        self.flush = flush  # the flight recorder's, for the forensics timeline
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-response")
         self.tasks: set[asyncio.Task[None]] = set()
         # ordered set of (dry-run, identity); an exec makes a new identity
@@ -64,7 +70,8 @@ class Responder:
             loop.call_soon_threadsafe(self._emit, record(step, plan))
 
         try:
-            await loop.run_in_executor(self.pool, Sequence(cfg, on_step=on_step).run, plan)
+            sequence = Sequence(cfg, on_step=on_step, flush=self.flush)
+            await loop.run_in_executor(self.pool, sequence.run, plan)
         except Exception:
             log.exception("response sequence failed for incident %s", plan.incident)
             metrics.errors.labels("response").inc()

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from sentinel.response.policy import Plan, parse_scope, remote
 from sentinel.response.targets import Guard, cgroups_of, descendants, resolve_uid, scope_members
 
 log = logging.getLogger("sentinel.response")
+FLUSH_WAIT = 2.0  # seconds forensics waits for the recorder to write the tree's last events
 GONE = frozenset({"gone", "exited", "identity changed", "identity changed before the decision"})
 VERBS = {
     "freeze": "froze",
@@ -96,8 +98,10 @@ class Sequence:
         *,
         nft: Nft | None = None,
         on_step: Callable[[Step], None] | None = None,
+        flush: Callable[[float], object] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.flush = flush  # waits for the flight recorder's queue to be written
         self.rc = cfg.response
         self.nft = nft or Nft([self.rc.nft])
         self.on_step = on_step or (lambda step: None)
@@ -217,6 +221,7 @@ class Sequence:
             budget=self.rc.forensics_budget,
             total_budget=self.rc.forensics_total,
             exe_copy_max=self.rc.exe_copy_max,
+            timeline=self._timeline(plan),
         )
         extra = {"path": bundle.path, "bytes": bundle.size, "files": len(bundle.files)}
         if bundle.dropped:
@@ -225,6 +230,25 @@ class Sequence:
             extra["pruned"] = bundle.pruned
         detail = f"{len(bundle.dropped)} item(s) over budget" if bundle.dropped else ""
         return Step("forensics", "done", sorted(pids), method="procfs", detail=detail, extra=extra)
+
+    def _timeline(self, plan: Plan) -> list[dict[str, Any]] | None:
+        """The trigger's tree timeline, as `sentinel timeline --incident` prints it."""
+        trigger = plan.trigger
+        if trigger is None or trigger.process is None:
+            return None
+        from sentinel.evidence import recorder, timeline
+
+        if self.flush is not None and self.cfg.evidence.recorder:
+            self.flush(FLUSH_WAIT)
+        db = recorder.db_path(self.state_dir)
+        try:
+            entries = timeline.of_incident(
+                db, self.cfg.alert_log, trigger.to_record(), redact=forensics.redact_argv
+            )
+        except (OSError, ValueError, sqlite3.Error) as exc:
+            log.warning("forensics: no timeline for incident %s: %s", plan.incident, exc)
+            return None
+        return [e.to_record() for e in entries]
 
     def _targets(
         self, plan: Plan, frozen: Frozen | None

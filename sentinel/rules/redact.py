@@ -46,6 +46,18 @@ def redact(line: str) -> str:
     return line
 
 
+KEY_BLOCK = re.compile(
+    rf"{KEY_BEGIN.pattern}.*?(?:{KEY_END.pattern}|\Z)", re.DOTALL
+)  # a key cut short still goes
+
+
+def redact_text(text: str) -> str:
+    """A string that may hold several lines (an argument): key blocks and secrets hidden."""
+    if "PRIVATE KEY" in text:
+        text = KEY_BLOCK.sub(f"{MARK} private key", text)
+    return redact(text)
+
+
 def excerpt(lines: Iterable[str], max_lines: int = MAX_LINES) -> list[str]:
     """At most `max_lines` redacted lines of at most MAX_LINE characters; a private key's
     body (between its BEGIN and END lines) is dropped whole."""

@@ -6,7 +6,10 @@ them (sentinel/evidence/chain.py); `sentinel verify-log` checks both.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import stat
 import time
 from typing import Any
 
@@ -38,8 +41,20 @@ class JsonlSink(Sink):
 
     def _open(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        os.fchmod(self.fd, 0o600)
+        flags = (
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        )
+        fd = os.open(self.path, flags, 0o600)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            os.close(fd)  # not ours to write: another user could edit it behind the chain
+            raise OSError(
+                errno.EPERM,
+                f"not a regular file owned by uid {os.geteuid()} (owned by uid {st.st_uid})",
+                self.path,
+            )
+        os.fchmod(fd, 0o600)
+        self.fd = fd
         self.chain.recover(self.path)  # a restart, a reload or a rotation continues the chain
 
     def submit(self, finding: Finding) -> None:
@@ -62,12 +77,26 @@ class JsonlSink(Sink):
             data = self.chain.line(record)  # after an open, which may recover the chain
             if self.max_bytes and os.fstat(self.fd).st_size + len(data) > self.max_bytes:
                 self._rotate()
-            os.write(self.fd, data)
-            os.fsync(self.fd)
+            self._append(data)
         except OSError:
             metrics.errors.labels("sink.jsonl").inc()
             raise
         self.chain.advance(data, counted)
+
+    def _append(self, data: bytes) -> None:
+        """Write one whole line, or none: a write cut short (a full disk) is undone, or
+        the next line would be glued to the partial one and the chain broken there."""
+        size = os.fstat(self.fd).st_size
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self.fd, view)
+                view = view[n:]
+            os.fsync(self.fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, size)
+            raise
 
     def _rotate(self) -> None:
         os.close(self.fd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import pytest
 from agent_harness import AgentRun
 from fakes import write_burner
 
+from sentinel.response import forensics
 from sentinel.response.freeze import cgroup_mounts
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -56,7 +58,14 @@ actions = ["freeze", "forensics", "kill", "quarantine"]
         assert killed["evidence"]["result"] == "done", killed
         assert p.wait(10) == -signal.SIGKILL
         snap = agent.wait_for(done("forensics"), timeout=20)
-        assert Path(snap["evidence"]["path"], "MANIFEST").exists()
+        bundle = Path(snap["evidence"]["path"])
+        # the bundle holds the tree's timeline, listed in the MANIFEST and intact
+        assert "timeline.json" in (bundle / "MANIFEST").read_text()
+        assert forensics.verify(str(bundle)) == []
+        rows = json.loads((bundle / "timeline.json").read_text())
+        execs = [r for r in rows if r["kind"] == "exec" and r["pid"] == p.pid]
+        assert any(str(burner) in r["argv"] for r in execs), rows
+        assert any(r["kind"] == "finding" and r["pid"] == p.pid for r in rows), rows
         q = agent.wait_for(
             lambda r: r["rule"] == "response.quarantine" and r["evidence"]["result"] == "done",
             timeout=20,

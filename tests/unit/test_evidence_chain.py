@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
+import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sentinel.cli import main
@@ -135,6 +138,97 @@ def test_key_is_private_and_kept(tmp_path: Path) -> None:
     b = keys.load_or_create(str(tmp_path))
     assert keys.key_id(a) == keys.key_id(b)
     assert (Path(keys.key_path(str(tmp_path))).stat().st_mode & 0o777) == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_a_key_file_someone_else_could_have_written_or_read_is_refused(tmp_path: Path) -> None:
+    # a watched user who could write in state_dir plants a key whose private half they keep
+    planted = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path = Path(keys.key_path(str(tmp_path)))
+    path.write_bytes(planted)
+    path.chmod(0o600)
+    os.chown(path, 65534, 65534)
+    with pytest.raises(keys.KeyFileError, match="owned by uid 65534"):
+        keys.load_or_create(str(tmp_path))
+    os.chown(path, 0, 0)
+    path.chmod(0o644)
+    with pytest.raises(keys.KeyFileError, match="mode 0644"):
+        keys.load_or_create(str(tmp_path))
+    path.unlink()
+    real = tmp_path / "elsewhere.key"
+    real.write_bytes(planted)
+    real.chmod(0o600)
+    path.symlink_to(real)
+    with pytest.raises(keys.KeyFileError, match="symlink"):
+        keys.load_or_create(str(tmp_path))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_a_log_path_someone_else_prepared_is_refused(tmp_path: Path) -> None:
+    """A log configured in a directory the watched user can write: a symlink planted at
+    its name must not make root append to (and chmod 0600) the file it points to, and a
+    file the user owns (theirs to edit, and re-sealed at the next restart) is refused."""
+    victim = tmp_path / "passwd"
+    victim.write_text("root:x:0:0::/root:/bin/sh\n")
+    victim.chmod(0o644)
+    cfgfile = tmp_path / "sentinel.toml"
+    log = tmp_path / "alerts.jsonl"
+    cfgfile.write_text(f"[agent]\nstate_dir='{tmp_path}'\n[log]\npath='{log}'\n")
+    cfg = config.load(cfgfile)
+    log.symlink_to(victim)
+    sink = JsonlSink(SinkConfig(type="jsonl"), Context(cfg, intel.load()))
+    with pytest.raises(OSError):
+        asyncio.run(sink.start())
+    assert victim.read_text() == "root:x:0:0::/root:/bin/sh\n"
+    assert victim.stat().st_mode & 0o777 == 0o644
+    log.unlink()
+    log.write_text("")
+    os.chown(log, 65534, 65534)
+    with pytest.raises(OSError, match="owned by uid 65534"):
+        asyncio.run(sink.start())
+
+
+def test_a_write_cut_short_leaves_the_chain_whole(tmp_path: Path) -> None:
+    """A full disk (a watched user can fill a shared filesystem) cuts a write short: the
+    partial line must not stay, or every later line is glued to it and verify-log calls
+    the log tampered from there on. RLIMIT_FSIZE stands in for the full disk."""
+    import subprocess
+    import sys
+
+    cfgfile = tmp_path / "sentinel.toml"
+    cfgfile.write_text(f"[agent]\nstate_dir='{tmp_path}'\n")
+    script = f"""
+import asyncio, os, resource, signal
+from sentinel.core import config
+from sentinel.core.config import SinkConfig
+from sentinel.core.context import Context
+from sentinel.core.model import Category, Finding, Severity
+from sentinel.rules import intel
+from sentinel.sinks.jsonl import JsonlSink
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+cfg = config.load({str(cfgfile)!r})
+sink = JsonlSink(SinkConfig(type="jsonl"), Context(cfg, intel.load()))
+asyncio.run(sink.start())
+f = lambda s: Finding("t.r", Category.MINER, Severity.HIGH, s, "t")
+sink.submit(f("before"))
+size = os.path.getsize(cfg.alert_log)
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, resource.RLIM_INFINITY))
+try:
+    sink.submit(f("x" * 5000))
+except OSError:
+    print("refused")
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+sink.submit(f("after"))
+asyncio.run(sink.close())
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "refused" in res.stdout, res.stderr
+    assert _verify(cfgfile) == 0
+    summaries = [json.loads(line)["summary"] for line in _lines(Path(tmp_path, "alerts.jsonl"))]
+    assert summaries == ["before", "after"]
 
 
 def test_time_based_checkpoint_and_its_signature() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from fakes import context, proc
 
 from sentinel.core.events import FileChange, ProcExec, ProcExit
-from sentinel.core.model import Ancestor, Category, Finding, Severity
+from sentinel.core.model import Ancestor, Category, FileFacts, Finding, Severity
 from sentinel.evidence import drillmark, recorder
 from sentinel.evidence.hub import RECENT, Hub
 
@@ -24,6 +24,39 @@ def test_rows_are_written_in_batches_and_read_back(tmp_path: Path) -> None:
     rows = list(recorder.query(str(tmp_path / "r.db"), 0, pids={5, 6}))
     assert [r.pid for r in rows] == [5, 6] and rows[0].data["exe"] == "/bin/x"
     assert os.stat(tmp_path / "r.db").st_mode & 0o777 == 0o600
+
+
+def test_flush_returns_once_what_was_queued_is_readable(tmp_path: Path) -> None:
+    rec = recorder.Recorder(str(tmp_path / "r.db"), 0, 0)
+    try:
+        for round_ in range(3):
+            for i in range(5):
+                rec.put(recorder.Row(1000.0 + i, "exec", 10 * round_ + i, 1, "u", {}))
+            assert rec.flush(5.0)
+            assert len(list(recorder.query(str(tmp_path / "r.db")))) == 5 * (round_ + 1)
+        assert rec.flush(5.0)  # nothing queued: returns at once
+    finally:
+        rec.close()
+
+
+def test_a_full_queue_is_written_without_waiting_for_batches_to_gather(tmp_path: Path) -> None:
+    """A flood must not meet a cap of BATCH_MAX rows per BATCH_WAIT (8000 rows/s)."""
+    import threading
+
+    class Counting(threading.Event):
+        waits = 0
+
+        def wait(self, timeout: float | None = None) -> bool:
+            Counting.waits += 1
+            return super().wait(timeout)
+
+    rec = recorder.Recorder(str(tmp_path / "r.db"), 0, 0)
+    rec._wake = Counting()
+    for i in range(5 * recorder.BATCH_MAX):
+        rec.put(recorder.Row(1000.0 + i, "exec", i, 1, "u", {}))
+    rec.close()
+    assert rec.written == 5 * recorder.BATCH_MAX and rec.batches >= 5
+    assert Counting.waits <= 2, f"{Counting.waits} waits for {rec.batches} batches"
 
 
 def test_budget_drops_the_oldest_first(tmp_path: Path) -> None:
@@ -79,7 +112,9 @@ def test_finding_carries_recent_events_of_its_tree_and_drill_mark(tmp_path: Path
         == 63
     )
 
-    marks = drillmark.Marks(pids={500}, paths=[str(tmp_path / "d")], until=time.time() + 60)
+    marks = drillmark.Marks(
+        procs={629: 1000.0}, paths=[str(tmp_path / "d")], until=time.time() + 60
+    )
     drillmark.write(drillmark.path_of(str(tmp_path)), marks)
     g = Finding("t.r", Category.MINER, Severity.HIGH, "miner", "t", child)
     hub.annotate(g)
@@ -89,6 +124,35 @@ def test_finding_carries_recent_events_of_its_tree_and_drill_mark(tmp_path: Path
     h = Finding("t.r", Category.MINER, Severity.HIGH, "miner", "t", child)
     hub.annotate(h)
     assert "drill" not in h.evidence
+
+
+def test_file_lines_are_recorded_redacted(tmp_path: Path) -> None:
+    """Lines added to a persistence file reach the store and `evidence.recent` (so the alert
+    log and the webhooks) only as the persistence finding's excerpt would show them."""
+    ctx = context(f"[agent]\nstate_dir = '{tmp_path}'\n")
+    hub = Hub(ctx, [])
+    token = "ghp_" + "a1" * 18
+    body = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW"
+    added = [
+        f"Exec=/tmp/run --token {token}",
+        "-----BEGIN OPENSSH PRIVATE KEY-----",
+        body,
+        "-----END OPENSSH PRIVATE KEY-----",
+    ]
+    path = str(tmp_path / "sync.desktop")
+    hub.handle(FileChange(time.time(), path, "created", "persistence", added=added))
+    f = Finding("t.p", Category.PERSISTENCE, Severity.HIGH, "p", "t", file=FileFacts(path, None, 0))
+    hub.annotate(f)
+    # a sibling that had the same text on its command line (a key cut short by the cap too)
+    writer = proc(pid=700, ppid=500, cmdline=["python3", "-c", "w", "\n".join(added)[:150]])
+    hub.handle(ProcExec(time.time(), writer))
+    g = Finding("t.m", Category.MINER, Severity.HIGH, "m", "t", proc(pid=701, ppid=500))
+    hub.annotate(g)
+    hub.close()
+    stored = sqlite3.connect(tmp_path / "recorder.db").execute("SELECT data FROM events").fetchall()
+    for text in (repr(f.evidence["recent"]), repr(g.evidence["recent"]), repr(stored[:1])):
+        assert token not in text and body[:40] not in text, text
+        assert "<redacted> private key" in text
 
 
 def test_acks_keep_the_newest_ids(tmp_path: Path) -> None:

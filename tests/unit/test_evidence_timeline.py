@@ -69,3 +69,27 @@ def test_spans(text: str, seconds: float) -> None:
 def test_bad_span() -> None:
     with pytest.raises(ValueError):
         timeline.parse_span("ten minutes")
+
+
+def test_the_table_escapes_what_the_watched_process_chose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An argv or name with ESC sequences must not drive the reader's terminal (a cursor-up
+    and erase-line would hide the rows above it)."""
+    from sentinel.cli import main
+
+    monkeypatch.setenv("COLUMNS", "300")
+    state = tmp_path / "state"
+    state.mkdir()
+    cfg = tmp_path / "sentinel.toml"
+    cfg.write_text(f"[agent]\nstate_dir = '{state}'\n")
+    evil = "x\x1b[1A\x1b[2K\x1b]0;title\x07\u202e"
+    _rows(
+        state / "recorder.db",
+        [recorder.Row(time.time() - 5, "exec", 10, 1, "u", {"name": evil, "argv": [evil, "-o"]})],
+    )
+    (state / "alerts.jsonl").write_text("")
+    assert main(["timeline", "-c", str(cfg), "--pid", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "x\\x1b[1A\\x1b[2K" in out
