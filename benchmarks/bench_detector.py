@@ -25,7 +25,8 @@ from sentinel.core import config
 from sentinel.core.context import Context
 from sentinel.core.events import HostCpu, ProcCpu
 from sentinel.core.model import Ancestor, Proc
-from sentinel.detectors.load.detector import LoadDetector, SeriesSet
+from sentinel.detectors.load.detector import LoadDetector
+from sentinel.detectors.load.series import SeriesSet
 from sentinel.rules import intel
 
 RATIO_TARGET, ABS_TARGET_MS = 2.0, 5.0

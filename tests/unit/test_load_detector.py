@@ -14,7 +14,9 @@ from sentinel.core import config
 from sentinel.core.context import Context
 from sentinel.core.events import HostCpu, ProcCpu
 from sentinel.core.model import Ancestor, Finding, Proc, Resolved
-from sentinel.detectors.load.detector import LoadDetector, SeriesSet, tree_root
+from sentinel.detectors.load.detector import LoadDetector
+from sentinel.detectors.load.series import SeriesSet
+from sentinel.detectors.load.trees import tree_root
 from sentinel.rules import intel
 
 T0 = 1_700_000_000.0
