@@ -118,19 +118,20 @@ def decode(entry: list[object]) -> Snapshot:
 
 def added_lines(
     old: Snapshot | None, new: list[bytes], hasher: LineHasher, limit: int = MAX_ADDED
-) -> list[str]:
-    """Lines of `new` that `old` did not have (as a multiset: a repeated line counts)."""
+) -> tuple[list[str], bool]:
+    """Lines of `new` that `old` did not have (as a multiset: a repeated line counts), at
+    most `limit`; and whether more were added than that."""
     used: Counter[int] = Counter()
     out = []
     for line in new:
         digest = hasher(line)
         if old is not None and used[digest] < old.count(digest):
             used[digest] += 1
+        elif len(out) >= limit:
+            return out, True
         else:
             out.append(line.decode("utf-8", "replace"))
-            if len(out) >= limit:
-                break
-    return out
+    return out, False
 
 
 def ident(st: os.stat_result) -> tuple[int, int, int]:
@@ -385,10 +386,14 @@ class Persistence:
         old: Snapshot | None,
         new: tuple[Snapshot, list[bytes], str | None],
     ) -> None:
-        """Emit what a file gained since `old` (all of it if there was no `old`)."""
-        added = added_lines(old, new[1], self.hasher)
+        """Emit what a file gained since `old` (all of it if there was no `old`). A file
+        longer than SNAPSHOT_CAP or with more than MAX_ADDED new lines is `partial`: what
+        was not read or not carried may be what matters, so it is never taken as quiet."""
+        added, cut = added_lines(old, new[1], self.hasher)
+        size = new[0].ident[1]
+        partial = cut or size > SNAPSHOT_CAP
         if old is not None:
-            if not added:
+            if not added and not (partial and old.ident != new[0].ident):
                 return  # rewritten or shortened, nothing added
             kind = "modified"
         elif kind == "modified":
@@ -401,7 +406,8 @@ class Persistence:
                 role="persistence",
                 added=added,
                 sha256=new[2],
-                size=new[0].ident[1],
+                size=size,
+                partial=partial,
             )
         )
 
