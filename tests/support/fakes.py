@@ -14,6 +14,7 @@ from sentinel.core import config
 from sentinel.core.context import Context
 from sentinel.core.model import Ancestor, Proc
 from sentinel.evidence.drillkit import (
+    BURNER,
     fake_elf_miner,
     fake_monero_address,
     free_pool_port,
@@ -22,6 +23,7 @@ from sentinel.evidence.drillkit import (
 from sentinel.rules import intel
 
 __all__ = [
+    "BURNER",
     "context",
     "fake_elf_miner",
     "fake_monero_address",
