@@ -19,6 +19,7 @@ from sentinel.core.model import Finding
 from sentinel.evidence import drillmark
 from sentinel.evidence.recorder import Recorder, Row, cap_argv, db_path
 from sentinel.ops import metrics
+from sentinel.rules.redact import excerpt, redact
 from sentinel.sinks.jsonl import JsonlSink
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def row_of(event: Event) -> Row | None:
     if isinstance(event, FileChange):
         data = {"path": event.path, "change": event.kind, "role": event.role}
         if event.added:
-            data["added"] = [line[:512] for line in event.added[:20]]
+            data["added"] = excerpt(event.added, 20)  # file text: redacted as in findings
         return Row(event.time, "file", None, None, None, data)
     if isinstance(event, FileAccess):
         pid = event.pids[0] if event.pids else None
@@ -84,14 +85,15 @@ def row_of(event: Event) -> Row | None:
 
 
 def compact(row: Row) -> dict[str, Any]:
-    """A row for `evidence.recent`, its argv cut shorter than the recorder keeps it."""
+    """A row for `evidence.recent`, its argv cut shorter than the recorder keeps it and
+    redacted (the evidence goes to chat)."""
     rec = row.to_record()
     if "argv" in rec:
         out, left = [], RECENT_ARGV_CHARS
         for arg in rec["argv"]:
             if left <= 0:
                 break
-            out.append(arg[:left])
+            out.append(redact(arg[:left]))  # a sibling's argv may carry a key or a token
             left -= len(arg)
         rec["argv"] = out
     return rec
