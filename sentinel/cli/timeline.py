@@ -56,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([e.to_record() for e in entries], indent=2, default=str))
         return EX_OK
     from rich.console import Console
-    from rich.markup import escape
+    from rich.markup import escape as markup
     from rich.table import Table
+
+    from sentinel.core.safetext import escape
 
     title = f"pid {pid}" if pid is not None else f"user {args.user}"
     table = Table(title=f"timeline of {title} since {rfc3339(since)}")
@@ -68,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(
             rfc3339(e.time)[11:],
             "" if e.pid is None else str(e.pid),
-            escape("  " * e.depth + ("└ " if e.depth else "") + e.process),
+            "  " * e.depth + ("└ " if e.depth else "") + markup(escape(e.process)),
             e.kind,
-            escape(e.detail),
+            markup(escape(e.detail)),
             style=style,
         )
     Console().print(table)
