@@ -12,16 +12,21 @@ MARK = "<redacted>"
 
 KEY_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
 KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
+KEY_LINE = re.compile(r"\s*(?:[A-Za-z0-9+/=]*|(?:Proc-Type|DEK-Info): .*)\s*")  # body, header
 SECRET_ASSIGNMENT = re.compile(
     r"\b(\w*(?:token|secret|passw(?:or)?d?|pwd|api_?key|access_key|private_key|auth|credential)"
-    r"\w*)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)",
+    r"\w*|(?:\w*_)?pass(?:_\w*)?)"  # DB_PASS, pass_file; not PassEnvironment or bypass
+    r"([\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)",  # a JSON key's closing quote too
     re.IGNORECASE,
 )
+USER_PASSWORD = re.compile(r"((?:^|\s)(?:-u|--user)(?:=|\s+)[^\s:]+:)(\S+)")  # curl -u u:pw
 SECRET_FLAG = re.compile(
     r"(--?(?:password|passwd|pass|token|secret|api-key|auth)(?:=|\s+))(\"[^\"]*\"|'[^']*'|\S+)",
     re.IGNORECASE,
 )
-URL_CREDENTIALS = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@", re.IGNORECASE)
+URL_CREDENTIALS = re.compile(  # user:password@, or a token as the user name
+    r"\b([a-z][a-z0-9+.-]*://)(?:[^/\s:@]*:[^/\s@]*|[A-Za-z0-9_.~-]{20,})@", re.IGNORECASE
+)
 AUTH_HEADER = re.compile(
     r"\b(authorization|x-api-key)(\s*:\s*)(?:(bearer|basic|token)\s+)?\S+", re.I
 )
@@ -39,6 +44,7 @@ def redact(line: str) -> str:
     line = URL_CREDENTIALS.sub(rf"\1{MARK}@", line)
     line = AUTH_HEADER.sub(lambda m: f"{m[1]}{m[2]}{(m[3] + ' ') if m[3] else ''}{MARK}", line)
     line = SECRET_FLAG.sub(rf"\1{MARK}", line)
+    line = USER_PASSWORD.sub(rf"\1{MARK}", line)
     line = SECRET_ASSIGNMENT.sub(rf"\1\2{MARK}", line)
     line = TOKENS.sub(MARK, line)
     if not SSH_PUBLIC.search(line):  # a public key is evidence, not a secret
@@ -48,15 +54,16 @@ def redact(line: str) -> str:
 
 def excerpt(lines: Iterable[str], max_lines: int = MAX_LINES) -> list[str]:
     """At most `max_lines` redacted lines of at most MAX_LINE characters; a private key's
-    body (between its BEGIN and END lines) is dropped whole."""
+    body (between its BEGIN and END lines, while its lines look like one) is dropped whole."""
     out: list[str] = []
     in_key = False
     for line in lines:
         if len(out) >= max_lines:
             break
-        if in_key:
+        if in_key and (KEY_END.search(line) or KEY_LINE.fullmatch(line)):
             in_key = not KEY_END.search(line)
             continue
+        in_key = False  # not a key's line: a bare BEGIN line hides nothing after it
         if KEY_BEGIN.search(line):
             out.append(f"{MARK} private key")
             in_key = not KEY_END.search(line)
