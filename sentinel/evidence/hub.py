@@ -19,7 +19,7 @@ from sentinel.core.model import Finding
 from sentinel.evidence import drillmark
 from sentinel.evidence.recorder import Recorder, Row, cap_argv, db_path
 from sentinel.ops import metrics
-from sentinel.rules.redact import excerpt, redact
+from sentinel.rules.redact import excerpt, redact_argv
 from sentinel.sinks.jsonl import JsonlSink
 
 if TYPE_CHECKING:
@@ -93,9 +93,9 @@ def compact(row: Row) -> dict[str, Any]:
         for arg in rec["argv"]:
             if left <= 0:
                 break
-            out.append(redact(arg[:left]))  # a sibling's argv may carry a key or a token
+            out.append(arg[:left])
             left -= len(arg)
-        rec["argv"] = out
+        rec["argv"] = redact_argv(out)  # a sibling's argv may carry a key or a token
     return rec
 
 

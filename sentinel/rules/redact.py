@@ -35,6 +35,14 @@ TOKENS = re.compile(
     r"|(?:AKIA|ASIA)[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{30,}|sk-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{20,}"
     r"|glpat-[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+)"
 )
+KEY_BLOCK = re.compile(  # a whole key inside one string (an argv word, a JSON value)
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY"
+    r"( BLOCK)?-----|\Z)",
+    re.DOTALL,
+)
+SECRET_NAME = re.compile(  # an option or variable named like it holds a secret
+    r"(KEY|TOKEN|SECRET|PASS|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|WEBHOOK|DSN)", re.I
+)
 SSH_PUBLIC = re.compile(r"(?:^|\s)(?:ssh-(?:rsa|dss|ed25519)|ecdsa-sha2-\S+|sk-\S+@openssh\.com) ")
 BLOB = re.compile(r"[A-Za-z0-9+/_-]{64,}={0,2}")  # a key body, a token, a long base64 payload
 
@@ -50,6 +58,24 @@ def redact(line: str) -> str:
     if not SSH_PUBLIC.search(line):  # a public key is evidence, not a secret
         line = BLOB.sub(lambda m: f"<redacted {len(m[0])} chars>", line)
     return line
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """argv with the values of secret-named options (--token X, --api-key=X), keys, URL
+    credentials and token-looking words hidden; pool URLs and wallets stay (evidence)."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        name, eq, _ = arg.partition("=")
+        option = arg.startswith("-") and bool(SECRET_NAME.search(name.lstrip("-")))
+        if hide_next and not arg.startswith("-"):
+            arg = MARK
+        elif option and eq:
+            arg = f"{name}={MARK}"
+        hide_next = option and not eq
+        arg = URL_CREDENTIALS.sub(rf"\1{MARK}@", KEY_BLOCK.sub(f"{MARK} private key", arg))
+        out.append(TOKENS.sub(MARK, arg))
+    return out
 
 
 def excerpt(lines: Iterable[str], max_lines: int = MAX_LINES) -> list[str]:

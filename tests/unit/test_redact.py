@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import secrets
 
-from sentinel.rules.redact import MAX_LINE, MAX_LINES, excerpt, redact
+from sentinel.rules.redact import MARK, MAX_LINE, MAX_LINES, excerpt, redact
 
 
 def test_private_key_body_is_dropped_whole() -> None:
@@ -63,3 +63,18 @@ def test_a_fake_key_header_does_not_hide_the_lines_after_it() -> None:
     header = ["Proc-Type: 4,ENCRYPTED", "DEK-Info: AES-128-CBC,00FF", ""]
     lines = ["-----BEGIN RSA PRIVATE KEY-----", *header, *body, "-----END RSA PRIVATE KEY-----"]
     assert excerpt([*lines, "after"]) == ["<redacted> private key", "after"]
+
+
+def test_argv_redaction_keeps_pool_and_wallet() -> None:
+    """One helper for argv (forensics and evidence.recent): a key written inside one word,
+    URL credentials and tokens go; a pool URL and a wallet are the evidence and stay."""
+    from sentinel.rules.redact import redact_argv
+
+    body = base64.b64encode(secrets.token_bytes(48)).decode()
+    key = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n-----END OPENSSH PRIVATE KEY-----"
+    wallet = "4" + "A" * 94
+    argv = ["sh", "-c", f"echo '{key}' > k", "git", "https://bob:pw1234@git.example/r"]
+    argv += ["xmrig", "-o", "stratum+tcp://pool:3333", "-u", wallet, "--pass", "x"]
+    out = redact_argv(argv)
+    assert body not in str(out) and "pw1234" not in str(out)
+    assert out[-7:] == ["xmrig", "-o", "stratum+tcp://pool:3333", "-u", wallet, "--pass", MARK]
