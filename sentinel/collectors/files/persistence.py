@@ -51,7 +51,7 @@ class Snapshot:
     """What a persistence file held: its identity and a multiset of keyed line hashes, never
     the text. `hashes` is None when the snapshot budget was spent (every line counts new)."""
 
-    ident: tuple[int, int, int]  # inode, size, mtime_ns
+    ident: tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns (not the user's to set)
     hashes: array[int] | None  # sorted distinct 64-bit keyed hashes of the lines
     counts: array[int] | None  # how often each of them occurs
 
@@ -107,13 +107,16 @@ def encode(snap: Snapshot) -> list[object]:
 
 
 def decode(entry: list[object]) -> Snapshot:
-    ino, size, mtime, hashes, counts = entry
+    if len(entry) == 5:  # saved before the ctime was kept: never the same identity again
+        entry = [*entry[:3], -1, *entry[3:]]
+    ino, size, mtime, ctime, hashes, counts = entry
+    key = (int(ino), int(size), int(mtime), int(ctime))  # type: ignore[call-overload]
     if not isinstance(hashes, str) or not isinstance(counts, str):
-        return Snapshot((int(ino), int(size), int(mtime)), None, None)  # type: ignore[call-overload]
+        return Snapshot(key, None, None)
     h, c = array("Q"), array("I")
     h.frombytes(base64.b64decode(hashes))
     c.frombytes(base64.b64decode(counts))
-    return Snapshot((int(ino), int(size), int(mtime)), h, c)  # type: ignore[call-overload]
+    return Snapshot(key, h, c)
 
 
 def added_lines(
@@ -134,8 +137,10 @@ def added_lines(
     return out, False
 
 
-def ident(st: os.stat_result) -> tuple[int, int, int]:
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
+def ident(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What says a file is unchanged: a user can keep its inode, size and mtime (an
+    in-place write, then utime) while rewriting it, but every write moves the ctime."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class Persistence:
