@@ -163,6 +163,10 @@ def test_same_size_rewrite_with_old_mtime_while_down_is_reported(
             ),
             timeout=10,
         )
+        deadline = time.monotonic() + 15  # the new guard's own samples and pings first
+        while not guard.rss or len(guard.pings) < 2:
+            assert time.monotonic() < deadline, "the restarted agent never pinged its watchdog"
+            time.sleep(0.2)
         then_miner_reported(agent, guard, nobody, procs)
     finally:
         guard.stop()
