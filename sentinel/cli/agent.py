@@ -20,9 +20,11 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from sentinel.engine import Engine
+    from sentinel.engine.state import check_state_dir
     from sentinel.ops.limits import set_open_files
 
     cfg = config.load(args.config)
+    check_state_dir(cfg.agent.state_dir)
     set_open_files(cfg.agent.max_open_files)
     if args.procfs != "/proc":
         logging.getLogger("sentinel").info("reading processes from %s", args.procfs)

@@ -51,7 +51,12 @@ def _find_record(path: str, incident: str) -> dict[str, Any] | None:
 
 
 def print_table(rows: list[tuple[str, str, str, str, str]]) -> None:
+    """The steps as aligned columns; details name files and processes from the box, so
+    their control characters are escaped."""
+    from sentinel.core.safetext import escape
+
     head = ("ACTION", "RESULT", "PIDS", "MS", "DETAIL")
+    rows = [(a, b, c, d, escape(e)) for a, b, c, d, e in rows]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
     for row in [head, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4])

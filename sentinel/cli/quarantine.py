@@ -20,6 +20,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
+    from sentinel.core.safetext import escape
     from sentinel.response.quarantine import QuarantineError, Vault
 
     cfg = config.load(args.config)
@@ -30,12 +31,12 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
                 rec = e.to_record()
                 print(
                     f"{e.sha256}  {rec['size']:>10}  {rec['mode']}  {rec['owner']:<10}  "
-                    f"{rec['quarantined']}  {e.incident}  {e.path}"
+                    f"{rec['quarantined']}  {escape(e.incident)}  {escape(e.path)}"
                 )
             return EX_OK
         entry = vault.restore(args.sha256)
     except QuarantineError as exc:
-        print(f"sentinel: {exc}")
+        print(f"sentinel: {escape(exc)}")
         return EX_ERROR
-    print(f"restored {entry.path} ({entry.size} bytes, mode {entry.mode:04o})")
+    print(f"restored {escape(entry.path)} ({entry.size} bytes, mode {entry.mode:04o})")
     return EX_OK

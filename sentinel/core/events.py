@@ -54,6 +54,7 @@ class FileChange(Event):
     added: list[str] = field(default_factory=list)
     sha256: str | None = None  # of the whole file, when the collector read it
     size: int = -1
+    partial: bool = False  # `added` is not all: the file was read or its lines carried capped
 
 
 @dataclass(slots=True)

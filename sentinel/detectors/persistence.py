@@ -20,7 +20,7 @@ class PersistenceDetector(Detector):
     def handle(self, event: Event) -> Iterable[Finding]:
         if not isinstance(event, FileChange) or event.role != "persistence":
             return
-        quiet = not meaningful(event.added) and event.kind not in ("created", "moved")
+        quiet = not (meaningful(event.added) or event.partial or event.kind in ("created", "moved"))
         for m in self.ctx.catalogue.evaluate("persistence", event):
             enabled_unit = m.evidence.get("kind") == "systemd" and ".wants/" in event.path
             if quiet and not enabled_unit:

@@ -6,20 +6,21 @@ from collections import defaultdict
 
 from sentinel.core.config import EngineConfig
 from sentinel.core.events import ProcExit
-from sentinel.core.model import Finding, same_start
+from sentinel.core.model import Finding, Severity, same_start
 
 MAX_RECENT = 50000  # remembered (rule, subject) pairs before old ones are expired
 
 
 class Incidents:
     """Remembers what was sent: repeats within `dedup_window` and descendants or sibling
-    workers of an alerted process (within `incident_window`) are folded into one alert."""
+    workers of an alerted process (within `incident_window`) are folded into one alert,
+    unless they are more severe than it (a low finding cannot shelter a high one)."""
 
     def __init__(self, cfg: EngineConfig) -> None:
         self.cfg = cfg
         self.recent: dict[tuple[str, str], tuple[float, str]] = {}
-        self.groups: dict[tuple[str, ...], float] = {}
-        self.alerted_pids: dict[str, dict[int, float]] = defaultdict(dict)
+        self.groups: dict[tuple[str, ...], tuple[float, Severity]] = {}
+        self.alerted_pids: dict[str, dict[int, tuple[float, Severity]]] = defaultdict(dict)
         self.active: dict[tuple[str, str], Finding] = {}
         # active alerts about a process, by pid (start times told apart on lookup), so an
         # exit does not scan every active alert
@@ -35,8 +36,13 @@ class Incidents:
         self.recent[f.dedup_key] = (now, fingerprint)
         if f.process is not None:
             pids = self.alerted_pids[f.rule]
-            if any(a.pid in pids and now - pids[a.pid] < window for a in f.process.ancestors):
-                pids[f.process.pid] = now
+            sev = f.severity
+
+            def covers(seen: tuple[float, Severity] | None) -> bool:
+                return seen is not None and now - seen[0] < window and seen[1] >= sev
+
+            if any(covers(pids.get(a.pid)) for a in f.process.ancestors):
+                pids[f.process.pid] = (now, sev)
                 return "incident"
             # siblings: same rule, parent, program and first argument (a miner's workers)
             group = (
@@ -46,12 +52,14 @@ class Incidents:
                 *f.process.cmdline[1:2],
             )
             last = self.groups.get(group)
-            self.groups[group] = now
-            recent_group = last is not None and now - last < self.cfg.incident_window
+            recent_group = (
+                last is not None and now - last[0] < self.cfg.incident_window and last[1] >= sev
+            )
+            self.groups[group] = (now, max(sev, last[1]) if recent_group and last else sev)
             if recent_group and f.process.pid not in pids:
-                pids[f.process.pid] = now
+                pids[f.process.pid] = (now, sev)
                 return "incident"
-            pids[f.process.pid] = now
+            pids[f.process.pid] = (now, sev)
         if len(self.recent) > MAX_RECENT:
             self.expire(now)
         return ""
@@ -75,12 +83,14 @@ class Incidents:
     def expire(self, now: float) -> None:
         window = self.cfg.dedup_window
         self.recent = {k: v for k, v in self.recent.items() if now - v[0] < window}
-        self.groups = {k: v for k, v in self.groups.items() if now - v < self.cfg.incident_window}
+        self.groups = {
+            k: v for k, v in self.groups.items() if now - v[0] < self.cfg.incident_window
+        }
         for k, f in list(self.active.items()):
             if f.process is None and now - f.time >= window:
                 del self.active[k]
         for rule, pids in self.alerted_pids.items():
-            self.alerted_pids[rule] = {p: t for p, t in pids.items() if now - t < window}
+            self.alerted_pids[rule] = {p: t for p, t in pids.items() if now - t[0] < window}
 
     def exited(self, ev: ProcExit) -> list[tuple[str, str]]:
         """The process ended: its descendants are no longer folded; its alerts to resolve."""

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
+from sentinel.core.config import ConfigError
 from sentinel.core.model import Category, Finding, Severity, rfc3339
 from sentinel.ops import metrics
 
@@ -47,6 +48,30 @@ class Stateful(Protocol):
 
     def save_state(self) -> Dump | None:
         """A serialiser of the current state, taken on the loop; None when nothing changed."""
+
+
+def check_state_dir(path: str) -> None:
+    """Make `path` (0700) if absent; ConfigError if anyone but this user and root could
+    write it or swap it: it or a directory above it not owned by them, or writable by
+    others (above it, only with the sticky bit, as /tmp)."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"agent.state_dir {path}: {exc.strerror}", "agent.state_dir") from None
+    real = os.path.realpath(path)
+    at = "/"
+    for part in ["", *real.strip("/").split("/")]:
+        at = os.path.join(at, part)
+        st = os.lstat(at)
+        mine = st.st_uid in (0, os.geteuid())
+        shared = st.st_mode & 0o022 and (at == real or not st.st_mode & stat.S_ISVTX)
+        if not mine or shared:
+            who = "writable by others" if mine else f"owned by uid {st.st_uid}"
+            raise ConfigError(
+                f"agent.state_dir {path}: {at} is {who}: whoever writes there can forge the "
+                "agent's restart state, spool, alert log and keys (make it root's, mode 0700)",
+                "agent.state_dir",
+            )
 
 
 def write_atomic(path: str, data: bytes) -> None:

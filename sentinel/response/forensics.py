@@ -15,17 +15,10 @@ from typing import Any
 from sentinel.core.model import rfc3339
 from sentinel.core.proctable import user_name
 from sentinel.response.targets import Identity, read_info, still, uid_of
+from sentinel.rules.redact import MARK as REDACTED
+from sentinel.rules.redact import SECRET_NAME, TOKENS, redact_argv
 
-SECRET_NAME = re.compile(
-    r"(KEY|TOKEN|SECRET|PASS|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|WEBHOOK|DSN)", re.I
-)
 URL_USERINFO = re.compile(r"(\w+://)[^/@\s]+@")
-# well-known token formats, whatever the variable or option is called
-TOKEN_VALUE = re.compile(
-    r"(gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|sk-[\w-]{20,}|xox[abprs]-[\w-]{10,}"
-    r"|AKIA[0-9A-Z]{16}|hf_[A-Za-z0-9]{30,}|glpat-[\w-]{20,}|eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]+)"
-)
-REDACTED = "<redacted>"
 MAX_TEXT = 4 * 1024 * 1024  # per /proc text file (maps, environ) read
 MAX_FDS = 4096  # fds read and listed per process
 # bytes of an executable hashed: a sparse 100 GB miner (an ELF runs with any tail) would
@@ -43,25 +36,8 @@ def redact_environ(raw: bytes) -> list[str]:
         name, _, value = item.decode("utf-8", "replace").partition("=")
         secret = SECRET_NAME.search(name)
         value = REDACTED if secret else URL_USERINFO.sub(rf"\1{REDACTED}@", value)
-        lines.append(f"{name}={TOKEN_VALUE.sub(REDACTED, value)}")
+        lines.append(f"{name}={TOKENS.sub(REDACTED, value)}")
     return lines
-
-
-def redact_argv(argv: list[str]) -> list[str]:
-    """argv with the values of secret-named options (--token X, --api-key=X) and
-    token-looking words hidden; pool URLs and wallets stay (they are the evidence)."""
-    out: list[str] = []
-    hide_next = False
-    for arg in argv:
-        name, eq, _ = arg.partition("=")
-        option = arg.startswith("-") and bool(SECRET_NAME.search(name.lstrip("-")))
-        if hide_next and not arg.startswith("-"):
-            arg = REDACTED
-        elif option and eq:
-            arg = f"{name}={REDACTED}"
-        hide_next = option and not eq
-        out.append(TOKEN_VALUE.sub(REDACTED, arg))
-    return out
 
 
 def _read(path: str, limit: int = MAX_TEXT) -> bytes:

@@ -118,3 +118,56 @@ def test_changes_while_down_are_reported_after_restart(nobody: Nobody, procs: li
                 os.kill(daemon, signal.SIGKILL)
         guard.stop()
         agent.stop()
+
+
+REWRITE_KEEP_MTIME = """
+import os, sys
+path, line = sys.argv[1], sys.argv[2].encode() + b"\\n"
+st = os.stat(path)
+assert len(line) == st.st_size
+with open(path, "r+b") as f:  # in place: the same inode and size
+    f.write(line)
+os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old mtime back
+"""
+
+
+def test_same_size_rewrite_with_old_mtime_while_down_is_reported(
+    nobody: Nobody, procs: list
+) -> None:
+    """The restart diff keys a file on its ctime too: inode, size and mtime are the user's
+    to keep (an in-place write, then utime) but the ctime is not."""
+    agent, guard = guarded_agent(nobody)
+    cron = agent.etc / "cron.d" / "nobody2"
+    try:
+        cron.write_text("# nobody's jobs\n")
+        os.chown(cron, 65534, 65534)
+        agent.wait_for(lambda r: (r["file"] or {}).get("path") == str(cron), timeout=10)
+        saved = agent.state / "files.state"
+        deadline = time.monotonic() + 15
+        while not saved.exists() or str(cron) not in saved.read_text():
+            assert time.monotonic() < deadline, "the agent never saved its snapshots"
+            time.sleep(0.2)
+        assert agent.proc is not None
+        os.kill(agent.proc.pid, signal.SIGKILL)
+        agent.proc.wait(10)
+        guard.stop()
+        nobody.run(REWRITE_KEEP_MTIME, str(cron), "@reboot /tmp/.x")
+        guard = Guard(nobody.base, "notify2.sock")
+        guard.start(agent)
+        agent.wait_for(lambda r: r["rule"] == "integrity.agent_restarted", timeout=10)
+        agent.wait_for(
+            lambda r: (
+                r["rule"] == "persistence.cron"
+                and r["file"]["path"] == str(cron)
+                and "@reboot /tmp/.x" in r["evidence"]["added"]
+            ),
+            timeout=10,
+        )
+        deadline = time.monotonic() + 15  # the new guard's own samples and pings first
+        while not guard.rss or len(guard.pings) < 2:
+            assert time.monotonic() < deadline, "the restarted agent never pinged its watchdog"
+            time.sleep(0.2)
+        then_miner_reported(agent, guard, nobody, procs)
+    finally:
+        guard.stop()
+        agent.stop()

@@ -293,3 +293,27 @@ def test_dropped_events_are_one_finding_per_period_and_degrade_health() -> None:
     assert later is not None and later.evidence == {"dropped": {"ProcExec": 1}, "dropped_total": 5}
     assert drops.check(1002.0)[0] is False
     assert drops.check(1001.0 + health.DROP_HEALTH_HOLD) == (True, "")
+
+
+async def test_a_more_severe_finding_never_folds_into_a_milder_incident(cfg, monkeypatch) -> None:
+    """`ssh -R` to a local port (low) then, from the same shell, to the outside (high): the
+    high one is the same rule, parent, program and argv[1], and must still be sent."""
+    patch_plugins(monkeypatch, [], [])
+    engine = Engine(cfg)
+    rec = Recorder()
+    engine.sinks.append(rec)
+
+    def found(p: Proc, sev: Severity) -> Finding:
+        return Finding("tunnel.ssh_reverse", Category.TUNNEL, sev, f"ssh -R {sev}", "t", process=p)
+
+    local, out = make_proc(400, 9, "/usr/bin/ssh"), make_proc(401, 9, "/usr/bin/ssh")
+    local.cmdline, out.cmdline = ["ssh", "-R", "9:localhost:22", "localhost"], ["ssh", "-R", "x"]
+    assert engine.publish(found(local, Severity.LOW)) is True
+    assert engine.publish(found(out, Severity.HIGH)) is True  # a sibling, but worse
+    child = make_proc(402, 401, "/usr/bin/ssh", ancestors=[Ancestor(401, "ssh", "/usr/bin/ssh")])
+    assert engine.publish(found(child, Severity.MEDIUM)) is False  # milder: folded
+    parent = make_proc(500, 9, "/usr/bin/ssh")
+    engine.publish(found(parent, Severity.LOW))
+    kid = make_proc(501, 500, "/usr/bin/ssh", ancestors=[Ancestor(500, "ssh", "/usr/bin/ssh")])
+    assert engine.publish(found(kid, Severity.CRITICAL)) is True  # a descendant, but worse
+    assert [f.process.pid for f in rec.got] == [400, 401, 500, 501]

@@ -189,3 +189,18 @@ def test_recent_events_carry_no_secret_or_key_body(tmp_path: Path) -> None:
     hub.close()
     assert "w()" in shown and "<redacted>" in shown
     assert body not in shown and token not in shown
+
+
+def test_recent_rows_carry_no_secret() -> None:
+    """File text and argv in evidence.recent are redacted as persistence excerpts are."""
+    from sentinel.evidence.hub import compact, row_of
+
+    body = "QmFzZTY0IGJvZHkgb2YgYSBrZXkgdGhhdCBtdXN0IG5ldmVyIHJlYWNoIGEgY2hhdCByb29tIG5vIG5v"
+    key = ["-----BEGIN OPENSSH PRIVATE KEY-----", body, "-----END OPENSSH PRIVATE KEY-----"]
+    token = "ghp_" + "a1" * 18
+    change = row_of(FileChange(time.time(), "/home/u/.bashrc", "modified", "persistence", key))
+    p = proc(1234, "sh", cmdline=["sh", "-c", "\n".join(key), "--token", token])
+    exec_row = row_of(ProcExec(time.time(), p, "netlink"))
+    assert change is not None and exec_row is not None
+    text = str([compact(change), compact(exec_row)])
+    assert body not in text and token not in text

@@ -51,7 +51,7 @@ class Snapshot:
     """What a persistence file held: its identity and a multiset of keyed line hashes, never
     the text. `hashes` is None when the snapshot budget was spent (every line counts new)."""
 
-    ident: tuple[int, int, int]  # inode, size, mtime_ns
+    ident: tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns (not the user's to set)
     hashes: array[int] | None  # sorted distinct 64-bit keyed hashes of the lines
     counts: array[int] | None  # how often each of them occurs
 
@@ -107,34 +107,40 @@ def encode(snap: Snapshot) -> list[object]:
 
 
 def decode(entry: list[object]) -> Snapshot:
-    ino, size, mtime, hashes, counts = entry
+    if len(entry) == 5:  # saved before the ctime was kept: never the same identity again
+        entry = [*entry[:3], -1, *entry[3:]]
+    ino, size, mtime, ctime, hashes, counts = entry
+    key = (int(ino), int(size), int(mtime), int(ctime))  # type: ignore[call-overload]
     if not isinstance(hashes, str) or not isinstance(counts, str):
-        return Snapshot((int(ino), int(size), int(mtime)), None, None)  # type: ignore[call-overload]
+        return Snapshot(key, None, None)
     h, c = array("Q"), array("I")
     h.frombytes(base64.b64decode(hashes))
     c.frombytes(base64.b64decode(counts))
-    return Snapshot((int(ino), int(size), int(mtime)), h, c)  # type: ignore[call-overload]
+    return Snapshot(key, h, c)
 
 
 def added_lines(
     old: Snapshot | None, new: list[bytes], hasher: LineHasher, limit: int = MAX_ADDED
-) -> list[str]:
-    """Lines of `new` that `old` did not have (as a multiset: a repeated line counts)."""
+) -> tuple[list[str], bool]:
+    """Lines of `new` that `old` did not have (as a multiset: a repeated line counts), at
+    most `limit`; and whether more were added than that."""
     used: Counter[int] = Counter()
     out = []
     for line in new:
         digest = hasher(line)
         if old is not None and used[digest] < old.count(digest):
             used[digest] += 1
+        elif len(out) >= limit:
+            return out, True
         else:
             out.append(line.decode("utf-8", "replace"))
-            if len(out) >= limit:
-                break
-    return out
+    return out, False
 
 
-def ident(st: os.stat_result) -> tuple[int, int, int]:
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
+def ident(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What says a file is unchanged: a user can keep its inode, size and mtime (an
+    in-place write, then utime) while rewriting it, but every write moves the ctime."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class Persistence:
@@ -385,10 +391,14 @@ class Persistence:
         old: Snapshot | None,
         new: tuple[Snapshot, list[bytes], str | None],
     ) -> None:
-        """Emit what a file gained since `old` (all of it if there was no `old`)."""
-        added = added_lines(old, new[1], self.hasher)
+        """Emit what a file gained since `old` (all of it if there was no `old`). A file
+        longer than SNAPSHOT_CAP or with more than MAX_ADDED new lines is `partial`: what
+        was not read or not carried may be what matters, so it is never taken as quiet."""
+        added, cut = added_lines(old, new[1], self.hasher)
+        size = new[0].ident[1]
+        partial = cut or size > SNAPSHOT_CAP
         if old is not None:
-            if not added:
+            if not added and not (partial and old.ident != new[0].ident):
                 return  # rewritten or shortened, nothing added
             kind = "modified"
         elif kind == "modified":
@@ -401,7 +411,8 @@ class Persistence:
                 role="persistence",
                 added=added,
                 sha256=new[2],
-                size=new[0].ident[1],
+                size=size,
+                partial=partial,
             )
         )
 

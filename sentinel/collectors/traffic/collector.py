@@ -17,7 +17,8 @@ import hashlib
 import logging
 import os
 import queue
-import select
+import resource
+import selectors
 import socket
 import struct
 import threading
@@ -46,6 +47,16 @@ GATHER = 0.05  # after a wakeup, let packets gather for this long: fewer, fuller
 OWNERLESS_WAIT = 0.5  # a copy seen where no socket owns it waits for the owned one
 MESSAGES_PER_FLOW = 4
 FLOWS_KEPT = 8192
+FDS_PER_WATCH = 32  # at most one watch (two sockets) per this many allowed open files
+
+
+def max_watches() -> int:
+    """Namespaces watched at most: a user who makes thousands (`unshare -rn`) must not
+    spend the descriptors that process discovery needs."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return max(2, (soft if soft != resource.RLIM_INFINITY else 1 << 20) // FDS_PER_WATCH)
+
+
 OWNERS_KEPT = 4096
 MISS_AGAIN = 1.0  # seconds before a socket no process held is looked for again
 SOL_PACKET, PACKET_STATISTICS = 263, 6
@@ -165,11 +176,11 @@ class TrafficCollector(Collector):
             self.changes.put((ns, None))
             self.ctx.names.forget(ns)
         self.failed &= found.keys()
-        unwatched = 0
-        for ns, pid in found.items():
+        cap, unwatched = min(self.cfg.max_namespaces, max_watches()), 0
+        for ns, pid in sorted(found.items(), key=lambda item: item[0] != ""):  # own ns first
             if ns in self.watched or ns in self.failed:
                 continue
-            if ns and len(self.watched) >= self.cfg.max_namespaces:
+            if ns and len(self.watched) >= cap:
                 unwatched += 1  # bounded: a namespace flood cannot exhaust the agent's fds
                 continue
             ns_file = f"{self.procfs}/{pid}/ns/net" if ns else None
@@ -188,8 +199,11 @@ class TrafficCollector(Collector):
         if "" not in self.watched:
             return
         if unwatched:
-            limit = self.cfg.max_namespaces
-            reason = f"namespaces beyond traffic.max_namespaces ({limit}) are not watched"
+            metrics.errors.labels("collector.traffic.namespace_cap").inc()
+            reason = (
+                f"namespaces beyond {cap} (traffic.max_namespaces, or one per "
+                f"{FDS_PER_WATCH} allowed open files) are not watched"
+            )
             self.report(False, reason, severity="medium", unwatched=unwatched)
         elif time.monotonic() - self.last_drop < DROP_HOLD:
             reason = "packets dropped: the capture fell behind (socket buffer full)"
@@ -201,7 +215,7 @@ class TrafficCollector(Collector):
 
     def capture(self) -> None:
         watches: dict[str, Watch] = {}
-        by_fd: dict[int, Watch] = {}
+        sel = selectors.DefaultSelector()  # epoll: no FD_SETSIZE limit as select() has
         last_stats = time.monotonic()
         try:
             while not self.stop.is_set():
@@ -209,16 +223,17 @@ class TrafficCollector(Collector):
                     ns, watch = self.changes.get()
                     old = watches.pop(ns, None)
                     if old is not None:
+                        sel.unregister(old.packets)
                         old.close()
                     if watch is not None:
                         watches[ns] = watch
-                    by_fd = {w.packets.fileno(): w for w in watches.values()}
-                if not by_fd:
+                        sel.register(watch.packets, selectors.EVENT_READ, watch)
+                if not watches:
                     self.stop.wait(POLL)
                     continue
-                ready, _, _ = select.select(list(by_fd), [], [], POLL)
-                for fd in ready:
-                    self.drain(by_fd[fd])
+                ready = sel.select(POLL)
+                for key, _ in ready:
+                    self.drain(key.data)
                 self.resolve()
                 self.flush(watches.values())
                 if time.monotonic() - last_stats > STATS_EVERY:
@@ -227,6 +242,7 @@ class TrafficCollector(Collector):
                 if ready:
                     self.stop.wait(GATHER)
         finally:
+            sel.close()
             for watch in watches.values():
                 watch.close()
 

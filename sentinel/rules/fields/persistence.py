@@ -76,6 +76,8 @@ def _strong(s: Subject) -> list[str]:
             found.append(f"library outside the system dirs ({odd[0]})")
     if place == "authorized_keys" and ROOT_SSH.search(path):
         found.append("key for root")
+    if s.obj.partial:
+        found.append("judged in part only: the file or what was added is past the read caps")
     return found
 
 
