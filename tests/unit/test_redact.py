@@ -74,7 +74,7 @@ def test_argv_redaction_keeps_pool_and_wallet() -> None:
     key = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n-----END OPENSSH PRIVATE KEY-----"
     wallet = "4" + "A" * 94
     argv = ["sh", "-c", f"echo '{key}' > k", "git", "https://bob:pw1234@git.example/r"]
-    argv += ["xmrig", "-o", "stratum+tcp://pool:3333", "-u", wallet, "--pass", "x"]
+    argv += ["xmrig", "-o", "stratum+tcp://pool.test:3333", "-u", wallet, "--pass", "x"]
     out = redact_argv(argv)
     assert body not in str(out) and "pw1234" not in str(out)
-    assert out[-7:] == ["xmrig", "-o", "stratum+tcp://pool:3333", "-u", wallet, "--pass", MARK]
+    assert out[-7:] == ["xmrig", "-o", "stratum+tcp://pool.test:3333", "-u", wallet, "--pass", MARK]

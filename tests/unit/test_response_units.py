@@ -126,12 +126,12 @@ def test_token_values_and_secret_options_redacted() -> None:
         "HELPER=<redacted>",
         "NOTE=see <redacted> here",
     ]
-    argv = ["xmrig", "-o", "stratum+tcp://pool:3333", "-u", "4Awallet", "--api-key", "k1"]
+    argv = ["xmrig", "-o", "stratum+tcp://pool.test:3333", "-u", "4Awallet", "--api-key", "k1"]
     argv += ["--password=hunter2", f"--header=Authorization: token {gh}", "-p", "x"]
     assert forensics.redact_argv(argv) == [
         "xmrig",
         "-o",
-        "stratum+tcp://pool:3333",
+        "stratum+tcp://pool.test:3333",
         "-u",
         "4Awallet",
         "--api-key",
