@@ -13,8 +13,10 @@ import signal
 import stat
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+from agent_harness import AgentRun
 from attacker import (
     NOBODY,
     SYSTEM_PYTHON,
@@ -44,24 +46,29 @@ time.sleep(60)
 """
 
 
+def seed_then_kill(agent: AgentRun, guard: Guard, cron: Path) -> None:
+    """A cron file of nobody's, seen and saved in the agent's snapshots; then SIGKILL."""
+    cron.write_text("# nobody's jobs\n")
+    os.chown(cron, 65534, 65534)
+    agent.wait_for(lambda r: (r["file"] or {}).get("path") == str(cron), timeout=10)
+    saved = agent.state / "files.state"
+    deadline = time.monotonic() + 15
+    while not saved.exists() or str(cron) not in saved.read_text():
+        assert time.monotonic() < deadline, "the agent never saved its snapshots"
+        time.sleep(0.2)
+    assert agent.proc is not None
+    os.kill(agent.proc.pid, signal.SIGKILL)
+    agent.proc.wait(10)
+    guard.stop()
+
+
 def test_changes_while_down_are_reported_after_restart(nobody: Nobody, procs: list) -> None:
     agent, guard = guarded_agent(nobody)
     cron = agent.etc / "cron.d" / "nobody"
     pidfile = nobody.home / "daemon.pid"
     daemon = 0
     try:
-        cron.write_text("# nobody's jobs\n")
-        os.chown(cron, 65534, 65534)
-        agent.wait_for(lambda r: (r["file"] or {}).get("path") == str(cron), timeout=10)
-        saved = agent.state / "files.state"
-        deadline = time.monotonic() + 15
-        while not saved.exists() or str(cron) not in saved.read_text():
-            assert time.monotonic() < deadline, "the agent never saved its snapshots"
-            time.sleep(0.2)
-        assert agent.proc is not None
-        os.kill(agent.proc.pid, signal.SIGKILL)
-        agent.proc.wait(10)
-        guard.stop()
+        seed_then_kill(agent, guard, cron)
         # while the agent is down
         nobody.run(
             "import sys; open(sys.argv[1], 'a').write('* * * * * /tmp/.x/kdevtmpfsi\\n')", str(cron)
@@ -139,18 +146,7 @@ def test_same_size_rewrite_with_old_mtime_while_down_is_reported(
     agent, guard = guarded_agent(nobody)
     cron = agent.etc / "cron.d" / "nobody2"
     try:
-        cron.write_text("# nobody's jobs\n")
-        os.chown(cron, 65534, 65534)
-        agent.wait_for(lambda r: (r["file"] or {}).get("path") == str(cron), timeout=10)
-        saved = agent.state / "files.state"
-        deadline = time.monotonic() + 15
-        while not saved.exists() or str(cron) not in saved.read_text():
-            assert time.monotonic() < deadline, "the agent never saved its snapshots"
-            time.sleep(0.2)
-        assert agent.proc is not None
-        os.kill(agent.proc.pid, signal.SIGKILL)
-        agent.proc.wait(10)
-        guard.stop()
+        seed_then_kill(agent, guard, cron)
         nobody.run(REWRITE_KEEP_MTIME, str(cron), "@reboot /tmp/.x")
         guard = Guard(nobody.base, "notify2.sock")
         guard.start(agent)
