@@ -54,6 +54,7 @@ UNREAD_LOUD = 3  # failed tries after which unread processes are an integrity fi
 RECONCILE = 6  # with netlink events, the sweep only reconciles: every 6 agent.intervals
 SWEEP_CHUNK = 128  # new pids read between two turns of the loop
 ROTATE = 6  # an idle process is sampled every 6th sample at most (see `rotation`)
+QUIET_SHARE = 0.25  # unexplained host CPU below this share of the load margin: idle ones wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +120,18 @@ def open_netlink() -> socket.socket:
     return sock
 
 
-def read_host_cpu(procfs: str) -> tuple[int, int, int]:
-    """(busy ticks, total ticks, cores) from the first lines of /proc/stat."""
+@dataclass(frozen=True, slots=True)
+class HostTicks:
+    """The host's CPU counters from /proc/stat, in clock ticks."""
+
+    busy: int  # everything but idle and iowait
+    total: int
+    tasks: int  # user, nice and system: the time processes (and kernel threads) ran
+    cores: int
+
+
+def read_host_cpu(procfs: str) -> HostTicks:
+    """The host's CPU counters from the first lines of /proc/stat."""
     with open(os.path.join(procfs, "stat"), "rb") as f:
         text = f.read(65536)
     lines = text.split(b"\n")
@@ -128,7 +139,7 @@ def read_host_cpu(procfs: str) -> tuple[int, int, int]:
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     cores = sum(1 for line in lines[1:] if line.startswith(b"cpu"))
     total = sum(fields)
-    return total - idle, total, max(cores, 1)
+    return HostTicks(total - idle, total, sum(fields[:3]), max(cores, 1))
 
 
 @register
@@ -155,9 +166,10 @@ class ProcsCollector(Collector):
         self.cpu_prev: dict[int, tuple[float, float]] = {}
         self.counted: dict[int, float] = {}
         self.reaped: dict[int, float] = {}  # parent pid -> counted CPU of children that ended
-        self.host_prev: tuple[int, int, int] | None = None
+        self.host_prev: HostTicks | None = None
         self.sampled_at = 0.0
         self.idle: set[int] = set()  # used no CPU at their last read: sampled in rotation
+        self.hunting = 0  # samples left of the rotation that unexplained host CPU started
         self.samples = 0
 
     async def run(self) -> None:
@@ -403,26 +415,69 @@ class ProcsCollector(Collector):
         load = self.ctx.config.load
         return max(1, min(ROTATE, int(load.sustain / max(load.sample_interval, 1e-3) / 2)))
 
+    def quiet_limit(self) -> float:
+        """Cores of host CPU that the processes read in a sample may leave unexplained
+        while the idle ones are still not read: a quarter of the smallest load a tree can
+        be reported for, so that no idle process can hide a load the detector would see."""
+        load = self.ctx.config.load
+        return QUIET_SHARE * min(load.margin, load.cpu_ceiling)
+
     def sample(self) -> None:
         """CPU seconds each process used since the last sample, plus what its reaped
         children used that no earlier sample counted (a compile's short-lived workers), and
         the host's busy fraction. Processes that used none are left out of ProcCpu.
 
         The cost does not grow with sleeping processes: one that used no CPU at its last
-        read is read again only every `rotation()` samples (each sample reads another
-        share of them); what it used since its last read counts in this sample, so the
-        CPU of every process is counted once."""
+        read (an idle one) is read only after the host ran more task time than the busy
+        processes account for (`quiet_limit`): then for a whole rotation of `rotation()`
+        samples, each of which reads another share of them; what it used since its last
+        read counts in this sample, so the CPU of every process is counted once."""
         now = time.time()
         span = now - self.sampled_at if self.sampled_at else 0.0
         cpu: dict[int, float] = {}
         reused: list[int] = []
         self.samples += 1
+        host = read_host_cpu(self.procfs)
+        prev_host, self.host_prev = self.host_prev, host
+        busy = [p for p in self.known if p not in self.idle]
+        read = self.read_cpu(busy, span, cpu, reused)
+        unexplained = (host.tasks - prev_host.tasks) / proctable.CLK_TCK - read if prev_host else 0
         turn = self.rotation()
-        for pid, proc in self.known.items():
-            if pid in self.idle and (pid + self.samples) % turn:
-                continue
-            st = proctable.stat_times(pid, self.procfs)
-            if st is None:
+        if not span or unexplained > self.quiet_limit() * span:
+            self.hunting = turn  # a whole rotation: every idle process is read once
+        if self.hunting:
+            self.hunting -= 1
+            due = [p for p in self.idle if not (p + self.samples) % turn]
+            self.read_cpu(due, span, cpu, reused)
+        else:
+            metrics.idle_samples_skipped.inc()
+        for pid in reused:
+            self.cpu_prev.pop(pid, None)
+            self.idle.discard(pid)
+            self.counted.pop(pid, None)
+            self.reaped.pop(pid, None)
+            cpu.pop(pid, None)
+            self.ctx.procs.forget(pid)
+            self.discover(pid, "sweep")
+        if span:
+            procs = {pid: self.known[pid] for pid in cpu if pid in self.known}
+            self.emit(ProcCpu(time=now, span=span, cpu=cpu, procs=procs))
+        self.sampled_at = now
+        if prev_host is not None and host.total > prev_host.total:
+            busy = (host.busy - prev_host.busy) / (host.total - prev_host.total)
+            self.emit(HostCpu(time=now, busy=min(max(busy, 0.0), 1.0), cores=host.cores))
+
+    def read_cpu(
+        self, pids: list[int], span: float, cpu: dict[int, float], reused: list[int]
+    ) -> float:
+        """Read the CPU of these processes into `cpu` (and pids now another process's into
+        `reused`); returns the task time they ran since their last read, children's
+        included, in seconds."""
+        total = 0.0
+        for pid in pids:
+            proc = self.known.get(pid)
+            st = proctable.stat_times(pid, self.procfs) if proc is not None else None
+            if st is None or proc is None:
                 continue
             times = st[:2]
             if not same_start(st[2], proc.start_time):
@@ -440,6 +495,7 @@ class ProcsCollector(Collector):
             if times[0] < prev[0] or times[1] < prev[1]:
                 reused.append(pid)  # the pid now belongs to another process
                 continue
+            total += times[0] - prev[0] + times[1] - prev[1]
             children = times[1] - prev[1] - self.reaped.pop(pid, 0.0)
             used = times[0] - prev[0] + max(children, 0.0)
             if used > 0:
@@ -449,20 +505,4 @@ class ProcsCollector(Collector):
                 self.counted[pid] = self.counted.get(pid, 0.0) + used
             else:
                 self.idle.add(pid)
-        for pid in reused:
-            self.cpu_prev.pop(pid, None)
-            self.idle.discard(pid)
-            self.counted.pop(pid, None)
-            self.reaped.pop(pid, None)
-            cpu.pop(pid, None)
-            self.ctx.procs.forget(pid)
-            self.discover(pid, "sweep")
-        if span:
-            procs = {pid: self.known[pid] for pid in cpu if pid in self.known}
-            self.emit(ProcCpu(time=now, span=span, cpu=cpu, procs=procs))
-        self.sampled_at = now
-        host = read_host_cpu(self.procfs)
-        prev_host, self.host_prev = self.host_prev, host
-        if prev_host is not None and host[1] > prev_host[1]:
-            busy = (host[0] - prev_host[0]) / (host[1] - prev_host[1])
-            self.emit(HostCpu(time=now, busy=min(max(busy, 0.0), 1.0), cores=host[2]))
+        return total

@@ -143,6 +143,11 @@ loop_slowest_step = Gauge(
     "Longest the event loop was held by one step since start (timer lateness)",
     registry=REGISTRY,
 )
+idle_samples_skipped = Counter(
+    "sentinel_idle_samples_skipped_total",
+    "CPU samples that did not read idle processes: the busy ones explained the host's CPU",
+    registry=REGISTRY,
+)
 loop_slow_steps = Counter(
     "sentinel_loop_slow_steps_total", "Event-loop steps over 50 ms", registry=REGISTRY
 )

@@ -293,3 +293,52 @@ async def test_zombies_are_not_rediscovered_by_the_sweep(procs: list[subprocess.
         await asyncio.sleep(1.0)  # five sweeps
         assert run.of(ProcExec, lambda e: e.proc.pid == maker.pid)
         assert not run.of(ProcExec, lambda e: e.proc.pid == zombie and e.source == "sweep")
+
+
+def write_tasks(root: Path, ticks: int) -> None:
+    """Host counters whose task time (user+nice+system) is `ticks`."""
+    (root / "stat").write_text(
+        f"cpu  {ticks} 0 0 100000 0 0 0 0 0 0\ncpu0 0 0 0 0\ncpu1 0 0 0 0\nbtime 1700000000\n"
+    )
+
+
+async def test_idle_processes_wait_while_the_busy_ones_explain_the_host(tmp_path: Path) -> None:
+    """A process that used no CPU is not read again while the host's task time is what the
+    busy processes used; once the host ran more than they did, it is read (in rotation)
+    and what it used in the meantime counts."""
+    root = tmp_path / "proc"
+    root.mkdir()
+    write_tasks(root, 1000)
+    write_proc(root, 42, "sleeper", ticks=100)
+    proctable.boot_time.cache_clear()
+    skipped = metrics.idle_samples_skipped._value.get
+    async with Running(ProcsCollector, cfg(interval=0.1, sample=0.2), str(root)) as run:
+        await run.wait(ProcExec, lambda e: e.proc.pid == 42)
+        before = skipped()
+        deadline = time.monotonic() + 10
+        while skipped() == before:  # the start's rotation is over: the sleeper is idle
+            assert time.monotonic() < deadline, "no sample skipped the idle processes"
+            await asyncio.sleep(0.05)
+        # its counters move, the host's do not: nothing can be burning, it is not read
+        write_proc(root, 42, "sleeper", ticks=100 + proctable.CLK_TCK)
+        before = skipped()
+        await asyncio.sleep(1.0)  # five samples
+        assert skipped() >= before + 3
+        assert not run.of(ProcCpu, lambda e: 42 in e.cpu)
+        # the host ran a second that no busy process explains: the idle ones are read
+        write_tasks(root, 1000 + proctable.CLK_TCK)
+        woke = await run.wait(ProcCpu, lambda e: 42 in e.cpu, timeout=10)
+        assert woke.cpu[42] == pytest.approx(1.0)
+    proctable.boot_time.cache_clear()
+
+
+async def test_a_sleeper_that_starts_burning_is_sampled(procs: list[subprocess.Popen]) -> None:
+    """Among idle processes the rotation skips, one that starts to burn is read again."""
+    late = "import time\ntime.sleep(2.0)\nwhile True: pass"
+    sleepers = [subprocess.Popen([sys.executable, "-c", SLEEP]) for _ in range(20)]
+    procs.extend(sleepers)
+    burner = subprocess.Popen([sys.executable, "-c", late, "cpuminer-late"])
+    procs.append(burner)
+    async with Running(ProcsCollector, cfg(netlink=False, sample=0.3)) as run:
+        ev = await run.wait(ProcCpu, lambda e: e.cpu.get(burner.pid, 0) > 0.1, timeout=20)
+        assert ev.procs[burner.pid].cmdline[-1] == "cpuminer-late"
