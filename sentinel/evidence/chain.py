@@ -34,9 +34,12 @@ def line_hash(line: bytes) -> str:
     return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
 
 
-def signed_bytes(host: str, seq: int, sha256: str, when: str) -> bytes:
-    """What a checkpoint signs: the line it covers (seq and hash), the host and the time."""
-    return f"sentinel-log-checkpoint/v1\n{host}\n{seq}\n{sha256}\n{when}".encode()
+def signed_bytes(host: str, seq: int, sha256: str, when: str, kept_from: int | None) -> bytes:
+    """What a checkpoint signs: the line it covers (seq and hash), the host, the time and
+    the first seq the log files still held (v2; v1 checkpoints have none)."""
+    if kept_from is None:
+        return f"sentinel-log-checkpoint/v1\n{host}\n{seq}\n{sha256}\n{when}".encode()
+    return f"sentinel-log-checkpoint/v2\n{host}\n{seq}\n{sha256}\n{when}\n{kept_from}".encode()
 
 
 def rotated(path: str) -> list[str]:
@@ -47,6 +50,17 @@ def rotated(path: str) -> list[str]:
         out.append(f"{path}.{n}")
         n += 1
     return out[::-1]
+
+
+def first_seq(path: str) -> int | None:
+    """The seq of a log file's first line, or None when it has no chained line."""
+    try:
+        with open(path, "rb") as f:
+            line = f.readline(TAIL_READ)
+        seq = json.loads(line).get("seq")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
 
 
 def last_line(path: str) -> bytes | None:
@@ -77,6 +91,8 @@ class Chain:
     prev: str = GENESIS
     since_checkpoint: int = 0
     last_checkpoint: float = field(default_factory=time.monotonic)
+    kept_from: int = 0  # the first seq the log files hold (rotation drops the oldest)
+    rotated: bool = False  # a rotation dropped lines: the next checkpoint is due at once
     listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
 
     def recover(self, path: str) -> None:
@@ -107,8 +123,10 @@ class Chain:
 
     def due(self, now: float | None = None) -> bool:
         """Whether a checkpoint should be written now (records since the last one, or time)."""
-        if self.key is None or not self.since_checkpoint:
+        if self.key is None or not (self.since_checkpoint or self.rotated):
             return False
+        if self.rotated:
+            return True
         if self.every_records and self.since_checkpoint >= self.every_records:
             return True
         now = time.monotonic() if now is None else now
@@ -119,8 +137,9 @@ class Chain:
         assert self.key is not None
         when = rfc3339(time.time())
         covered = self.seq - 1
-        sig = self.key.sign(signed_bytes(self.host, covered, self.prev, when))
+        sig = self.key.sign(signed_bytes(self.host, covered, self.prev, when, self.kept_from))
         self.since_checkpoint = 0
+        self.rotated = False
         self.last_checkpoint = time.monotonic()
         return {
             "id": f"checkpoint-{covered}",
@@ -128,6 +147,7 @@ class Chain:
             "time": when,
             "host": self.host,
             "covers": {"seq": covered, "sha256": self.prev},
+            "kept_from": self.kept_from,
             "key_id": keys.key_id(self.key),
             "sig": keys.b64(sig),
         }
@@ -137,8 +157,13 @@ def check_signature(record: dict[str, Any], pub: Ed25519PublicKey) -> bool:
     """Whether a checkpoint record's signature is valid under `pub`."""
     try:
         covers = record["covers"]
+        kept = record.get("kept_from")
         msg = signed_bytes(
-            str(record["host"]), int(covers["seq"]), str(covers["sha256"]), str(record["time"])
+            str(record["host"]),
+            int(covers["seq"]),
+            str(covers["sha256"]),
+            str(record["time"]),
+            None if kept is None else int(kept),
         )
         pub.verify(base64.b64decode(record["sig"], validate=True), msg)
     except (KeyError, TypeError, ValueError, InvalidSignature):
@@ -198,6 +223,8 @@ def verify(paths: list[str], pub: Ed25519PublicKey | None) -> Report:
     """Check the chain over `paths` (oldest first) and every checkpoint; the first bad line."""
     report = Report(files=paths)
     prev_line: Line | None = None
+    first: Line | None = None
+    kept: tuple[int, int] | None = None  # (seq of the last checkpoint, the kept_from it signed)
     for cur in read_lines(paths):
         report.lines += 1
         problem = _check(prev_line, cur, pub)
@@ -209,7 +236,17 @@ def verify(paths: list[str], pub: Ed25519PublicKey | None) -> Report:
         if cur.record.get("type") == CHECKPOINT:
             report.checkpoints += 1
             report.last_checkpoint_seq = cur.record["seq"]
+            if isinstance(cur.record.get("kept_from"), int):
+                kept = (cur.record["seq"], cur.record["kept_from"])
+        first = first or cur
         prev_line = cur
+    if first is not None and first.record is not None and kept and first.record["seq"] > kept[1]:
+        report.problem = Problem(
+            first.path,
+            first.number,
+            f"history removed: the checkpoint at seq {kept[0]} says the log kept seq "
+            f"{kept[1]} onwards, but it starts at seq {first.record['seq']}",
+        )
     return report
 
 

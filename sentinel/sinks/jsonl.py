@@ -16,8 +16,7 @@ from typing import Any
 from sentinel.core.config import SinkConfig
 from sentinel.core.context import Context
 from sentinel.core.model import Finding
-from sentinel.evidence import keys
-from sentinel.evidence.chain import Chain
+from sentinel.evidence import chain, keys
 from sentinel.ops import metrics
 from sentinel.sinks import Sink, register
 
@@ -32,14 +31,15 @@ class JsonlSink(Sink):
         self.max_bytes = ctx.config.log.max_bytes
         self.backups = ctx.config.log.backups
         self.fd = -1
+        self.firsts: list[int] = []  # the first seq of each log file kept, oldest first
         ev = ctx.config.evidence
-        self.chain = Chain(None, ev.checkpoint_every, ev.checkpoint_seconds)
+        self.chain = chain.Chain(None, ev.checkpoint_every, ev.checkpoint_seconds)
 
     async def start(self) -> None:
         self.chain.key = keys.load_or_create(self.ctx.config.agent.state_dir)
         self._open()
 
-    def _open(self) -> None:
+    def _open(self, rotating: bool = False) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
         flags = (
             os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -56,6 +56,11 @@ class JsonlSink(Sink):
         os.fchmod(fd, 0o600)
         self.fd = fd
         self.chain.recover(self.path)  # a restart, a reload or a rotation continues the chain
+        if not rotating:  # what the files hold now; from here on, what this sink wrote
+            *older, current = (chain.first_seq(f) for f in chain.rotated(self.path))
+            self.firsts = [seq for seq in older if seq is not None]
+            self.firsts.append(self.chain.seq if current is None else current)
+        self.chain.kept_from = self.firsts[0]
 
     def submit(self, finding: Finding) -> None:
         self._write(self.record(finding))
@@ -108,7 +113,12 @@ class JsonlSink(Sink):
             os.replace(self.path, f"{self.path}.1")
         else:
             os.unlink(self.path)
-        self._open()
+        # the oldest file is gone: say so in a checkpoint, which names the first seq kept
+        # by the count of files this sink wrote, not by what is on disk (someone may have
+        # removed more), so that removing the head of the log cannot pass for a rotation
+        self.firsts = (self.firsts[-self.backups :] if self.backups > 0 else []) + [self.chain.seq]
+        self.chain.rotated = True
+        self._open(rotating=True)
 
     async def close(self) -> None:
         if self.fd >= 0:

@@ -48,7 +48,9 @@ def test_intact_log_across_rotations_verifies(tmp_path: Path, capsys) -> None:
     first_of_newer = json.loads(Path(files[1]).read_bytes().splitlines()[0])
     assert first_of_newer["prev"] == chain.line_hash(Path(files[0]).read_bytes().splitlines()[-1])
     assert _verify(cfgfile) == 0
-    assert "OK: 30 lines" in capsys.readouterr().out
+    cps = sum(b'"type": "checkpoint"' in x for f in files for x in _lines(Path(f)))
+    assert cps == len(files) - 1  # one right after each rotation
+    assert f"OK: {30 + cps} lines" in capsys.readouterr().out
 
 
 def test_restart_continues_the_chain(tmp_path: Path) -> None:
@@ -114,6 +116,51 @@ def test_removed_first_line_of_rotated_file_is_named(tmp_path: Path, capsys) -> 
     newer = Path(chain.rotated(str(log))[2])
     newer.write_bytes(b"".join(_lines(newer)[1:]))
     assert f"{newer}:1: seq" in _tampered(capsys, cfgfile)
+
+
+def test_rotation_that_drops_old_files_verifies(tmp_path: Path, capsys) -> None:
+    log, cfgfile = _write_log(tmp_path, 60, "[log]\nmax_bytes = 1500\nbackups = 2\n")
+    files = chain.rotated(str(log))
+    assert len(files) == 3 and json.loads(_lines(Path(files[0]))[0])["seq"] > 0
+    assert _verify(cfgfile) == 0
+    assert "OK:" in capsys.readouterr().out
+
+
+def test_removed_head_of_the_log_is_named(tmp_path: Path, capsys) -> None:
+    """The oldest file removed (or its first lines): no rotation said so, a checkpoint
+    signed after the last rotation still names the first seq the log kept."""
+    log, cfgfile = _write_log(tmp_path, 60, "[log]\nmax_bytes = 1500\nbackups = 4\n")
+    files = [Path(f) for f in chain.rotated(str(log))]
+    assert _verify(cfgfile) == 0
+    capsys.readouterr()
+    files[0].unlink()
+    out = _tampered(capsys, cfgfile)
+    assert f"{files[1]}:1: history removed" in out
+    (tmp_path / "b").mkdir()
+    log, cfgfile = _write_log(tmp_path / "b", 60, "[log]\nmax_bytes = 1500\nbackups = 4\n")
+    oldest = Path(chain.rotated(str(log))[0])
+    oldest.write_bytes(b"".join(_lines(oldest)[2:]))
+    assert f"{oldest}:1: history removed" in _tampered(capsys, cfgfile)
+
+
+def test_rotating_after_the_head_was_removed_cannot_launder_it(tmp_path: Path, capsys) -> None:
+    """The agent counts the files it rotated itself: after the head is removed behind its
+    back, its next rotation's checkpoint still names the lines it had kept."""
+    extra = "[log]\nmax_bytes = 1500\nbackups = 20\n"
+    cfgfile = tmp_path / "sentinel.toml"
+    cfgfile.write_text(f"[agent]\nstate_dir='{tmp_path}'\n{extra}")
+    cfg = config.load(cfgfile)
+    sink = JsonlSink(SinkConfig(type="jsonl"), Context(cfg, intel.load()))
+    asyncio.run(sink.start())
+    for i in range(25):
+        sink.submit(Finding(f"t.r{i}", Category.MINER, Severity.HIGH, f"finding {i}", "t"))
+    files = chain.rotated(cfg.alert_log)
+    assert len(files) >= 3
+    Path(files[0]).unlink()  # behind the running sink's back
+    for i in range(10):  # more rotations, each with its checkpoint
+        sink.submit(Finding(f"t.s{i}", Category.MINER, Severity.HIGH, f"later {i}", "t"))
+    asyncio.run(sink.close())
+    assert "history removed" in _tampered(capsys, cfgfile)
 
 
 def test_checkpoint_verifies_with_the_public_key_and_not_another(tmp_path: Path, capsys) -> None:
