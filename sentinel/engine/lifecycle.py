@@ -102,7 +102,7 @@ class Engine:
         self.cfg, self.ctx, self.detectors, self.routes = cfg, ctx, dets, routes
         self.incidents.cfg = cfg.engine
         self.sinks, self.collectors = new_sinks, cols
-        self.evidence = Hub(ctx, new_sinks, getattr(self, "evidence", None))
+        self.evidence = Hub(ctx, new_sinks, getattr(self, "evidence", None), self.emit)
 
     # event intake (any thread)
     def emit(self, event: Event) -> bool:

@@ -14,7 +14,16 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from sentinel.core.events import Event, FileAccess, FileChange, NetConn, ProcExec, ProcExit, Tick
+from sentinel.core.events import (
+    CollectorState,
+    Event,
+    FileAccess,
+    FileChange,
+    NetConn,
+    ProcExec,
+    ProcExit,
+    Tick,
+)
 from sentinel.core.model import Finding
 from sentinel.evidence import drillmark
 from sentinel.evidence.recorder import Recorder, Row, cap_argv, db_path
@@ -23,6 +32,8 @@ from sentinel.rules import redact
 from sentinel.sinks.jsonl import JsonlSink
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sentinel.core.context import Context
     from sentinel.sinks import Sink
 
@@ -36,6 +47,7 @@ MAX_CHILDREN = 1024  # children remembered per parent (a fork storm keeps the ne
 MAX_SUBTREE = 256  # pids gathered for one finding
 FILES = -1  # the ring of file changes, which carry no pid
 ROOTS = frozenset({0, 1, 2})  # init and kthreadd: a tree starts below them
+LOSS_HOLD = 600.0  # seconds the recorder stays degraded after it last lost rows
 
 
 def row_of(event: Event) -> Row | None:
@@ -101,8 +113,17 @@ def compact(row: Row) -> dict[str, Any]:
 
 
 class Hub:
-    def __init__(self, ctx: Context, sinks: list[Sink], previous: Hub | None = None) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        sinks: list[Sink],
+        previous: Hub | None = None,
+        emit: Callable[[Event], object] | None = None,
+    ) -> None:
         self.ctx = ctx
+        self.emit = emit
+        self.losses = (0, 0)  # the recorder's (lost, evicted) counts last reported
+        self.lost_at = 0.0  # when the recorder last lost rows (monotonic)
         ev = ctx.config.evidence
         self.db = db_path(ctx.config.agent.state_dir)
         self.wanted = ev.recorder
@@ -110,6 +131,7 @@ class Hub:
         if previous is not None:
             if ev.recorder and previous.recorder is not None and previous.recorder.path == self.db:
                 self.recorder, previous.recorder = previous.recorder, None
+                self.losses, self.lost_at = previous.losses, previous.lost_at
             previous.close()
         # per pid, the last RECENT rows (FILES: file changes, which carry no pid); lists,
         # not deques: most pids have one row, and a deque alone takes 760 bytes
@@ -135,6 +157,7 @@ class Hub:
             now = time.monotonic()
             for sink in self.logs:
                 sink.tick(now)
+            self._report_losses(now)
             return
         if not self.wanted:
             return  # recorder off: no store and no rings (findings carry no `recent`)
@@ -146,6 +169,33 @@ class Hub:
             self.recorder = Recorder(self.db, ev.recorder_max_bytes, ev.recorder_max_days)
         self.recorder.put(row)
         self._ring(row)
+
+    def _report_losses(self, now: float) -> None:
+        """Rows the recorder lost (a full queue) or cut short of max_days (the byte budget)
+        degrade it, as a medium integrity finding, until LOSS_HOLD passes without more."""
+        rec = self.recorder
+        if rec is None or self.emit is None:
+            return
+        losses = (rec.lost, rec.evicted)
+        if losses != self.losses:
+            lost, evicted = (a - b for a, b in zip(losses, self.losses, strict=True))
+            self.losses, self.lost_at = losses, now
+            days = self.ctx.config.evidence.recorder_max_days
+            why = [f"{lost} events not recorded (queue full)"] if lost else []
+            if evicted:
+                why.append(f"{evicted} events younger than {days:g} days evicted for space")
+            self._state(False, "; ".join(why), lost=lost, evicted=evicted, severity="medium")
+        elif self.lost_at and now - self.lost_at > LOSS_HOLD:
+            self.lost_at = 0.0
+            self._state(True)
+
+    def _state(self, ok: bool, reason: str = "", **detail: object) -> None:
+        assert self.emit is not None
+        self.emit(
+            CollectorState(
+                time=time.time(), collector="recorder", ok=ok, reason=reason, detail=dict(detail)
+            )
+        )
 
     def _ring(self, row: Row) -> None:
         key = FILES if row.pid is None else row.pid

@@ -110,6 +110,8 @@ class Recorder:
         self.db = connect(path)
         self.written = 0
         self.batches = 0
+        self.lost = 0  # rows dropped because the queue was full
+        self.evicted = 0  # rows younger than max_days removed to stay under max_bytes
         self._next_budget = 0.0
         self.thread = threading.Thread(target=self._run, name="sentinel-recorder", daemon=True)
         self.thread.start()
@@ -118,6 +120,7 @@ class Recorder:
         """Queue one row; never blocks (a full queue drops and counts)."""
         if self.queue.qsize() >= QUEUE_MAX:
             metrics.events_dropped.labels("recorder").inc()
+            self.lost += 1
             return
         self.queue.put(row)
 
@@ -187,7 +190,7 @@ class Recorder:
         if now < self._next_budget:
             return
         self._next_budget = now + BUDGET_EVERY
-        enforce_budget(self.db, self.max_bytes, self.max_days)
+        self.evicted += enforce_budget(self.db, self.max_bytes, self.max_days)[1]
 
 
 def used_bytes(db: sqlite3.Connection) -> int:
@@ -197,9 +200,10 @@ def used_bytes(db: sqlite3.Connection) -> int:
     return int(page * (pages - free))
 
 
-def enforce_budget(db: sqlite3.Connection, max_bytes: int, max_days: float) -> int:
-    """Drop rows older than max_days, then the oldest tenth until under max_bytes."""
-    dropped = 0
+def enforce_budget(db: sqlite3.Connection, max_bytes: int, max_days: float) -> tuple[int, int]:
+    """Drop rows older than max_days, then the oldest tenth until under max_bytes; (rows
+    dropped, of which younger than max_days: history the byte budget cut short)."""
+    dropped = young = 0
     with db:
         if max_days:
             cur = db.execute("DELETE FROM events WHERE time < ?", (time.time() - max_days * 86400,))
@@ -216,10 +220,11 @@ def enforce_budget(db: sqlite3.Connection, max_bytes: int, max_days: float) -> i
             else:
                 cur = db.execute("DELETE FROM events WHERE id < ?", (cut[0],))
             dropped += cur.rowcount
+            young += cur.rowcount
     if dropped:
         db.execute("PRAGMA incremental_vacuum")
         metrics.events_dropped.labels("recorder.budget").inc(dropped)
-    return dropped
+    return dropped, young
 
 
 def query(

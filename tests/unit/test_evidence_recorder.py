@@ -7,11 +7,13 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
 from fakes import context, proc
 
-from sentinel.core.events import FileChange, ProcExec, ProcExit
+from sentinel.core.events import CollectorState, FileChange, ProcExec, ProcExit, Tick
 from sentinel.core.model import Ancestor, Category, FileFacts, Finding, Severity
 from sentinel.evidence import drillmark, recorder
+from sentinel.evidence import hub as hub_mod
 from sentinel.evidence.hub import RECENT, Hub
 
 
@@ -70,12 +72,42 @@ def test_budget_drops_the_oldest_first(tmp_path: Path) -> None:
                 for i in range(5000)
             ],
         )
-    assert recorder.enforce_budget(db, 0, 7.0) == 10
+    assert recorder.enforce_budget(db, 0, 7.0) == (10, 0)  # by age: nothing cut short
     before = recorder.used_bytes(db)
-    recorder.enforce_budget(db, before // 2, 0)
+    dropped, young = recorder.enforce_budget(db, before // 2, 7.0)
+    assert dropped == young > 0  # by space: each of them younger than the 7 days kept
     assert recorder.used_bytes(db) <= before // 2
     oldest = db.execute("SELECT min(pid), max(pid) FROM events").fetchone()
     assert oldest[0] > 10 and oldest[1] == 4999
+
+
+def test_lost_and_evicted_rows_degrade_the_recorder_then_it_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows evicted by the byte budget before max_days, or lost to a full queue, are a
+    medium integrity state (the history is shorter than configured), ok again later."""
+    ctx = context(f"[agent]\nstate_dir = '{tmp_path}'\n[evidence]\nrecorder_max_bytes = 65536\n")
+    states: list[CollectorState] = []
+    hub = Hub(ctx, [], emit=states.append)
+    hub.handle(Tick(time.time()))
+    assert not states  # nothing recorded, nothing lost
+    for i in range(2000):  # 4 KiB of argv each: far past the 64 KiB budget
+        hub.handle(ProcExec(time.time(), proc(pid=1000 + i, ppid=1, cmdline=["x" * 4096])))
+    assert hub.flush(30)
+    hub.handle(Tick(time.time()))
+    assert len(states) == 1 and not states[0].ok and states[0].collector == "recorder"
+    assert states[0].detail["severity"] == "medium" and states[0].detail["evicted"] > 0
+    assert "younger than 7 days evicted for space" in states[0].reason
+    hub.handle(Tick(time.time()))
+    assert len(states) == 1  # said once
+    monkeypatch.setattr(recorder, "QUEUE_MAX", 0)  # the writer is behind: the queue is full
+    hub.handle(ProcExec(time.time(), proc(pid=5000, ppid=1)))
+    hub.handle(Tick(time.time()))
+    assert states[-1].detail["lost"] == 1 and "not recorded (queue full)" in states[-1].reason
+    hub.lost_at -= hub_mod.LOSS_HOLD + 1
+    hub.handle(Tick(time.time()))
+    assert states[-1].ok
+    hub.close()
 
 
 def test_argv_is_capped() -> None:
