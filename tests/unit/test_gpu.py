@@ -226,7 +226,7 @@ async def run_engine(
         await asyncio.sleep(settle)
     finally:
         engine.stop()
-        assert await asyncio.wait_for(task, 5) == 0
+        assert await asyncio.wait_for(task, 15) == 0  # a bound, not a speed: CI is loaded
     return rec.got
 
 
