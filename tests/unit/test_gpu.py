@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import pwd
 import subprocess
 import sys
 import time
@@ -230,6 +232,7 @@ async def run_engine(
     return rec.got
 
 
+JOB = {"exe": os.path.realpath(sys.executable), "user": pwd.getpwuid(os.getuid()).pw_name}
 AGENT = """
 [agent]
 state_dir = '{tmp}'
@@ -242,7 +245,9 @@ sustain = 1.0
 grace = 0.3
 [[runbook.jobs]]
 name = "training"
-cmdline = 'train\\.py'
+exe = "{exe}"
+user = "{user}"
+cmdline = '.*train\\.py'
 """
 
 
@@ -265,7 +270,7 @@ async def test_gpu_only_miner_caught_training_job_explained(tmp_path, procs, mon
             }
         ],
     }
-    cfg = gpu_config(tmp_path, script, AGENT.format(tmp=tmp_path))
+    cfg = gpu_config(tmp_path, script, AGENT.format(tmp=tmp_path, **JOB))
     rules = {"gpu.process", "gpu.device_util"}
     got = await run_engine(cfg, monkeypatch, lambda g: rules <= {f.rule for f in g}, settle=0.5)
     by_rule = {f.rule: f for f in got}
@@ -283,7 +288,7 @@ async def test_gpu_only_miner_caught_training_job_explained(tmp_path, procs, mon
 
 async def test_engine_states_gpu_trouble_with_severity(tmp_path, monkeypatch) -> None:
     script = {"init_error": "NVML Shared Library Not Found"}
-    cfg = gpu_config(tmp_path, script, AGENT.format(tmp=tmp_path))
+    cfg = gpu_config(tmp_path, script, AGENT.format(tmp=tmp_path, **JOB))
     (info,) = await run_engine(cfg, monkeypatch, lambda g: bool(g))
     assert (info.rule, info.severity) == ("integrity.collector_off", Severity.INFO)
     assert info.evidence["reason"] == "NVML unavailable: NVML Shared Library Not Found"
@@ -294,7 +299,7 @@ async def test_engine_states_gpu_trouble_with_severity(tmp_path, monkeypatch) ->
         "failures": [{"at": 2, "device": 0, "error": "lost"}],
     }
     # a fresh state dir: the same one again would be a restart (integrity.agent_restarted)
-    cfg = gpu_config(tmp_path, script, AGENT.format(tmp=tmp_path / "second"))
+    cfg = gpu_config(tmp_path, script, AGENT.format(tmp=tmp_path / "second", **JOB))
     (lost,) = await run_engine(cfg, monkeypatch, lambda g: bool(g), settle=0.3)
     assert lost.severity == Severity.LOW
     assert lost.summary.startswith("collector gpu degraded: GPU 0 (GPU-fake-0) lost: fake lost")

@@ -13,8 +13,9 @@ root, and a compile's many short-lived children sum into the shell's tree. A fin
 names the deepest process whose subtree carries over half the tree's recent (decayed)
 load: the miner itself, or the make of a compile, with its share, the tree's root and its
 top processes. Runbook
-explanation is per process (the process or an ancestor matches a job of that kind), so a
-miner started beside a declared job, not under it, is still counted. The agent's own pid
+explanation is per process (the process, or an ancestor running the same executable,
+matches a job of that kind: core/runbook.py), so a miner started beside or under a
+declared job is still counted. The agent's own pid
 is left out.
 
 Detection. A series is in a run while it is above min(baseline threshold, ceiling); dips
@@ -133,14 +134,12 @@ class LoadDetector(Detector):
         if proc is None:  # not readable in /proc (gone, or hidden from this namespace)
             return _Facts(("pid", pid), (pid, ""), None, None)
         root = tree_root(proc)
-        chain = [proc]
-        for a in proc.ancestors:
-            p = procs.get(a.pid) or self.ctx.procs.lookup(a.pid)
-            if p is not None:
-                chain.append(p)
+        lineage = [
+            p for a in proc.ancestors if (p := procs.get(a.pid) or self.ctx.procs.lookup(a.pid))
+        ]
         rb = self.ctx.runbook
-        cpu = next((j for p in chain if (j := rb.explains(p, None, "cpu"))), None)
-        gpu = next((j for p in chain if (j := rb.explains(p, None, "gpu"))), None)
+        cpu = rb.explains_in(proc, lineage, "cpu")
+        gpu = rb.explains_in(proc, lineage, "gpu")
         return _Facts(("tree", *root), root, cpu, gpu)
 
     def _lookup(self, pid: int, procs: dict[int, Proc]) -> Proc | None:
