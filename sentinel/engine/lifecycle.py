@@ -363,13 +363,16 @@ class Engine:
                 self.publish(item)
 
     def publish(self, finding: Finding) -> bool:
-        """Dedup, fold incidents, then hand to every sink that wants it. True if sent."""
+        """Dedup, fold incidents, then hand to every sink that wants it. True if sent; a
+        folded finding still goes to the log sinks (jsonl, stdout), marked with its incident."""
+        if self.cfg.agent.hostname:
+            finding.host = self.cfg.agent.hostname
         reason = self.incidents.suppress_reason(finding, time.time())
         if reason:
             metrics.suppressed.labels(reason).inc()
+            if reason == "incident":
+                self._fan_out(finding, lambda s, f: None if s.notifies else s.submit(f))
             return False
-        if self.cfg.agent.hostname:
-            finding.host = self.cfg.agent.hostname
         self.incidents.sent(finding)
         metrics.findings.labels(str(finding.category), str(finding.severity)).inc()
         self.evidence.annotate(finding)
