@@ -365,6 +365,9 @@ class Engine:
     def publish(self, finding: Finding) -> bool:
         """Dedup, fold incidents, then hand to every sink that wants it. True if sent; a
         folded finding still goes to the log sinks (jsonl, stdout), marked with its incident."""
+        if finding.process is not None and self.ctx.own.owns(finding.process):
+            metrics.suppressed.labels("own").inc()  # the agent and the helpers it runs
+            return False
         if self.cfg.agent.hostname:
             finding.host = self.cfg.agent.hostname
         reason = self.incidents.suppress_reason(finding, time.time())

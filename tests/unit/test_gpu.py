@@ -8,10 +8,11 @@ import contextlib
 import json
 import os
 import pwd
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,38 @@ def idle_process(procs: list[subprocess.Popen], tmp_path: Path, name: str) -> in
     p = subprocess.Popen([sys.executable, str(path)])
     procs.append(p)
     return p.pid
+
+
+DETACH = (
+    "import subprocess as s, sys; n = s.DEVNULL\n"
+    "print(s.Popen(sys.argv[1:], stdin=n, stdout=n, stderr=n).pid)"
+)
+
+
+@pytest.fixture
+def detached() -> Iterator[list[int]]:
+    """Pids of processes started away from this test process (their parent exits at once):
+    an engine run in here never judges its own descendants. Killed by pid afterwards."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def detached_idle(pids: list[int], tmp_path: Path, name: str) -> int:
+    """As idle_process, reparented away from this test process."""
+    path = tmp_path / name
+    path.write_text("import time\ntime.sleep(60)\n")
+    out = subprocess.run(
+        [sys.executable, "-c", DETACH, sys.executable, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    pids.append(int(out.stdout))
+    return pids[-1]
 
 
 async def run_collector(
@@ -251,9 +284,11 @@ cmdline = '.*train\\.py'
 """
 
 
-async def test_gpu_only_miner_caught_training_job_explained(tmp_path, procs, monkeypatch) -> None:
-    miner = idle_process(procs, tmp_path, "t-rex-gpu.py")  # GPU load only, no CPU at all
-    trainer = idle_process(procs, tmp_path, "train.py")
+async def test_gpu_only_miner_caught_training_job_explained(
+    tmp_path, detached, monkeypatch
+) -> None:
+    miner = detached_idle(detached, tmp_path, "t-rex-gpu.py")  # GPU load only, no CPU at all
+    trainer = detached_idle(detached, tmp_path, "train.py")
     script = {
         "devices": [{"uuid": "GPU-fake-0"}, {"uuid": "GPU-fake-1"}, {"uuid": "GPU-fake-2"}],
         "steps": [
