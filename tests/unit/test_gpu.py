@@ -8,15 +8,15 @@ import contextlib
 import json
 import os
 import pwd
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from detach import detach
 
 from sentinel import collectors, detectors
 from sentinel.collectors.gpu.backend import FakeBackend, GpuUnavailable, NvmlBackend
@@ -50,35 +50,12 @@ def idle_process(procs: list[subprocess.Popen], tmp_path: Path, name: str) -> in
     return p.pid
 
 
-DETACH = (
-    "import subprocess as s, sys; n = s.DEVNULL\n"
-    "print(s.Popen(sys.argv[1:], stdin=n, stdout=n, stderr=n).pid)"
-)
-
-
-@pytest.fixture
-def detached() -> Iterator[list[int]]:
-    """Pids of processes started away from this test process (their parent exits at once):
-    an engine run in here never judges its own descendants. Killed by pid afterwards."""
-    pids: list[int] = []
-    yield pids
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
 def detached_idle(pids: list[int], tmp_path: Path, name: str) -> int:
-    """As idle_process, reparented away from this test process."""
+    """As idle_process, but re-parented away from this test process: an engine run in
+    here never judges its own descendants."""
     path = tmp_path / name
     path.write_text("import time\ntime.sleep(60)\n")
-    out = subprocess.run(
-        [sys.executable, "-c", DETACH, sys.executable, str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    pids.append(int(out.stdout))
+    pids.append(detach([sys.executable, str(path)]))
     return pids[-1]
 
 

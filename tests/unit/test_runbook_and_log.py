@@ -56,6 +56,11 @@ def test_runbook_matches_process_or_same_exe_ancestor_and_kind() -> None:
     gone = proc(18, ["python3", "train.py"])
     gone.exe_deleted = True
     assert rb.explains(gone, table) is None
+    # however broad the exe glob, a descendant is explained only running its job's exe
+    broad = Runbook([RunbookJob(name="any", exe="*", user="ml", cmdline=r".*train\.py( .*)?")])
+    assert broad.explains(worker, table) == "any"
+    shell = proc(20, ["sh", "-c", "./x"], 10, anc=[Ancestor(10, "python3", "")])
+    assert broad.explains(shell, table) is None
     unit = proc(19, ["svcd"], user="svc", exe="/opt/svc/bin/svcd")
     assert rb.explains(unit, table) is None  # not in its unit
     unit.cgroup = "/system.slice/svc.service"
