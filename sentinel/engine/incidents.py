@@ -52,18 +52,19 @@ class Incident:
     root: Finding
     kind: tuple[Any, ...]
     opened: float
+    pid: int  # the notified finding's process
     count: int = 0
 
-    def covers(self, f: Finding, kind: tuple[Any, ...], now: float, window: float) -> bool:
+    def covers(
+        self, f: Finding, pid: int, kind: tuple[Any, ...], now: float, window: float
+    ) -> bool:
+        """Whether the finding about process `pid` folds here; a changed finding about the
+        incident's own process is news, not a fold."""
         return (
             now - self.opened < window
             and kind == self.kind
             and f.severity <= self.root.severity
-            and (
-                f.process is None
-                or self.root.process is None
-                or f.process.pid != self.root.process.pid
-            )
+            and pid != self.pid
         )
 
     def fold(self, f: Finding) -> None:
@@ -119,11 +120,11 @@ class Incidents:
         candidates = [self.of_pid.get(a.pid, {}).get(f.rule) for a in f.process.ancestors]
         candidates.append(self.groups.get(group))
         for inc in candidates:
-            if inc is not None and inc.covers(f, kind, now, window):
+            if inc is not None and inc.covers(f, f.process.pid, kind, now, window):
                 inc.fold(f)
                 self.of_pid[f.process.pid][f.rule] = inc
                 return "incident"
-        inc = Incident(f, kind, now)
+        inc = Incident(f, kind, now, f.process.pid)
         self.of_pid[f.process.pid][f.rule] = inc
         self.groups[group] = inc
         return ""
