@@ -28,6 +28,17 @@ def procs() -> Iterator[list[subprocess.Popen]]:
             p.wait(timeout=10)
 
 
+@pytest.fixture
+def detached() -> Iterator[list[int]]:
+    """Pids of detached processes a test started (support/detach.py); each is killed by its
+    pid afterwards."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-golden",

@@ -49,6 +49,7 @@ BATCH_CHARS = 16 * 1024 * 1024  # argv read per wake-up: huge command lines wait
 FORK_GRACE = 1.0  # a child that has not exec'd after this long is reported as it is
 ACK_TIMEOUT = 0.5
 START_CLOCK_SLACK = 1.0  # procfs start times use a whole-second boot time: up to 1 s early
+CLAMP_SLACK = 2 / proctable.CLK_TCK  # two reads, each rounded to a clock tick
 RETRY_DELAY = 0.5  # seconds before a /proc read that ran out of a resource is tried again
 UNREAD_LOUD = 3  # failed tries after which unread processes are an integrity finding
 RECONCILE = 6  # with netlink events, the sweep only reconciles: every 6 agent.intervals
@@ -161,11 +162,15 @@ class ProcsCollector(Collector):
         self.read_chars = 0  # argv characters read since the last netlink wake-up
         self.sock: socket.socket | None = None
         self.wake = asyncio.Event()
-        # per pid: (own CPU, reaped children's CPU) at the last sample, and the CPU already
-        # counted for it (own and children), so a reaped child's time lands on its parent once
-        self.cpu_prev: dict[int, tuple[float, float]] = {}
+        # per pid: (own CPU, reaped children's CPU, when read) at its last read, and the
+        # CPU already counted for it (own and children)
+        self.cpu_prev: dict[int, tuple[float, float, float]] = {}
         self.counted: dict[int, float] = {}
-        self.reaped: dict[int, float] = {}  # parent pid -> counted CPU of children that ended
+        self.parent: dict[int, int] = {}  # ppid at the last read (orphans are re-parented)
+        # parent pid -> CPU its ended children had used by their last read (counted, or
+        # history from before the agent saw them): its cutime rise that is not news
+        self.reaped: dict[int, float] = {}
+        self.cores = os.cpu_count() or 1  # then the count /proc/stat gives
         self.host_prev: HostTicks | None = None
         self.sampled_at = 0.0
         self.idle: set[int] = set()  # used no CPU at their last read: sampled in rotation
@@ -352,13 +357,17 @@ class ProcsCollector(Collector):
             )
 
     def exited(self, pid: int) -> None:
+        """Forget the process; what it had used by its last read is its tree's history, so
+        the reaper's cutime rise by that much is not the reaper's load."""
         proc = self.known.pop(pid, None)
-        self.cpu_prev.pop(pid, None)
+        prev = self.cpu_prev.pop(pid, None)
+        parent = self.parent.pop(pid, proc.ppid if proc is not None else 0)
         self.idle.discard(pid)
         counted = self.counted.pop(pid, 0.0)
         self.reaped.pop(pid, None)
-        if proc is not None and counted and proc.ppid in self.known:
-            self.reaped[proc.ppid] = self.reaped.get(proc.ppid, 0.0) + counted
+        history = max(counted, prev[0] + prev[1]) if prev is not None else counted
+        if proc is not None and history and parent in self.known:
+            self.reaped[parent] = self.reaped.get(parent, 0.0) + history
         if proc is not None:
             self.queued(ProcExit(time=time.time(), pid=pid, start_time=proc.start_time))
 
@@ -424,8 +433,10 @@ class ProcsCollector(Collector):
 
     def sample(self) -> None:
         """CPU seconds each process used since the last sample, plus what its reaped
-        children used that no earlier sample counted (a compile's short-lived workers), and
-        the host's busy fraction. Processes that used none are left out of ProcCpu.
+        children used since their last read (a compile's short-lived workers; what a child
+        had used by its last read is history, see `exited`), and the host's busy fraction.
+        Processes that used none are left out of ProcCpu. No process is given more than
+        cores x the time since its last read (more is a misread: clamped and counted).
 
         The cost does not grow with sleeping processes: one that used no CPU at its last
         read (an idle one) is read only after the host ran more task time than the busy
@@ -438,9 +449,10 @@ class ProcsCollector(Collector):
         reused: list[int] = []
         self.samples += 1
         host = read_host_cpu(self.procfs)
+        self.cores = host.cores
         prev_host, self.host_prev = self.host_prev, host
         busy = [p for p in self.known if p not in self.idle]
-        read = self.read_cpu(busy, span, cpu, reused)
+        read = self.read_cpu(busy, now, span, cpu, reused)
         unexplained = (host.tasks - prev_host.tasks) / proctable.CLK_TCK - read if prev_host else 0
         turn = self.rotation()
         if not span or unexplained > self.quiet_limit() * span:
@@ -448,11 +460,12 @@ class ProcsCollector(Collector):
         if self.hunting:
             self.hunting -= 1
             due = [p for p in self.idle if not (p + self.samples) % turn]
-            self.read_cpu(due, span, cpu, reused)
+            self.read_cpu(due, now, span, cpu, reused)
         else:
             metrics.idle_samples_skipped.inc()
         for pid in reused:
             self.cpu_prev.pop(pid, None)
+            self.parent.pop(pid, None)
             self.idle.discard(pid)
             self.counted.pop(pid, None)
             self.reaped.pop(pid, None)
@@ -468,7 +481,7 @@ class ProcsCollector(Collector):
             self.emit(HostCpu(time=now, busy=min(max(busy, 0.0), 1.0), cores=host.cores))
 
     def read_cpu(
-        self, pids: list[int], span: float, cpu: dict[int, float], reused: list[int]
+        self, pids: list[int], now: float, span: float, cpu: dict[int, float], reused: list[int]
     ) -> float:
         """Read the CPU of these processes into `cpu` (and pids now another process's into
         `reused`); returns the task time they ran since their last read, children's
@@ -479,16 +492,17 @@ class ProcsCollector(Collector):
             st = proctable.stat_times(pid, self.procfs) if proc is not None else None
             if st is None or proc is None:
                 continue
-            times = st[:2]
+            times = (st[0], st[1], now)
             if not same_start(st[2], proc.start_time):
                 reused.append(pid)  # the pid now belongs to another process
                 continue
+            self.parent[pid] = st[3]
             prev = self.cpu_prev.get(pid)
             self.cpu_prev[pid] = times
             if prev is None:
                 # born within the span (start times are only good to a second): all counts
                 if span and proc.start_time >= self.sampled_at - START_CLOCK_SLACK:
-                    prev = (0.0, 0.0)
+                    prev = (0.0, 0.0, proc.start_time - START_CLOCK_SLACK)
                 else:
                     self.reaped.pop(pid, None)
                     continue
@@ -497,7 +511,13 @@ class ProcsCollector(Collector):
                 continue
             total += times[0] - prev[0] + times[1] - prev[1]
             children = times[1] - prev[1] - self.reaped.pop(pid, 0.0)
+            if children < 0:  # ended children not reaped yet: their history comes later
+                self.reaped[pid] = -children
             used = times[0] - prev[0] + max(children, 0.0)
+            limit = self.cores * (now - prev[2]) + CLAMP_SLACK
+            if used > limit:
+                metrics.cpu_clamped.inc()
+                used = limit
             if used > 0:
                 self.idle.discard(pid)
                 self.ctx.procs.touch(pid)  # socket owner scans read it first

@@ -117,8 +117,11 @@ class CanaryConfig:
 @dataclass
 class RunbookJob:
     name: str = ""
-    cmdline: str = ""
-    user: str = ""
+    exe: str = ""  # glob on the executable's full path (required)
+    user: str = ""  # the user it runs as (required)
+    unit: str = ""  # systemd unit (from /proc/PID/cgroup) it must run in; empty: any
+    cgroup: str = ""  # glob on its cgroup path; empty: any
+    cmdline: str = ""  # regex the whole command line must match (anchored); narrows only
     cpu: bool = True
     gpu: bool = True
 
@@ -355,15 +358,7 @@ def _build(cls: Any, data: dict[str, Any], prefix: str, source: str) -> Any:
 
 def _validate(cfg: Config, source: str) -> None:
     for i, job in enumerate(cfg.runbook.jobs):
-        if not job.name or not job.cmdline:
-            raise ConfigError(
-                f"{source}: runbook.jobs[{i}]: 'name' and 'cmdline' are required", "runbook.jobs"
-            )
-        try:
-            re.compile(job.cmdline)
-        except re.error as exc:
-            where = f"runbook.jobs[{i}].cmdline"
-            raise ConfigError(f"{source}: {where}: bad regex: {exc}", where) from None
+        _validate_job(i, job, source)
     for i, pattern in enumerate(cfg.daemons.allow):
         try:
             re.compile(pattern)
@@ -407,6 +402,25 @@ def _validate(cfg: Config, source: str) -> None:
                 f"{source}: sinks[{i}].name: duplicate name {sink.name!r}", f"sinks[{i}].name"
             )
         seen.add(sink.name)
+
+
+def _validate_job(i: int, job: RunbookJob, source: str) -> None:
+    """A job names its executable and user: argv alone is what `exec -a` forges."""
+    missing = [k for k in ("name", "exe", "user") if not getattr(job, k)]
+    if missing:
+        where = f"runbook.jobs[{i}].cmdline" if job.cmdline else f"runbook.jobs[{i}]"
+        need = ", ".join(f"'{k}'" for k in missing)
+        raise ConfigError(
+            f"{source}: runbook.jobs[{i}]: {need} required (a job names its exe and user; "
+            "cmdline only narrows it, since argv can be forged)",
+            where,
+        )
+    if job.cmdline:
+        try:
+            re.compile(job.cmdline)
+        except re.error as exc:
+            where = f"runbook.jobs[{i}].cmdline"
+            raise ConfigError(f"{source}: {where}: bad regex: {exc}", where) from None
 
 
 def _validate_response(r: ResponseConfig, source: str) -> None:
@@ -494,13 +508,22 @@ def _line_of(text: str, where: str) -> int:
     """Best-effort line number of a dotted key such as 'sinks[1].url' in TOML text."""
     parts = re.sub(r"\[\d+\]", "", where).split(".")
     table, key = ".".join(parts[:-1]), parts[-1]
+    index = re.match(r"^([A-Za-z0-9_.\-]+)\[(\d+)\]", where)  # an [[array]] entry: count
     current = ""
     header_line = 0
+    seen = -1
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         m = re.match(r"^\[\[?\s*([A-Za-z0-9_.\-\s\"]+?)\s*\]\]?", line)
         if m:
             current = m.group(1).replace(" ", "").replace('"', "")
+            if index and current == index.group(1) and line.startswith("[["):
+                seen += 1
+                if seen != int(index.group(2)):
+                    current = ""  # another entry of the array: not the one named
+                elif where == index.group(0):
+                    return n
+                continue
             if current == where.split("[")[0] or current == ".".join(parts):
                 header_line = header_line or n
             continue

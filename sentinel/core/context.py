@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from sentinel.core.config import Config
 from sentinel.core.names import NameMap
+from sentinel.core.own import Own
 from sentinel.core.proctable import ProcTable
 from sentinel.core.runbook import Runbook
 from sentinel.rules.intel import Intel
@@ -25,11 +26,13 @@ class Context:
     procs: ProcTable = field(init=False)
     runbook: Runbook = field(init=False)
     names: NameMap = field(init=False)
+    own: Own = field(init=False)  # the agent's own processes, never reported
 
     def __post_init__(self) -> None:
         self.names = NameMap(self.config.traffic.map_size)
         self.procs = ProcTable(self.procfs)
         self.runbook = Runbook(self.config.runbook.jobs)
+        self.own = Own.current(self.procfs)
 
     @cached_property
     def rules(self) -> Rules:

@@ -91,8 +91,9 @@ def cpu_times(pid: int, procfs: str = "/proc") -> tuple[float, float] | None:
     return (int(rest[11]) + int(rest[12])) / CLK_TCK, (int(rest[13]) + int(rest[14])) / CLK_TCK
 
 
-def stat_times(pid: int, procfs: str = "/proc") -> tuple[float, float, float] | None:
-    """(own CPU seconds, reaped children's CPU seconds, start time epoch) from one read."""
+def stat_times(pid: int, procfs: str = "/proc") -> tuple[float, float, float, int] | None:
+    """(own CPU seconds, reaped children's CPU seconds, start time epoch, ppid now) from
+    one read."""
     try:
         _, rest = parse_stat(_read_stat(f"{procfs}/{pid}/stat"))
     except (OSError, ValueError):
@@ -102,6 +103,7 @@ def stat_times(pid: int, procfs: str = "/proc") -> tuple[float, float, float] | 
         cpu,
         (int(rest[13]) + int(rest[14])) / CLK_TCK,
         boot_time(procfs) + int(rest[19]) / CLK_TCK,
+        int(rest[1]),
     )
 
 

@@ -88,8 +88,8 @@ class DaemonDetector(Detector):
         return not same_start(self.pending.get(proc.pid, -1.0), proc.start_time)
 
     def seen(self, proc: Proc) -> None:
-        if self.existed(proc) or (not proc.exe and not proc.cmdline):
-            return  # existed before the agent, or a kernel thread
+        if self.existed(proc) or (not proc.exe and not proc.cmdline) or self.ctx.own.owns(proc):
+            return  # existed before the agent, a kernel thread, or the agent's own
         if self.explained(proc):
             self.forget(proc.pid)
             return

@@ -363,13 +363,19 @@ class Engine:
                 self.publish(item)
 
     def publish(self, finding: Finding) -> bool:
-        """Dedup, fold incidents, then hand to every sink that wants it. True if sent."""
-        reason = self.incidents.suppress_reason(finding, time.time())
-        if reason:
-            metrics.suppressed.labels(reason).inc()
+        """Dedup, fold incidents, then hand to every sink that wants it. True if sent; a
+        folded finding still goes to the log sinks (jsonl, stdout), marked with its incident."""
+        if finding.process is not None and self.ctx.own.owns(finding.process):
+            metrics.suppressed.labels("own").inc()  # the agent and the helpers it runs
             return False
         if self.cfg.agent.hostname:
             finding.host = self.cfg.agent.hostname
+        reason = self.incidents.suppress_reason(finding, time.time())
+        if reason:
+            metrics.suppressed.labels(reason).inc()
+            if reason == "incident":
+                self._fan_out(finding, lambda s, f: None if s.notifies else s.submit(f))
+            return False
         self.incidents.sent(finding)
         metrics.findings.labels(str(finding.category), str(finding.severity)).inc()
         self.evidence.annotate(finding)

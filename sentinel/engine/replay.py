@@ -55,6 +55,7 @@ class _Collect:
     """A sink that keeps what the engine would deliver."""
 
     name = type = "replay"
+    notifies = True  # what would be notified: folded findings are not kept
 
     def __init__(self) -> None:
         self.findings: list[Finding] = []
@@ -63,7 +64,7 @@ class _Collect:
         return True
 
     def submit(self, finding: Finding) -> None:
-        self.findings.append(finding)
+        self.findings.append(dataclasses.replace(finding))  # as it was when delivered
 
     def resolve(self, finding: Finding) -> None:
         """Resolutions are not findings: nothing to keep."""

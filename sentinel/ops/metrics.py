@@ -22,6 +22,11 @@ suppressed = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+cpu_clamped = Counter(
+    "sentinel_cpu_samples_clamped_total",
+    "Per-process CPU samples above cores x elapsed time (a misread), cut to that bound",
+    registry=REGISTRY,
+)
 events = Counter(
     "sentinel_events_total", "Events emitted by collectors", ["type"], registry=REGISTRY
 )

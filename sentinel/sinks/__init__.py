@@ -23,6 +23,7 @@ class Sink:
     """Base class: `submit` queues or writes at once and returns; `resolve` ends an alert."""
 
     type: ClassVar[str]
+    notifies: ClassVar[bool] = True  # False for logs: they get folded findings too
 
     def __init__(self, cfg: SinkConfig, ctx: Context) -> None:
         self.cfg = cfg

@@ -24,6 +24,7 @@ from sentinel.sinks import Sink, register
 @register
 class JsonlSink(Sink):
     type = "jsonl"
+    notifies = False
 
     def __init__(self, cfg: SinkConfig, ctx: Context) -> None:
         super().__init__(cfg, ctx)

@@ -32,6 +32,7 @@ def describe(finding: Finding) -> str:
 @register
 class StdoutSink(Sink):
     type = "stdout"
+    notifies = False
 
     def submit(self, finding: Finding) -> None:
         sys.stdout.write(describe(finding) + "\n")

@@ -40,7 +40,8 @@ FINDING_TIMEOUT = 10.0
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentRun]:
     run = AgentRun(
         tmp_path_factory.mktemp("agent"),
-        extra='[[runbook.jobs]]\nname = "burn-job"\ncmdline = "burn_job\\\\.py"\n',
+        extra=f'[[runbook.jobs]]\nname = "burn-job"\nexe = "{PYTHON}"\nuser = "root"\n'
+        'cmdline = ".*/burn_job\\\\.py"\n',
     )
     run.start()
     yield run

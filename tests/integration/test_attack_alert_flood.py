@@ -5,18 +5,16 @@ The spool drops the lowest severity first and never a high while lower ones rema
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from agent_harness import AgentRun
 from attack import PYTHON, Siege, world_dir
-from receiver import Receiver, Reply
+from receiver import Receiver, ThreadedReceiver
 
 from sentinel.core.config import SinkConfig
 from sentinel.sinks._http.delivery import Outbound, Pending, Spool
@@ -38,26 +36,6 @@ pids = [os.posix_spawn(f"{bindir}/w{i}", [f"{bindir}/w{i}", str(i), text], os.en
 for p in pids:
     os.waitpid(p, 0)
 """
-
-
-class ThreadedReceiver:
-    """A Receiver on its own event loop thread, for a synchronous test."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        start = Receiver(default=Reply(200, body="ok")).start()
-        self.rx = asyncio.run_coroutine_threadsafe(start, self.loop).result(10)
-        return self.rx
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.rx.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 def chat_texts(rx: Receiver) -> list[str]:

@@ -234,12 +234,18 @@ async def test_fixture_procfs_sweep_and_samples(tmp_path: Path) -> None:
         assert ev.proc.cmdline == ["xmrig", "--fixture"] and ev.source == "sweep"
         assert not run.of(ProcExec, lambda e: e.proc.pid == 43)
         await run.wait(ProcCpu)  # the first sample with a span before the change
-        write_proc(root, 42, "xmrig", ticks=100 + 3 * proctable.CLK_TCK)
+        tick = 1 / proctable.CLK_TCK
+        write_proc(root, 42, "xmrig", ticks=100 + int(0.2 * proctable.CLK_TCK))
         write_host(root, busy=400, idle=1000)
         cpu = await run.wait(ProcCpu, lambda e: 42 in e.cpu)
-        assert cpu.cpu[42] == pytest.approx(3.0)
+        assert cpu.cpu[42] == pytest.approx(0.2, abs=tick)
         host = await run.wait(HostCpu, lambda e: e.busy > 0)
         assert host.busy == pytest.approx(300 / 400) and host.cores == 2
+        # 300 s of CPU within one sample on 2 cores is a misread: clamped and counted
+        clamped = metrics.cpu_clamped._value.get()
+        write_proc(root, 42, "xmrig", ticks=100 + 300 * proctable.CLK_TCK)
+        cpu = await run.wait(ProcCpu, lambda e: e.cpu.get(42, 0.0) > 0.3)
+        assert cpu.cpu[42] < 2 * 3.0 and metrics.cpu_clamped._value.get() == clamped + 1
         write_proc(root, 44, "new", ticks=0)
         await run.wait(ProcExec, lambda e: e.proc.pid == 44)
         for f in (root / "42").iterdir():

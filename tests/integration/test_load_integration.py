@@ -28,7 +28,9 @@ grace = 2.0
 cpu_ceiling = 0.15  # the box is shared: a starved ~50% burner still clears it
 [[runbook.jobs]]
 name = "nightly-benchmark"
-cmdline = 'declared_bench\\.py'
+exe = "{os.path.realpath(sys.executable)}"
+user = "root"
+cmdline = '.*/declared_bench\\.py( .*)?'
 """
 # ~50% of one core: spin for 50 ms of CPU time, sleep 50 ms, for at most 60 s
 BURNER = """

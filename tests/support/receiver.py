@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -114,3 +115,23 @@ def verify_standard_webhook(req: Request, key: bytes, tolerance: float = 300) ->
         if version == "v1" and hmac.compare_digest(value, expected):
             return ""
     return "bad signature"
+
+
+class ThreadedReceiver:
+    """A Receiver on its own event loop thread, for a synchronous test."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        start = Receiver(default=Reply(200, body="ok")).start()
+        self.rx = asyncio.run_coroutine_threadsafe(start, self.loop).result(10)
+        return self.rx
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.rx.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

@@ -22,6 +22,8 @@ def test_values_are_typed() -> None:
 interval = 2
 [[runbook.jobs]]
 name = "train"
+exe = "/usr/bin/python3*"
+user = "ml"
 cmdline = "python .*train\\\\.py"
 cpu = false
 [[sinks]]
@@ -43,10 +45,15 @@ url = "http://127.0.0.1:1/x"
         ("[agent]\n\nstate = 1\n", "t.toml:3: unknown key 'agent.state'"),
         ("[log]\nstdout = 1\n", "t.toml:2: log.stdout: expected true or false"),
         (
-            "[[runbook.jobs]]\nname='a'\ncmdline='('\n",
-            "t.toml:3: runbook.jobs[0].cmdline: bad regex",
+            "[[runbook.jobs]]\nname='a'\nexe='/x'\nuser='u'\ncmdline='('\n",
+            "t.toml:5: runbook.jobs[0].cmdline: bad regex",
         ),
-        ("[[runbook.jobs]]\nname='a'\n", "runbook.jobs[0]: 'name' and 'cmdline' are required"),
+        ("[[runbook.jobs]]\nname='a'\n", "t.toml:1: runbook.jobs[0]: 'exe', 'user' required"),
+        (
+            "[[runbook.jobs]]\nname='a'\nexe='/x'\nuser='u'\n[[runbook.jobs]]\nname='b'\n"
+            "cmdline='train\\\\.py'\n",
+            "t.toml:7: runbook.jobs[1]: 'exe', 'user' required (a job names its exe and user",
+        ),
         ("[[sinks]]\ntype='x'\nmin_severity='loud'\n", "t.toml:3: sinks[0].min_severity"),
         ("[agent\n", "t.toml: "),
         ("[watch]\npaths = '/tmp'\n", "t.toml:2: watch.paths: expected an array"),

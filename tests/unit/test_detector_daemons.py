@@ -62,18 +62,20 @@ def test_child_of_init_and_parent_exit_seen_first() -> None:
 def test_quiet_cases() -> None:
     det = detector(
         "allow = ['^/usr/sbin/chronyd$']\n"
-        "[[runbook.jobs]]\nname = 'train'\ncmdline = 'train\\.py'\n"
+        "[[runbook.jobs]]\nname = 'train'\nexe = '/usr/bin/python3*'\nuser = 'root'\n"
+        "cmdline = 'python3 train\\.py'\n"
     )
     short = new(801, 1, det)
     exit_(det, short, at=10)
     new(802, 1, det, tty=True)
     new(803, 1, det, exe="/usr/sbin/chronyd", name="chronyd")
     new(804, 1, det, exe="/usr/bin/python3.11", name="python3", cmdline=["python3", "train.py"])
+    spoof = new(808, 1, det, exe="/tmp/.x/miner", name="python3", cmdline=["python3", "train.py"])
     attached = new(805, 400, det)  # its parent never exits
     old = proc(pid=806, ppid=1, start_time=det.started - 3600)
     list(det.handle(ProcExec(det.started, old, "sweep")))
     new(807, 2, det, exe="", cmdline=[])  # a kernel thread
-    assert later(det, MIN_AGE * 2) == []
+    assert [f.process.pid for f in later(det, MIN_AGE * 2)] == [spoof.pid]  # exec -a
     assert attached.pid in det.attached
 
 

@@ -313,7 +313,7 @@ def test_tools_shells_and_evasion(
 
 
 def test_runbook_never_silences_process_rules() -> None:
-    det = ProcessDetector(context("[[runbook.jobs]]\nname = 'bench'\ncmdline = 'xmrig|ssh'\n"))
+    det = ProcessDetector(context("[[runbook.jobs]]\nname = 'bench'\nexe = '*'\nuser = 'root'\n"))
     assert "miner.process_name" in run(det, cmd("/opt/x/xmrig", exe="/opt/x/xmrig"))
     assert "tunnel.ssh_reverse" in run(det, cmd("ssh", "-R", "2222:localhost:22", "203.0.113.5"))
 

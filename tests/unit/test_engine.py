@@ -137,7 +137,12 @@ async def test_dedup_incident_and_bad_event(cfg, monkeypatch, capsys) -> None:
     assert "sentinel: ready" in capsys.readouterr().err
     log = Path(cfg.alert_log)
     records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [r["process"]["pid"] for r in records] == [100, 200]
+    # the log gets every finding but the exact repeat; folded ones name their incident
+    assert [r["process"]["pid"] for r in records] == [100, 101, *(p.pid for p in siblings)]
+    folded = {r["process"]["pid"]: r["evidence"].get("folded_into") for r in records}
+    assert folded[100] is None and folded[200] is None
+    assert folded[101] == {"incident": records[0]["id"], "count": 1}
+    assert folded[219] == {"incident": records[2]["id"], "count": 19}
     assert records[0]["category"] == "miner" and records[0]["time"].endswith("Z")
     assert os.stat(log).st_mode & 0o777 == 0o600
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import pwd
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from detach import detach
 
 from sentinel import collectors, detectors
 from sentinel.collectors.gpu.backend import FakeBackend, GpuUnavailable, NvmlBackend
@@ -45,6 +48,15 @@ def idle_process(procs: list[subprocess.Popen], tmp_path: Path, name: str) -> in
     p = subprocess.Popen([sys.executable, str(path)])
     procs.append(p)
     return p.pid
+
+
+def detached_idle(pids: list[int], tmp_path: Path, name: str) -> int:
+    """As idle_process, but re-parented away from this test process: an engine run in
+    here never judges its own descendants."""
+    path = tmp_path / name
+    path.write_text("import time\ntime.sleep(60)\n")
+    pids.append(detach([sys.executable, str(path)]))
+    return pids[-1]
 
 
 async def run_collector(
@@ -230,6 +242,7 @@ async def run_engine(
     return rec.got
 
 
+JOB = {"exe": os.path.realpath(sys.executable), "user": pwd.getpwuid(os.getuid()).pw_name}
 AGENT = """
 [agent]
 state_dir = '{tmp}'
@@ -242,13 +255,17 @@ sustain = 1.0
 grace = 0.3
 [[runbook.jobs]]
 name = "training"
-cmdline = 'train\\.py'
+exe = "{exe}"
+user = "{user}"
+cmdline = '.*train\\.py'
 """
 
 
-async def test_gpu_only_miner_caught_training_job_explained(tmp_path, procs, monkeypatch) -> None:
-    miner = idle_process(procs, tmp_path, "t-rex-gpu.py")  # GPU load only, no CPU at all
-    trainer = idle_process(procs, tmp_path, "train.py")
+async def test_gpu_only_miner_caught_training_job_explained(
+    tmp_path, detached, monkeypatch
+) -> None:
+    miner = detached_idle(detached, tmp_path, "t-rex-gpu.py")  # GPU load only, no CPU at all
+    trainer = detached_idle(detached, tmp_path, "train.py")
     script = {
         "devices": [{"uuid": "GPU-fake-0"}, {"uuid": "GPU-fake-1"}, {"uuid": "GPU-fake-2"}],
         "steps": [
@@ -265,7 +282,7 @@ async def test_gpu_only_miner_caught_training_job_explained(tmp_path, procs, mon
             }
         ],
     }
-    cfg = gpu_config(tmp_path, script, AGENT.format(tmp=tmp_path))
+    cfg = gpu_config(tmp_path, script, AGENT.format(tmp=tmp_path, **JOB))
     rules = {"gpu.process", "gpu.device_util"}
     got = await run_engine(cfg, monkeypatch, lambda g: rules <= {f.rule for f in g}, settle=0.5)
     by_rule = {f.rule: f for f in got}
@@ -283,7 +300,7 @@ async def test_gpu_only_miner_caught_training_job_explained(tmp_path, procs, mon
 
 async def test_engine_states_gpu_trouble_with_severity(tmp_path, monkeypatch) -> None:
     script = {"init_error": "NVML Shared Library Not Found"}
-    cfg = gpu_config(tmp_path, script, AGENT.format(tmp=tmp_path))
+    cfg = gpu_config(tmp_path, script, AGENT.format(tmp=tmp_path, **JOB))
     (info,) = await run_engine(cfg, monkeypatch, lambda g: bool(g))
     assert (info.rule, info.severity) == ("integrity.collector_off", Severity.INFO)
     assert info.evidence["reason"] == "NVML unavailable: NVML Shared Library Not Found"
@@ -294,7 +311,7 @@ async def test_engine_states_gpu_trouble_with_severity(tmp_path, monkeypatch) ->
         "failures": [{"at": 2, "device": 0, "error": "lost"}],
     }
     # a fresh state dir: the same one again would be a restart (integrity.agent_restarted)
-    cfg = gpu_config(tmp_path, script, AGENT.format(tmp=tmp_path / "second"))
+    cfg = gpu_config(tmp_path, script, AGENT.format(tmp=tmp_path / "second", **JOB))
     (lost,) = await run_engine(cfg, monkeypatch, lambda g: bool(g), settle=0.3)
     assert lost.severity == Severity.LOW
     assert lost.summary.startswith("collector gpu degraded: GPU 0 (GPU-fake-0) lost: fake lost")

@@ -190,11 +190,13 @@ def test_runbook_explains_declared_jobs_and_their_children_only() -> None:
     toml = """
 [[runbook.jobs]]
 name = "training"
-cmdline = 'python3 .*train\\.py'
+exe = "python3"
+cmdline = 'python3 .*train\\.py .*'
 user = "ml"
 [[runbook.jobs]]
 name = "render"
-cmdline = '^blender '
+exe = "blender"
+user = "ml"
 cpu = false
 """
     feed = Feed(toml)

@@ -14,15 +14,23 @@ from sentinel.sinks.jsonl import JsonlSink
 from sentinel.sinks.stdout import describe
 
 
-def proc(pid: int, cmd: list[str], ppid: int = 1, user: str = "ml", anc=()) -> Proc:
-    return Proc(pid, ppid, cmd[0], f"/usr/bin/{cmd[0]}", cmd, user, 1.0, list(anc))
+def proc(pid: int, cmd: list[str], ppid: int = 1, user: str = "ml", anc=(), exe: str = "") -> Proc:
+    exe = exe or f"/usr/bin/{cmd[0]}"
+    return Proc(pid, ppid, cmd[0], exe, cmd, user, 1.0, list(anc))
 
 
-def test_runbook_matches_process_or_ancestor_and_kind() -> None:
+def test_runbook_matches_process_or_same_exe_ancestor_and_kind() -> None:
     rb = Runbook(
         [
-            RunbookJob(name="train", cmdline=r"python3? .*train\.py", user="ml", cpu=False),
-            RunbookJob(name="build", cmdline=r"^make( |$)"),
+            RunbookJob(
+                name="train",
+                exe="/usr/bin/python3*",
+                user="ml",
+                cmdline=r"python3? (\S*/)?train\.py( .*)?",
+                cpu=False,
+            ),
+            RunbookJob(name="build", exe="/usr/bin/make", user="ml"),
+            RunbookJob(name="svc", exe="/opt/svc/bin/*", user="svc", unit="svc.service"),
         ]
     )
     table = ProcTable()
@@ -36,6 +44,27 @@ def test_runbook_matches_process_or_ancestor_and_kind() -> None:
     assert rb.explains(proc(13, ["make", "-j2"]), table, "cpu") == "build"
     assert rb.explains(proc(14, ["xmrig"]), table) is None
     assert Runbook([]).explains(trainer) is None
+    # exec -a "python3 train.py" ./miner: argv says trainer, the executable does not
+    spoof = proc(15, ["python3", "train.py"], exe="/tmp/x/miner")
+    assert rb.explains(spoof, table) is None
+    # a child of the trainer that runs another program is not the trainer's work
+    child = proc(16, ["./miner"], 10, anc=[Ancestor(10, "python3", "")], exe="/tmp/x/miner")
+    assert rb.explains(child, table) is None
+    # the cmdline is anchored: train.py as a mere argument of another script is not it
+    assert rb.explains(proc(17, ["python3", "miner.py", "--cfg", "train.py"]), table) is None
+    # an executable deleted after start could be anything now
+    gone = proc(18, ["python3", "train.py"])
+    gone.exe_deleted = True
+    assert rb.explains(gone, table) is None
+    # however broad the exe glob, a descendant is explained only running its job's exe
+    broad = Runbook([RunbookJob(name="any", exe="*", user="ml", cmdline=r".*train\.py( .*)?")])
+    assert broad.explains(worker, table) == "any"
+    shell = proc(20, ["sh", "-c", "./x"], 10, anc=[Ancestor(10, "python3", "")])
+    assert broad.explains(shell, table) is None
+    unit = proc(19, ["svcd"], user="svc", exe="/opt/svc/bin/svcd")
+    assert rb.explains(unit, table) is None  # not in its unit
+    unit.cgroup = "/system.slice/svc.service"
+    assert rb.explains(unit, table) == "svc"
 
 
 def test_jsonl_rotates_by_size_and_stays_private(tmp_path: Path) -> None:

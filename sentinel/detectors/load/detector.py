@@ -13,9 +13,10 @@ root, and a compile's many short-lived children sum into the shell's tree. A fin
 names the deepest process whose subtree carries over half the tree's recent (decayed)
 load: the miner itself, or the make of a compile, with its share, the tree's root and its
 top processes. Runbook
-explanation is per process (the process or an ancestor matches a job of that kind), so a
-miner started beside a declared job, not under it, is still counted. The agent's own pid
-is left out.
+explanation is per process (the process, or an ancestor running the same executable,
+matches a job of that kind: core/runbook.py), so a miner started beside or under a
+declared job is still counted. The agent's own processes (core/own.py: its pid and
+the processes it started, by pid and start time) are left out.
 
 Detection. A series is in a run while it is above min(baseline threshold, ceiling); dips
 up to load.grace seconds do not end a run. A run that lasts load.sustain seconds fires
@@ -43,7 +44,6 @@ series that just gathered load.min_history samples.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +76,7 @@ class _Facts:
     cpu_job: str | None
     gpu_job: str | None
     seen: int = 0
+    own: bool = False  # the agent or a process it started: never counted
 
 
 @dataclass
@@ -106,7 +107,6 @@ class LoadDetector(Detector):
         self.host_cpu: HostCpu | None = None
         self.proc_cpu: tuple[ProcCpu, float] | None = None  # with its explained cores
         self.ticks = 0
-        self.own_pid = os.getpid()
 
     def handle(self, event: Event) -> Iterable[Finding | Resolved]:
         if not self.cfg.enabled:
@@ -131,17 +131,15 @@ class LoadDetector(Detector):
 
     def _describe(self, pid: int, proc: Proc | None, procs: dict[int, Proc]) -> _Facts:
         if proc is None:  # not readable in /proc (gone, or hidden from this namespace)
-            return _Facts(("pid", pid), (pid, ""), None, None)
+            return _Facts(("pid", pid), (pid, ""), None, None, own=pid == self.ctx.own.pid)
         root = tree_root(proc)
-        chain = [proc]
-        for a in proc.ancestors:
-            p = procs.get(a.pid) or self.ctx.procs.lookup(a.pid)
-            if p is not None:
-                chain.append(p)
+        lineage = [
+            p for a in proc.ancestors if (p := procs.get(a.pid) or self.ctx.procs.lookup(a.pid))
+        ]
         rb = self.ctx.runbook
-        cpu = next((j for p in chain if (j := rb.explains(p, None, "cpu"))), None)
-        gpu = next((j for p in chain if (j := rb.explains(p, None, "gpu"))), None)
-        return _Facts(("tree", *root), root, cpu, gpu)
+        cpu = rb.explains_in(proc, lineage, "cpu")
+        gpu = rb.explains_in(proc, lineage, "gpu")
+        return _Facts(("tree", *root), root, cpu, gpu, own=self.ctx.own.owns(proc))
 
     def _lookup(self, pid: int, procs: dict[int, Proc]) -> Proc | None:
         return procs.get(pid) or self.ctx.procs.lookup(pid)
@@ -160,12 +158,12 @@ class LoadDetector(Detector):
         members: dict[Hashable, list[tuple[int, float, Proc | None]]] = {}
         explained = total = 0.0
         for pid, secs in ev.cpu.items():
-            if pid == self.own_pid:
+            proc = self._lookup(pid, ev.procs)
+            facts = self._fact(pid, proc, ev.procs)
+            if facts.own:
                 continue
             cores = max(0.0, secs / ev.span)
             total += cores
-            proc = self._lookup(pid, ev.procs)
-            facts = self._fact(pid, proc, ev.procs)
             if facts.cpu_job:
                 explained += cores
             else:
@@ -270,12 +268,12 @@ class LoadDetector(Detector):
         on_device: dict[str, list[tuple[Hashable, GpuProcess, Proc | None]]] = {}
         total = 0.0
         for gp in ev.processes:
-            if gp.pid == self.own_pid:
+            proc = self._lookup(gp.pid, ev.procs)
+            facts = self._fact(gp.pid, proc, ev.procs)
+            if facts.own:
                 continue
             util = gp.sm_util or 0.0
             total += util
-            proc = self._lookup(gp.pid, ev.procs)
-            facts = self._fact(gp.pid, proc, ev.procs)
             if facts.gpu_job:
                 explained_on.add(gp.gpu_uuid)
                 continue
