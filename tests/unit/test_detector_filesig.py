@@ -52,7 +52,7 @@ def test_miner_config_with_wallet(det: FileSigDetector, tmp_path: Path) -> None:
     found = drop(det, path)
     assert Category.MINER in {f.category for f in found}
     wallets = [w for f in found for w in f.evidence.get("wallets", [])]
-    assert {"kind": "monero", "address": wallet} in wallets
+    assert {"kind": "monero", "address": wallet, "keyed": True} in wallets
 
 
 def test_non_candidates_are_not_scanned(det: FileSigDetector, tmp_path: Path) -> None:
