@@ -39,7 +39,9 @@ _YAML_SKIP = re.compile(r"\s*(?:#.*)?|---|\.\.\.")
 _INDENTED = re.compile(r"[ \t]")
 
 # YARA: comments, string literals and regular expressions are lifted out first
-_YARA_TOKEN = re.compile(r'//[^\n]*+|/\*.*?\*/|"(?:\\.|[^"\\\n])*+"|/(?:\\.|[^/\\\n])++/[is]*+', re.S)
+_YARA_TOKEN = re.compile(
+    r'//[^\n]*+|/\*.*?\*/|"(?:\\.|[^"\\\n])*+"|/(?:\\.|[^/\\\n])++/[is]*+', re.S
+)
 _YARA_FILE = re.compile(
     r'(?:\s*+(?:(?:import|include)\s*+""'
     r"|(?:(?:private|global)\s++)*+rule\s++\w++\s*+(?::[\w\s]*+)?"
@@ -146,7 +148,8 @@ def _suricata(text: str) -> bool:
 
 
 def _catalogue(text: str) -> bool:
-    """A Sentinel rule file: TOML with only [lists] and [[rule]] tables, each rule an id and event."""
+    """A Sentinel rule file: TOML of [lists] and [[rule]] tables only, each rule with an id and
+    an event."""
     if "[[rule]]" not in text:
         return False
     try:

@@ -224,7 +224,8 @@ class Rules:
             return []
         shown = display_path(path)
         facts = FileFacts(shown, hashlib.sha256(data).hexdigest(), st.st_size)
-        return filecontext.grade(shown, data, [h.finding(file=facts, process=process) for h in hits])
+        found = [h.finding(file=facts, process=process) for h in hits]
+        return filecontext.grade(shown, data, found)
 
 
 def display_path(path: str | bytes) -> str:
