@@ -2,8 +2,8 @@
  * Miner kits as found in the wild: launch scripts that build the pool URL from shell
  * variables or pass only variables to short options, xmrig-style pool logins without a
  * URL scheme, minimal miner configs (JSON, YAML, TOML), configs for GPU coins, the
- * install variants (made executable in symbolic mode, piped to a shell with the wallet
- * as argument, git clone and build, archives unpacked through variables), payloads named after kernel threads or hidden in
+ * install variants (piped to a shell with the wallet as argument, git clone and build;
+ * droppers.yar's miner_download_and_run takes the rest), payloads named after kernel threads or hidden in
  * /dev/shm, process hiders (libprocesshider, /etc/ld.so.preload writes, ps/top replaced
  * by grep -v wrappers) and miner-adjacent daemons in systemd units (p2pool, monerod for
  * p2pool, xmrig-proxy). Sentinel's own rules. Text files only (ELF-gated), size-gated.
@@ -107,25 +107,6 @@ rule miner_pipe_to_shell_wallet
         $var = /\|\s*(sudo\s+)?(ba|da|z)?sh\s+-s\s+(--\s+)?["']?\$\{?\w*(WALLET|ADDR|ADDRESS|USER|PAYOUT)\w*/ nocase
     condition:
         uint32(0) != 0x464c457f and filesize < 2MB and any of them
-}
-
-rule miner_fetch_and_run_variants
-{
-    meta:
-        category = "miner"
-        severity = "high"
-        description = "Script that downloads or unpacks a miner (curl/wget/git, tar through variables) and runs it"
-    strings:
-        $dl1 = /\b(curl|wget)\s/
-        $dl2 = /\bgit\s+clone\s/
-        $run1 = /chmod\s+([ugoa]*\+[rw]*x|0?[157]{3})/
-        $run2 = /\btar\s[^\n|;]{0,80}(\s-?[a-zA-Z]*x[a-zA-Z]*\s|--extract)/
-        $run3 = /\b(unzip|bsdtar|7z\s+x)\s/
-        $run4 = /\|\s*(ba|da|z)?sh\b/
-        $run5 = /\bnohup\s/
-        $m1 = /\b(xmrig|xmr-stak|cpuminer|minerd|lolminer|nbminer|t-rex|teamredminer|srbminer|gminer|nanominer|phoenixminer|ethminer|ccminer|bzminer|rigel|onezerominer|wildrig|kinsing|kdevtmpfsi|c3pool|moneroocean|p2pool)\b/ nocase
-    condition:
-        uint32(0) != 0x464c457f and filesize < 2MB and any of ($dl*) and any of ($run*) and $m1
 }
 
 rule miner_clone_and_build

