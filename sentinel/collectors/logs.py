@@ -4,7 +4,9 @@ Every `watch.logs_interval` seconds each followed file is stat'ed (no symlink on
 only a file that grew is opened (symlink-safe) and read from its offset, at most
 MAX_READ bytes per file and pass (the rest waits for the next pass, never skipped). A
 file whose inode changed (rotated) or that shrank (truncated) is read from its start;
-one found after start-up is new, read from its start too. Lines that may hold a wallet
+one found after start-up is new, read from its start too. The last MARK bytes before the
+offset are kept and compared before each read, so a file truncated and rewritten past
+the offset between two passes is read from its start as well. Lines that may hold a wallet
 or a miner string (a cheap prefilter) go out as LogLines with their line numbers; the
 logs detector judges them. The globs (`watch.logs` and each runbook job's `logs`) are
 expanded again every RESCAN passes, never following a symlinked directory.
@@ -36,6 +38,7 @@ MAX_FILES = 1024  # files followed at once
 MAX_COUNT = 64 << 20  # bytes of old content whose lines are counted at start-up
 RESCAN = 6  # passes between glob expansions
 MAX_WALK = 20000  # directory entries looked at per ** pattern and expansion
+MARK = 64  # bytes before the offset that must not change (a rewrite starts over)
 # words and shapes of miner strings and wallet addresses; the text rules decide
 PREFILTER = re.compile(
     r"stratum|daemon\+http|--donate|--algo|--coin|--cpu-priority|--randomx|nicehash|"
@@ -54,6 +57,11 @@ class Tail:
     ino: int
     offset: int
     line: int | None  # the number of the line at offset, when known
+    mark: bytes = b""  # the bytes right before offset
+
+    def restart(self, dev: int, ino: int) -> None:
+        """Read the file from its start (rotated, truncated or rewritten)."""
+        self.dev, self.ino, self.offset, self.line, self.mark = dev, ino, 0, 1, b""
 
 
 def expand(pattern: str, limit: int = MAX_WALK) -> list[str]:
@@ -159,7 +167,8 @@ class LogsCollector(Collector):
             st = os.fstat(fd)
             if not at_end:
                 return Tail(st.st_dev, st.st_ino, 0, 1)
-            return Tail(st.st_dev, st.st_ino, st.st_size, count_lines(fd, st.st_size))
+            mark = os.pread(fd, min(MARK, st.st_size), max(0, st.st_size - MARK))
+            return Tail(st.st_dev, st.st_ino, st.st_size, count_lines(fd, st.st_size), mark)
         finally:
             os.close(fd)
 
@@ -181,7 +190,7 @@ class LogsCollector(Collector):
         if not stat.S_ISREG(st.st_mode):
             return None
         if (st.st_dev, st.st_ino) != (tail.dev, tail.ino) or st.st_size < tail.offset:
-            tail.dev, tail.ino, tail.offset, tail.line = st.st_dev, st.st_ino, 0, 1
+            tail.restart(st.st_dev, st.st_ino)
         if st.st_size == tail.offset:
             return None
         fd = safeopen.open_nofollow(path)
@@ -189,6 +198,9 @@ class LogsCollector(Collector):
             opened = os.fstat(fd)
             if (opened.st_dev, opened.st_ino) != (tail.dev, tail.ino):
                 return None  # replaced between stat and open: the next pass starts it over
+            mark = tail.mark
+            if mark and os.pread(fd, len(mark), tail.offset - len(mark)) != mark:
+                tail.restart(opened.st_dev, opened.st_ino)
             data = os.pread(fd, min(MAX_READ, opened.st_size - tail.offset), tail.offset)
         finally:
             os.close(fd)
@@ -217,4 +229,5 @@ class LogsCollector(Collector):
             if tail.line is not None and raw.endswith(b"\n"):
                 tail.line += 1
         tail.offset += consumed
+        tail.mark = (tail.mark + data[:consumed])[-MARK:]
         return out
