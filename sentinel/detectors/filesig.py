@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 MAGICS = (b"\x7fELF", b"#!")
 CONFIG_SUFFIXES = frozenset(
     {".json", ".conf", ".cfg", ".ini", ".toml", ".yaml", ".yml", ".txt", ".sh", ".py", ".pl"}
+    | {".service", ".c"}  # units of miner daemons, process-hider sources
 )
 CONFIG_WORDS = ("config", "pool", "miner", "wallet")
 MAX_CONFIG_SIZE = 4 * 1024 * 1024

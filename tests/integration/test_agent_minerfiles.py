@@ -40,6 +40,10 @@ def test_dropped_miner_kit_files_are_reported_and_a_sigma_rule_is_low(tmp_path: 
                 json.dumps({"pools": [{"url": f"{POOL}:3333", "user": fake_monero_address()}]}),
                 "yara.miner_config_minimal_json",
             ),
+            "proxy.service": (
+                "[Service]\nExecStart=/usr/local/bin/xmrig-proxy -c /etc/proxy.json\n",
+                "yara.miner_daemon_systemd_unit",
+            ),
             "ps.sh": (
                 '#!/bin/bash\n/usr/bin/ps.original "$@" | grep -v -E "kswapd0"\n',
                 "yara.evasion_ps_grep_wrapper",
@@ -59,6 +63,13 @@ def test_dropped_miner_kit_files_are_reported_and_a_sigma_rule_is_low(tmp_path: 
                 timeout=20,
             )
             assert rec["severity"] in ("high", "critical")
+        unit = agent.etc / "systemd" / "system" / "sidechain.service"
+        unit.write_text(
+            "[Service]\nExecStart=/opt/monero/monerod --non-interactive"
+            " --zmq-pub tcp://127.0.0.1:18083\n"
+        )
+        persisted = agent.wait_for(_about(unit), timeout=20)
+        assert persisted["severity"] == "high", persisted
         low = agent.wait_for(_about(sigma), timeout=20)
         assert low["severity"] == "low" and low["evidence"]["context"].startswith("detection")
         assert all(r["severity"] == "low" for r in agent.records() if _about(sigma)(r))
