@@ -61,6 +61,9 @@ _SURICATA = re.compile(
 _COMMENT = re.compile(r"\s*(?:#.*)?")
 MAX_RULE_LINE = 8192  # a longer line is not a rule (and bounds the regex)
 _IOC_MIN_LINES = 3
+_INDICATOR = re.compile(
+    r"(?:[a-z][a-z0-9+.-]*+://)?[A-Za-z0-9*_][\w*.-]*+(?::\d{1,5})?(?:/[^\s=]*+)?"
+)
 
 
 class Graded(Protocol):
@@ -166,12 +169,13 @@ def _catalogue(text: str) -> bool:
 
 
 def _ioc_list(text: str) -> bool:
-    """An indicator list: at least three lines, each one token (comments aside)."""
+    """An indicator list: at least three lines, each one indicator (a host, host:port, URL,
+    address or hash; never an option or a key=value, which a miner's config is made of)."""
     tokens = 0
     for line in _lines(text):
         if _COMMENT.fullmatch(line):
             continue
-        if len(line.split()) != 1:
+        if len(line) > MAX_RULE_LINE or not _INDICATOR.fullmatch(line.strip()):
             return False
         tokens += 1
     return tokens >= _IOC_MIN_LINES

@@ -57,6 +57,8 @@ def test_detection_content_by_shape(text: str, shape: str) -> None:
         CATALOGUE + "[pools]\nurl = 'a.test:1'\n",
         "./xmrig\n-o a.test:3333 -u x\nthird\n",  # a line with spaces: not a list
         "a.test:1\nb.test:2\n",  # two lines are too few to call a list
+        "[RandomX]\nwallet=4abc\npool1=a.test:3333\n",  # nanominer's config.ini, no spaces
+        "-pool\na.test:3333\n-wal\n4abc\n",  # PhoenixMiner's config.txt, a word a line
     ],
 )
 def test_look_alikes_are_not_detection_content(text: str) -> None:
