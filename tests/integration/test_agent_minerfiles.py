@@ -55,6 +55,8 @@ def test_dropped_miner_kit_files_are_reported_and_a_sigma_rule_is_low(tmp_path: 
             "detection:\n  selection:\n    CommandLine|contains:\n"
             "      - '--donate-level=1'\n  condition: selection\nlevel: high\n"
         )
+        notes = agent.watch / "notes"  # no suffix, no shebang: a text file all the same
+        notes.write_text(f"todo\n{fake_monero_address()}\n")
         for name, (body, _) in drops.items():
             (agent.watch / name).write_text(body)
         for name, (_, rule) in drops.items():
@@ -63,6 +65,8 @@ def test_dropped_miner_kit_files_are_reported_and_a_sigma_rule_is_low(tmp_path: 
                 timeout=20,
             )
             assert rec["severity"] in ("high", "critical")
+        wallet = agent.wait_for(lambda r: _about(notes)(r) and r["category"] == "wallet")
+        assert wallet["severity"] == "medium" and wallet["evidence"]["candidate"] == "text"
         unit = agent.etc / "systemd" / "system" / "sidechain.service"
         unit.write_text(
             "[Service]\nExecStart=/opt/monero/monerod --non-interactive"
