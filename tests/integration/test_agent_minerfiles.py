@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -119,5 +121,28 @@ def test_appended_log_lines_are_judged_and_old_content_is_not(tmp_path: Path) ->
         assert again["evidence"]["line"] == 1
         seen = json.dumps(agent.records())
         assert old_wallet not in seen
+    finally:
+        agent.stop()
+
+
+def test_renamed_process_with_an_xmrig_style_line_without_a_scheme(
+    tmp_path: Path, procs: list[subprocess.Popen]
+) -> None:
+    agent = AgentRun(tmp_path, watch_extra="logs = []")
+    agent.start()
+    try:
+        line = ["-a", "gr", "-o", f"{POOL}:3008", "-u", "RQm2xc4k7vKd3H1bX8aQ.rig", "-p", "x"]
+        argv = ["systemd-helper", "-c", "import time; time.sleep(30)", *line]
+        p = subprocess.Popen(argv, executable=sys.executable)  # argv[0] renamed, no shell
+        procs.append(p)
+        rec = agent.wait_for(
+            lambda r: (
+                r["rule"] == "miner.cmdline.pool_login"
+                and (r.get("process") or {}).get("pid") == p.pid
+            ),
+            timeout=20,
+        )
+        assert rec["severity"] == "high", rec
+        assert rec["process"]["cmdline"][0] == "systemd-helper", rec["process"]
     finally:
         agent.stop()
