@@ -35,7 +35,7 @@ MAX_READ = 1 << 20  # bytes read per file and pass
 MAX_LINE = 4096  # characters of one line judged
 MAX_LINES = 512  # prefiltered lines per file and pass; the rest waits for the next pass
 MAX_FILES = 1024  # files followed at once
-MAX_COUNT = 64 << 20  # bytes of old content whose lines are counted at start-up
+MAX_COUNT = 256 << 20  # bytes of old content whose lines are counted at start-up, all files
 RESCAN = 6  # passes between glob expansions
 MAX_WALK = 20000  # directory entries looked at per ** pattern and expansion
 MARK = 64  # bytes before the offset that must not change (a rewrite starts over)
@@ -92,10 +92,8 @@ def _regular(path: str) -> bool:
         return False
 
 
-def count_lines(fd: int, size: int) -> int | None:
-    """The line number after the first `size` bytes, or None past MAX_COUNT bytes."""
-    if size > MAX_COUNT:
-        return None
+def count_lines(fd: int, size: int) -> int:
+    """The line number after the first `size` bytes."""
     lines, offset = 1, 0
     while offset < size:
         chunk = os.pread(fd, min(1 << 20, size - offset), offset)
@@ -121,6 +119,7 @@ class LogsCollector(Collector):
         super().__init__(ctx, emit)
         self.tails: dict[str, Tail] = {}
         self.started = False
+        self.count_budget = MAX_COUNT  # past it, old lines are not counted: numbers unknown
 
     def patterns(self) -> list[str]:
         cfg = self.ctx.config
@@ -168,7 +167,11 @@ class LogsCollector(Collector):
             if not at_end:
                 return Tail(st.st_dev, st.st_ino, 0, 1)
             mark = os.pread(fd, min(MARK, st.st_size), max(0, st.st_size - MARK))
-            return Tail(st.st_dev, st.st_ino, st.st_size, count_lines(fd, st.st_size), mark)
+            line = None
+            if st.st_size <= self.count_budget:
+                self.count_budget -= st.st_size
+                line = count_lines(fd, st.st_size)
+            return Tail(st.st_dev, st.st_ino, st.st_size, line, mark)
         finally:
             os.close(fd)
 

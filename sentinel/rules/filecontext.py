@@ -83,14 +83,10 @@ def package_place(path: str) -> str | None:
     return next((p for p in reversed(parts) if p in PACKAGE_DIRS), None)
 
 
-def _lines(text: str) -> list[str]:
-    return text.splitlines()
-
-
 def _sigma(text: str) -> bool:
     """YAML documents whose top-level keys are Sigma's, one with logsource and detection."""
     keys: set[str] = set()
-    for line in _lines(text):
+    for line in text.splitlines():
         if _YAML_SKIP.fullmatch(line) or _INDENTED.match(line):
             continue
         m = _TOP_KEY.match(line)
@@ -103,7 +99,7 @@ def _sigma(text: str) -> bool:
 def _falco(text: str) -> bool:
     """A YAML list of Falco rules, macros and lists, at least one rule with condition and output."""
     items: set[str] = set()
-    for line in _lines(text):
+    for line in text.splitlines():
         if _YAML_SKIP.fullmatch(line) or _INDENTED.match(line):
             continue
         m = _FALCO_ITEM.match(line)
@@ -141,7 +137,7 @@ def _yara(text: str) -> bool:
 def _suricata(text: str) -> bool:
     """Suricata or Snort rules: every line that is not a comment is one rule with a sid."""
     rules = 0
-    for line in _lines(text):
+    for line in text.splitlines():
         if _COMMENT.fullmatch(line):
             continue
         if len(line) > MAX_RULE_LINE or not _SURICATA.fullmatch(line):
@@ -172,7 +168,7 @@ def _ioc_list(text: str) -> bool:
     """An indicator list: at least three lines, each one indicator (a host, host:port, URL,
     address or hash; never an option or a key=value, which a miner's config is made of)."""
     tokens = 0
-    for line in _lines(text):
+    for line in text.splitlines():
         if _COMMENT.fullmatch(line):
             continue
         if len(line) > MAX_RULE_LINE or not _INDICATOR.fullmatch(line.strip()):

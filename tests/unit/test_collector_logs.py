@@ -115,3 +115,18 @@ def test_detector_grades_wallets_and_runs_text_rules() -> None:
     (vec,) = _judge("/srv/node_modules/x/test.log", xmr)
     assert vec.severity is Severity.LOW
     assert _judge("/var/log/app.log", "DataLoader worker pool started", "loss 0.1") == []
+
+
+def test_line_numbers_are_unknown_past_the_counting_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs, "MAX_COUNT", 10)
+    log = tmp_path / "big.log"
+    log.write_text("old line that is long\n")
+    c, _ = _collector(str(log))
+    c.rescan()
+    with log.open("a") as f:
+        f.write("pool new\n")
+    assert _lines(c) == [("big.log", None, "pool new")]
+    (found,) = _judge(str(log), "w -o stratum+tcp://p.test:3333")
+    assert str(log) in found.summary
