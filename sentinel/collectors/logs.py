@@ -120,6 +120,7 @@ class LogsCollector(Collector):
         self.tails: dict[str, Tail] = {}
         self.started = False
         self.count_budget = MAX_COUNT  # past it, old lines are not counted: numbers unknown
+        self.unsent: list[LogLines] = []  # refused by a full queue: sent again next pass
 
     def patterns(self) -> list[str]:
         cfg = self.ctx.config
@@ -134,17 +135,16 @@ class LogsCollector(Collector):
             with self.measure():
                 if passes % RESCAN == 0:
                     await asyncio.to_thread(self.rescan)
-                for event in await asyncio.to_thread(self.poll):
-                    self.emit(event)
+                if not self.unsent:  # a full queue holds reading back: nothing is lost
+                    self.unsent = await asyncio.to_thread(self.poll)
+                self.unsent = [e for e in self.unsent if self.emit(e) is False]
             passes += 1
             await self.sleep(self.ctx.config.watch.logs_interval)
 
     def rescan(self) -> None:
         """Expand the globs: files seen at start-up are followed from their end, files that
         appear later from their start."""
-        found: list[str] = []
-        for pattern in self.patterns():
-            found.extend(p for p in expand(pattern) if p not in found)
+        found = list(dict.fromkeys(p for pattern in self.patterns() for p in expand(pattern)))
         if len(found) > MAX_FILES:
             self.report(False, f"{len(found)} log files match; following the first {MAX_FILES}")
             found = found[:MAX_FILES]

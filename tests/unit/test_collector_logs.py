@@ -3,6 +3,8 @@ detector's findings. Real files in a tmp dir; the collector's passes are called 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -130,3 +132,36 @@ def test_line_numbers_are_unknown_past_the_counting_budget(
     assert _lines(c) == [("big.log", None, "pool new")]
     (found,) = _judge(str(log), "w -o stratum+tcp://p.test:3333")
     assert str(log) in found.summary
+
+
+def test_lines_refused_by_a_full_queue_are_sent_again(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("")
+    sent: list[Event] = []
+    full = [True]
+
+    def emit(event: Event) -> bool:
+        if full[0]:
+            return False
+        sent.append(event)
+        return True
+
+    c = LogsCollector(context(f'[watch]\nlogs = ["{log}"]\nlogs_interval = 0.01\n'), emit)
+
+    async def passes(n: int) -> None:
+        task = asyncio.create_task(c.run())
+        for _ in range(n):
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(passes(4))  # the first pass sees the file empty
+    log.write_text("pool one\n")
+    asyncio.run(passes(4))
+    assert sent == [] and c.unsent
+    full[0] = False
+    log.write_text("pool one\npool two\n")
+    asyncio.run(passes(4))
+    got = [t for e in sent if isinstance(e, LogLines) for _, t in e.lines]
+    assert got == ["pool one", "pool two"]
