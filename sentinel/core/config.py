@@ -107,6 +107,9 @@ class WatchConfig:
     max_depth: int = 4
     max_watches: int = 65536
     snapshot_budget: int = 32 * 1024 * 1024  # bytes of line hashes kept of persistence files
+    # log files (glob patterns, ** for any depth) followed for appended lines
+    logs: list[str] = field(default_factory=lambda: ["/var/log/**/*.log"])
+    logs_interval: float = 5.0  # seconds between stats of the followed logs
 
 
 @dataclass
@@ -124,6 +127,7 @@ class RunbookJob:
     cmdline: str = ""  # regex the whole command line must match (anchored); narrows only
     cpu: bool = True
     gpu: bool = True
+    logs: list[str] = field(default_factory=list)  # the job's log files (globs), followed
 
 
 @dataclass
@@ -391,6 +395,8 @@ def _validate(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: agent.max_open_files: must be >= 64", "agent.max_open_files")
     if cfg.agent.interval <= 0:
         raise ConfigError(f"{source}: agent.interval: must be > 0", "agent.interval")
+    if cfg.watch.logs_interval <= 0:
+        raise ConfigError(f"{source}: watch.logs_interval: must be > 0", "watch.logs_interval")
     _validate_evidence(cfg, source)
     seen: set[str] = set()
     for i, sink in enumerate(cfg.sinks):

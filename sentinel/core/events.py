@@ -68,6 +68,15 @@ class FileAccess(Event):
 
 
 @dataclass(slots=True)
+class LogLines(Event):
+    """Lines appended to a followed log that may hold a wallet or miner string."""
+
+    path: str
+    lines: list[tuple[int | None, str]]  # (line number when known, text)
+    size: int = -1
+
+
+@dataclass(slots=True)
 class NetConn(Event):
     """A socket not seen before, with its owner when it could be found."""
 

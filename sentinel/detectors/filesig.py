@@ -1,5 +1,6 @@
 """YARA on dropped files that could run or configure a miner: executables, ELF, scripts,
-config candidates. A stat and a peek at the first bytes decide; the rules do the rest."""
+config candidates, and small text files (a wallet address counts wherever it stands).
+A stat and a peek at the first bytes decide; the rules do the rest."""
 
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ log = logging.getLogger(__name__)
 MAGICS = (b"\x7fELF", b"#!")
 CONFIG_SUFFIXES = frozenset(
     {".json", ".conf", ".cfg", ".ini", ".toml", ".yaml", ".yml", ".txt", ".sh", ".py", ".pl"}
+    | {".service", ".c"}  # units of miner daemons, process-hider sources
 )
 CONFIG_WORDS = ("config", "pool", "miner", "wallet")
 MAX_CONFIG_SIZE = 4 * 1024 * 1024
-PEEK = len(MAGICS[0])
+MAX_TEXT_SIZE = 1024 * 1024  # any text file up to this size is scanned
+PEEK = 512  # bytes read to tell ELF, script and text apart
 
 
 def peek(path: str) -> bytes:
@@ -39,7 +42,8 @@ def peek(path: str) -> bytes:
 
 
 def candidate(path: str, st: os.stat_result, max_size: int) -> str | None:
-    """Why a dropped file is worth a scan ('executable', 'elf', 'script', 'config'), or None."""
+    """Why a dropped file is worth a scan ('executable', 'elf', 'script', 'config', 'text'),
+    or None."""
     if not stat.S_ISREG(st.st_mode) or st.st_size == 0 or st.st_size > max_size:
         return None
     if st.st_mode & 0o111:
@@ -55,6 +59,8 @@ def candidate(path: str, st: os.stat_result, max_size: int) -> str | None:
         return "elf"
     if head.startswith(MAGICS[1]):
         return "script"
+    if st.st_size <= MAX_TEXT_SIZE and b"\0" not in head:
+        return "text"
     return None
 
 

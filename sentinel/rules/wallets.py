@@ -30,6 +30,19 @@ _CANDIDATES = re.compile(
     r"|(?<![0-9A-Za-z])(?P<eth>0x[0-9a-fA-F]{40})(?![0-9A-Za-z])"
 )
 
+# a wallet key right before an address: `"user": "`, `--wallet=`, `-u `, `payout address: `
+_KEY_BEFORE = re.compile(
+    r"(?:\b(?:wallet|payout|address|addr|user|username|login)|(?<![\w-])-(?:u|wal|o))"
+    r"[\"'\]]?[ \t]{0,4}[=:]?[ \t]{0,4}[\"']?$",
+    re.IGNORECASE,
+)
+KEY_LOOKBACK = 40  # characters before an address searched for its key
+
+
+def keyed(before: str) -> bool:
+    """Whether the text right before an address ends with a wallet/payout/address/user key."""
+    return _KEY_BEFORE.search(before[-KEY_LOOKBACK:]) is not None
+
 
 def monero_kind(address: str) -> str | None:
     """'monero', 'monero_subaddress' or 'monero_integrated' if the Keccak checksum holds."""

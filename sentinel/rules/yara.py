@@ -26,7 +26,7 @@ import yara
 from sentinel import __version__
 from sentinel.core import safeopen
 from sentinel.core.model import Category, FileFacts, Finding, Proc, Severity
-from sentinel.rules import intel, wallets
+from sentinel.rules import filecontext, intel, wallets
 
 RULE_SUFFIX = ".yar"
 DETECTOR = "yara"
@@ -170,7 +170,7 @@ class Rules:
         for m in self.compiled.match(data=data, timeout=timeout):
             info = self.infos[m.rule]
             if info.category is Category.WALLET:
-                evidence = self._wallet_evidence(m)
+                evidence = self._wallet_evidence(m, data)
                 if not evidence:
                     continue
             else:
@@ -189,14 +189,19 @@ class Rules:
         return {"strings": strings} if strings else {}
 
     @staticmethod
-    def _wallet_evidence(m: yara.Match) -> dict[str, Any]:
-        """Checksum-valid addresses among the first MAX_WALLET_CANDIDATES matches."""
-        found: dict[str, str] = {}
-        candidates = (i.matched_data for s in m.strings for i in s.instances)
-        for data in itertools.islice(candidates, MAX_WALLET_CANDIDATES):
-            for kind, address in wallets.find_wallets(data.decode("latin-1")):
-                found.setdefault(address, kind)
-        return {"wallets": [{"kind": k, "address": a} for a, k in found.items()]} if found else {}
+    def _wallet_evidence(m: yara.Match, data: bytes | bytearray) -> dict[str, Any]:
+        """Checksum-valid addresses among the first MAX_WALLET_CANDIDATES matches, each with
+        whether a wallet key stands right before it (`keyed`)."""
+        found: dict[str, dict[str, Any]] = {}
+        candidates = (i for s in m.strings for i in s.instances)
+        for inst in itertools.islice(candidates, MAX_WALLET_CANDIDATES):
+            matched = inst.matched_data.decode("latin-1")
+            for kind, address in wallets.find_wallets(matched):
+                at = inst.offset + matched.index(address)
+                before = bytes(data[max(0, at - wallets.KEY_LOOKBACK) : at]).decode("latin-1")
+                w = found.setdefault(address, {"kind": kind, "address": address, "keyed": False})
+                w["keyed"] = w["keyed"] or wallets.keyed(before)
+        return {"wallets": list(found.values())} if found else {}
 
     def match_file(
         self,
@@ -207,8 +212,8 @@ class Rules:
         process: Proc | None = None,
         timeout: int = 60,
     ) -> list[Finding]:
-        """Findings for one regular file (a timeout is one); raises Unscannable when it cannot
-        be read."""
+        """Findings for one regular file (a timeout is one), graded by the file's place and
+        content (rules/filecontext); raises Unscannable when it cannot be read."""
         data, st = read_regular(path, max_size, follow=follow)
         try:
             hits = self.hits(data, timeout)
@@ -217,8 +222,10 @@ class Rules:
             return [timeout_finding(facts, timeout, process)]
         if not hits:
             return []
-        facts = FileFacts(display_path(path), hashlib.sha256(data).hexdigest(), st.st_size)
-        return [h.finding(file=facts, process=process) for h in hits]
+        shown = display_path(path)
+        facts = FileFacts(shown, hashlib.sha256(data).hexdigest(), st.st_size)
+        found = [h.finding(file=facts, process=process) for h in hits]
+        return filecontext.grade(shown, data, found)
 
 
 def display_path(path: str | bytes) -> str:

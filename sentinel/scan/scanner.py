@@ -30,6 +30,7 @@ import yara
 
 from sentinel.core import proctable, safeopen
 from sentinel.core.model import FileFacts, Finding, Proc, Severity
+from sentinel.rules import filecontext
 from sentinel.rules.yara import (
     Hit,
     Rules,
@@ -43,7 +44,7 @@ from sentinel.rules.yara import (
 )
 
 CACHE_FILE = "scan-cache.sqlite"
-CACHE_SCHEMA = "1"
+CACHE_SCHEMA = "2"  # 2: hits graded by place and content (rules/filecontext)
 PSEUDO_FS = frozenset((
     "proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "pstore", "bpf",
     "configfs", "fusectl", "efivarfs", "binfmt_misc", "autofs", "mqueue", "devpts", "rpc_pipefs",
@@ -313,12 +314,14 @@ class Scanner:
     # files ---------------------------------------------------------------------------
 
     def _read_and_match(
-        self, path: bytes, expect: tuple[int, int], follow: bool = False
+        self, path: bytes, expect: tuple[int, int], follow: bool = False, shown: str = ""
     ) -> tuple[str | None, int, list[Hit]]:
-        """(sha256 if any hit, bytes read, hits) of one file; the cache learns the result."""
+        """(sha256 if any hit, bytes read, hits graded by the place `shown` or `path` and the
+        content) of one file; the cache learns the result."""
         data, st = read_regular(path, self.opts.max_file_size, follow=follow, expect=expect)
         try:
             hits = self.rules.hits(data, self.opts.timeout)
+            hits = filecontext.grade(shown or display_path(path), data, hits)
         except yara.TimeoutError:
             raise TimedOut(hashlib.sha256(data).hexdigest(), len(data), self.opts.timeout) from None
         except yara.Error as exc:
@@ -488,7 +491,7 @@ class Scanner:
 
     def _exe_job(self, job: _ExeJob, link: bytes, key: tuple[int, int]) -> None:
         try:
-            job.result = self._read_and_match(link, key, follow=True)
+            job.result = self._read_and_match(link, key, follow=True, shown=job.path)
         except TimedOut as exc:
             job.timed_out = exc
         except Unscannable as exc:

@@ -58,12 +58,16 @@ rule miner_download_and_run
         $dl1 = /\b(curl|wget)\s/
         $dl2 = "busybox wget"
         $dl3 = "urllib.request.urlretrieve"
+        $dl4 = /\bgit\s+clone\s/
         $run1 = "chmod +x"
         $run2 = "chmod 777"
         $run3 = "chmod 755"
-        $run4 = /\|\s*(ba)?sh\b/
+        $run4 = /\|\s*(ba|da|z)?sh\b/
         $run5 = "nohup "
         $run6 = /tar\s+-?x[zJjvf]*/
+        $run7 = /chmod\s+([ugoa]*\+[rw]*x|0?[157]{3})\s/
+        $run8 = /\btar\s[^\n|;]{0,80}(\s-?[a-zA-Z]*x[a-zA-Z]*\s|--extract)/
+        $run9 = /\b(unzip|bsdtar|7z\s+x)\s/
         $m1 = "xmrig" nocase
         $m2 = "xmr-stak" nocase
         $m3 = "minerd" fullword
@@ -80,6 +84,7 @@ rule miner_download_and_run
         $m14 = "SRBMiner" nocase
         $m15 = "nanominer" nocase
         $m16 = "PhoenixMiner" nocase
+        $m17 = /\b(gminer|bzminer|rigel|wildrig|onezerominer|p2pool)\b/ nocase
     condition:
         uint32(0) != 0x464c457f and filesize < 2MB and
         any of ($dl*) and any of ($run*) and any of ($m*)

@@ -2,9 +2,12 @@
  * Cryptocurrency wallet addresses. Sentinel's own rules. A hit is only a candidate:
  * sentinel.wallets checks each matched address (Monero base58 blocks and Keccak-256
  * checksum, Bitcoin Base58Check and bech32/bech32m, Ethereum EIP-55) and drops the rule
- * when none holds. Every regex starts from a literal anchor so libyara gets usable atoms:
- * Monero and legacy Bitcoin addresses begin with one or two free characters, so their
- * rules need a wallet-ish keyword right before the address (option, key or variable).
+ * when none holds. The severity is then set per file (sentinel/rules/filecontext.py): a
+ * Monero address is medium wherever it stands, a Bitcoin or Ethereum address medium
+ * beside a wallet/payout/address/user key and low when bare, and every address low in
+ * package and test trees (site-packages, node_modules, tests/). Monero addresses are
+ * matched bare (two-character atoms); a legacy Bitcoin address begins with one free digit,
+ * which gives libyara no usable atom, so its rule needs a keyword before the address.
  */
 
 rule wallet_monero
@@ -12,9 +15,9 @@ rule wallet_monero
     meta:
         category = "wallet"
         severity = "medium"
-        description = "Monero address (standard, subaddress or integrated) after a wallet/user key"
+        description = "Monero address (standard, subaddress or integrated)"
     strings:
-        $a = /(user|USER|User|wallet|WALLET|Wallet|login|LOGIN|address|ADDRESS|Address|addr|ADDR|xmr|XMR|monero|MONERO|Monero|-u|-wal|--wal)["']?[ \t]{0,4}[=:]?[ \t]{0,4}["']?(4[1-9A-M]|8[2-9A-C])[1-9A-HJ-NP-Za-km-z]{93}([1-9A-HJ-NP-Za-km-z]{11})?/
+        $a = /\b(4[1-9A-M]|8[2-9A-C])[1-9A-HJ-NP-Za-km-z]{93}([1-9A-HJ-NP-Za-km-z]{11})?\b/
     condition:
         $a
 }
@@ -26,7 +29,7 @@ rule wallet_bitcoin_legacy
         severity = "low"
         description = "Bitcoin legacy address (P2PKH/P2SH) after a wallet/user key"
     strings:
-        $a = /(user|USER|User|wallet|WALLET|Wallet|address|ADDRESS|Address|addr|ADDR|btc|BTC|bitcoin|Bitcoin|BITCOIN|-u)["']?[ \t]{0,4}[=:]?[ \t]{0,4}["']?[13][1-9A-HJ-NP-Za-km-z]{25,34}/
+        $a = /(user|USER|User|wallet|WALLET|Wallet|payout|PAYOUT|Payout|login|LOGIN|address|ADDRESS|Address|addr|ADDR|btc|BTC|bitcoin|Bitcoin|BITCOIN|-u)["']?[ \t]{0,4}[=:]?[ \t]{0,4}["']?[13][1-9A-HJ-NP-Za-km-z]{25,34}/
     condition:
         $a
 }

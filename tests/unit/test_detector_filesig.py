@@ -52,13 +52,13 @@ def test_miner_config_with_wallet(det: FileSigDetector, tmp_path: Path) -> None:
     found = drop(det, path)
     assert Category.MINER in {f.category for f in found}
     wallets = [w for f in found for w in f.evidence.get("wallets", [])]
-    assert {"kind": "monero", "address": wallet} in wallets
+    assert {"kind": "monero", "address": wallet, "keyed": True} in wallets
 
 
 def test_non_candidates_are_not_scanned(det: FileSigDetector, tmp_path: Path) -> None:
     data = tmp_path / "weights.bin"
-    data.write_bytes(b"XMRig --donate-level --cpu-priority rx/0 cn/r " * 10)
-    assert candidate(str(data), data.stat(), 1 << 20) is None
+    data.write_bytes(b"\0\x93NUMPY" + b"XMRig --donate-level --cpu-priority rx/0 cn/r " * 10)
+    assert candidate(str(data), data.stat(), 1 << 20) is None  # binary data, not text
     assert drop(det, data) == []
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
@@ -67,6 +67,14 @@ def test_non_candidates_are_not_scanned(det: FileSigDetector, tmp_path: Path) ->
     link.symlink_to(fake_elf_miner(tmp_path / "real"))
     assert drop(det, link) == []
     assert drop(det, tmp_path / "vanished.sh") == []
+
+
+def test_small_text_files_are_candidates_whatever_their_name(tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    notes.write_text("remember to pay\n")
+    assert candidate(str(notes), notes.stat(), 1 << 30) == "text"
+    notes.write_text("x" * (2 << 20))  # past MAX_TEXT_SIZE: a text this big is data
+    assert candidate(str(notes), notes.stat(), 1 << 30) is None
 
 
 def test_persistence_role_and_own_files_are_skipped(det: FileSigDetector, tmp_path: Path) -> None:

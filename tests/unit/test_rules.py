@@ -23,7 +23,9 @@ from sentinel.rules.yara import (
     read_regular,
 )
 
-THEMES = {"miners_cpu", "miners_gpu", "miner_configs", "droppers", "tunnels", "wallets"}
+THEMES = {
+    "miners_cpu", "miners_gpu", "miner_configs", "miner_kits", "droppers", "tunnels", "wallets"
+}  # fmt: skip
 
 
 def match(rules: Rules, data: bytes) -> list[Finding]:
@@ -91,7 +93,7 @@ def test_wallet_rule_reports_only_checksum_valid_addresses(rules) -> None:
     assert match(rules, f"WALLET={bad}\n".encode()) == []
     (f,) = match(rules, f"WALLET={bad}\nwallet: {good}\n".encode())
     assert f.rule == "yara.wallet_monero"
-    assert f.evidence["wallets"] == [{"kind": "monero", "address": good}]
+    assert f.evidence["wallets"] == [{"kind": "monero", "address": good, "keyed": True}]
 
 
 def test_binary_rules_need_an_elf_header(rules) -> None:
