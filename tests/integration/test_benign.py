@@ -434,11 +434,6 @@ YARA = """rule xmrig_strings
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="yara.miner_donate_level_option (high) fires on a Sigma rule file; the minerfiles "
-    "helper's security-content fix (issue 10) closes it: drop this mark once that is merged",
-)
 def test_security_rule_files_listing_miner_indicators(agent: AgentRun) -> None:
     """Judged apart (its own Ours) so the gate below stays a gate for the other cases."""
     ours = Ours()

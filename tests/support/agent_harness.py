@@ -114,6 +114,7 @@ persistence = [{persistence}]
 home_files = {json.dumps(self.home_files)}
 {f"homes = {json.dumps(self.homes)}" if self.homes is not None else ""}
 {self.watch_extra}
+{"" if "logs" in self.watch_extra else "logs = []  # the box's own logs are not the test's"}
 [canaries]
 paths = ["{self.canary}"]
 [daemons]
