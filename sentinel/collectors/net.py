@@ -6,8 +6,13 @@ listed with sock_diag (netlink; one dump walks only the sockets in the asked sta
 where that is not available, read from the /proc/net tables, whose generation walks the
 whole connection hash on every read. Only a socket inode not seen before has its owner
 looked for in /proc/*/fd. Listening sockets and connections accepted by a local listener
-are not reported. Names are never resolved: Connection.domain is the name a DNS answer
-seen by the traffic collector gave for the remote address in that namespace, if any.
+are not reported: a connected socket on a listener's port is accepted only when its owner
+(or the owner's parent, for a server that forks per connection) holds that listener's
+socket, so one that bound the port with SO_REUSEPORT and connected out is still outbound.
+A process that moves into another network namespace (unshare, setns) is followed there:
+every sweep reads /proc/PID/ns/net of each known process once. Names are never resolved:
+Connection.domain is the name a DNS answer seen by the traffic collector gave for the
+remote address in that namespace, if any.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sentinel.collectors import Collector, Emit, register
+from sentinel.collectors._sockfacts import OwnerReader
 from sentinel.core import fdowners, proctable
 from sentinel.core.context import Context
 from sentinel.core.events import NetConn
@@ -92,24 +98,44 @@ def endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def outbound(socks: Iterable[Sock]) -> list[Sock]:
-    """Connected TCP (established, connecting) and connected UDP sockets, less those on a
-    local listener's port (accepted: inbound)."""
+def connected(socks: Iterable[Sock]) -> list[tuple[Sock, frozenset[int]]]:
+    """Connected TCP (established, connecting) and connected UDP sockets, each with the
+    inodes of the local listeners on its port (its address or the wildcard): an accepted
+    connection has some, and so has an outbound one that bound a listener's port
+    (SO_REUSEPORT); who holds the listener tells them apart (see `holds`)."""
     socks = list(socks)
-    listeners = {
-        (s.proto, s.lip, s.lport)
-        for s in socks
-        if s.state == LISTEN or (s.proto == "udp" and s.state == CLOSE)
-    }
-    out = []
+    listeners: dict[tuple[str, str, int], set[int]] = {}
     for s in socks:
-        connected = s.state == ESTABLISHED or (s.proto == "tcp" and s.state == SYN_SENT)
-        if not s.inode or not connected:
+        if s.state == LISTEN or (s.proto == "udp" and s.state == CLOSE):
+            listeners.setdefault((s.proto, s.lip, s.lport), set()).add(s.inode)
+    out = []
+    none: set[int] = set()
+    for s in socks:
+        live = s.state == ESTABLISHED or (s.proto == "tcp" and s.state == SYN_SENT)
+        if not s.inode or not live:
             continue
-        if {(s.proto, s.lip, s.lport), (s.proto, WILDCARD[s.family], s.lport)} & listeners:
-            continue
-        out.append(s)
+        shared = listeners.get((s.proto, s.lip, s.lport), none) | listeners.get(
+            (s.proto, WILDCARD[s.family], s.lport), none
+        )
+        out.append((s, frozenset(shared)))
     return out
+
+
+def holds(procfs: str, pid: int, inodes: frozenset[int]) -> bool:
+    """Whether `pid` has one of these sockets open (one readlink per fd it holds)."""
+    fd_dir = f"{procfs}/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"{fd_dir}/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and int(target[8:-1]) in inodes:
+            return True
+    return False
 
 
 def read_tables(net_dir: str) -> list[Sock]:
@@ -248,6 +274,7 @@ class Namespaces:
             own = os.readlink(f"{procfs}/self/ns/net")
         except OSError:
             own = ""
+        self.follow(own)
         changed = self.changes.take()
         listing = self.calls % RECONCILE == 0 or not self.ctx.procs.complete
         self.calls += 1
@@ -275,6 +302,24 @@ class Namespaces:
                 found[ns] = min(members)
         return found
 
+    def follow(self, own: str) -> None:
+        """Move each known pid whose namespace changed since it was read (it unshared or
+        called setns without an exec): one readlink per known process."""
+        procfs = self.ctx.procfs
+        for pid, ns in list(self.ns_of.items()):
+            try:
+                now = os.readlink(f"{procfs}/{pid}/ns/net")
+            except OSError:
+                now = ""
+            if now == ns:
+                continue
+            self._drop(pid)
+            if not now:
+                continue  # gone: forgotten until the table or a listing names it again
+            self.ns_of[pid] = now = sys.intern(now)
+            if now != own:
+                self.members.setdefault(now, set()).add(pid)
+
     def _drop(self, pid: int) -> None:
         ns = self.ns_of.pop(pid, None)
         members = self.members.get(ns) if ns else None
@@ -294,8 +339,9 @@ class NetCollector(Collector):
         super().__init__(ctx, emit)
         self.procfs = ctx.procfs
         self.live = os.path.realpath(self.procfs) == "/proc"
-        self.seen: set[int] = set()
+        self.seen: set[int] = set()  # sockets judged: outbound (reported) and accepted
         self.netns = Namespaces(ctx)
+        self.facts = OwnerReader(self.procfs, ctx.config.watch.paths)
         self.diags: dict[str, socket.socket | None] = {}  # namespace -> sock_diag socket
 
     async def run(self) -> None:
@@ -367,26 +413,39 @@ class NetCollector(Collector):
             if sock is not None:
                 sock.close()
         live: set[int] = set()
-        fresh: list[tuple[str, Sock]] = []
+        fresh: list[tuple[str, Sock, frozenset[int]]] = []
         for ns, pid in namespaces.items():
-            for s in outbound(self.sockets(ns, pid)):
+            for s, listeners in connected(self.sockets(ns, pid)):
                 if s.inode not in live:
                     live.add(s.inode)
                     if s.inode not in self.seen:
-                        fresh.append((ns, s))
+                        fresh.append((ns, s, listeners))
         self.seen = live  # closed sockets are forgotten
         if not fresh:
             return
-        owners = self.owners({s.inode for _, s in fresh})
-        for ns, s in fresh:
+        owners = self.owners({s.inode for _, s, _ in fresh})
+        for ns, s, listeners in fresh:
             pid = owners.get(s.inode)
+            if listeners and self.accepted(pid, listeners):
+                continue
             proc = self.ctx.procs.get(pid) if pid else None
             laddr = endpoint(s.lip, s.lport)
             names = self.ctx.names.names(ns, s.rip)  # from a DNS answer the namespace got
             domain, aliases = (names[0], names[1:]) if names else (None, ())
             conn = Connection(laddr, s.rip, s.rport, s.proto, domain, aliases)
             state = STATE_NAMES[s.state] if s.proto == "tcp" else "CONNECTED"
-            self.emit(NetConn(time=time.time(), conn=conn, proc=proc, state=state))
+            facts = self.facts.facts(proc.pid, proc.start_time, s.inode) if proc else None
+            self.emit(NetConn(time.time(), conn, proc, state, facts))
+
+    def accepted(self, pid: int | None, listeners: frozenset[int]) -> bool:
+        """A connection on a listener's port was accepted by it: its owner or the owner's
+        parent holds the listener (an owner not found: taken as accepted, as by port)."""
+        if pid is None:
+            return True
+        if holds(self.procfs, pid, listeners):
+            return True
+        proc = self.ctx.procs.get(pid)
+        return proc is not None and proc.ppid > 0 and holds(self.procfs, proc.ppid, listeners)
 
     def owners(self, inodes: set[int]) -> dict[int, int]:
         """inode -> pid for these sockets, from /proc/*/fd within a time budget."""

@@ -67,6 +67,26 @@ class FileAccess(Event):
     procs: list[Proc] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Indicators:
+    """Pool and wallet indicators found outside argv (never the text they were found in)."""
+
+    source: str  # "environ" or "stdin:PATH"
+    urls: tuple[str, ...] = ()  # stratum URLs, credentials redacted
+    pools: tuple[str, ...] = ()  # host:port values
+    wallets: tuple[tuple[str, str], ...] = ()  # (kind, address)
+    names: tuple[str, ...] = ()  # the variables that held them
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerFacts:
+    """What the socket's owner shows beyond its argv (see collectors/_sockfacts.py)."""
+
+    stdio: tuple[str, ...] = ()  # its standard streams that are this socket
+    stdin: str = ""  # pipe, socket, tty, a file's path, or ''
+    hidden: tuple[Indicators, ...] = ()
+
+
 @dataclass(slots=True)
 class NetConn(Event):
     """A socket not seen before, with its owner when it could be found."""
@@ -74,6 +94,7 @@ class NetConn(Event):
     conn: Connection
     proc: Proc | None
     state: str = ""
+    owner: OwnerFacts | None = None
 
 
 @dataclass(slots=True)
