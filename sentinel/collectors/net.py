@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sentinel.collectors import Collector, Emit, register
-from sentinel.collectors._sockfacts import OwnerReader
 from sentinel.core import fdowners, proctable
 from sentinel.core.context import Context
 from sentinel.core.events import NetConn
 from sentinel.core.model import Connection
+from sentinel.core.ownerfacts import OwnerReader
 from sentinel.ops import metrics
 
 log = logging.getLogger(__name__)

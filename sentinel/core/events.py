@@ -80,7 +80,7 @@ class Indicators:
 
 @dataclass(frozen=True, slots=True)
 class OwnerFacts:
-    """What the socket's owner shows beyond its argv (see collectors/_sockfacts.py)."""
+    """What the socket's owner shows beyond its argv (see core/ownerfacts.py)."""
 
     stdio: tuple[str, ...] = ()  # its standard streams that are this socket
     stdin: str = ""  # pipe, socket, tty, a file's path, or ''

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 from fakes import context, fake_monero_address, proc
 
-from sentinel.collectors import _sockfacts
 from sentinel.collectors.net import ESTABLISHED, LISTEN, Namespaces, Sock, connected, holds
-from sentinel.core import config
+from sentinel.core import config, ownerfacts
 from sentinel.core.events import NetConn, OwnerFacts
 from sentinel.core.model import Connection, Severity
 from sentinel.detectors.network import NetworkDetector
@@ -172,7 +171,7 @@ def test_owner_facts_read_stdio_stdin_and_environ(tmp_path: Path) -> None:
     (tmp_path / "900" / "environ").write_bytes(
         b"\0".join([b"PATH=/usr/bin", f"WALLET={wallet}".encode(), f"TOKEN={secret}".encode()])
     )
-    facts = _sockfacts.OwnerReader(str(tmp_path), ["/tmp"]).facts(900, 1.0, 55)
+    facts = ownerfacts.OwnerReader(str(tmp_path), ["/tmp"]).facts(900, 1.0, 55)
     assert facts.stdio == ("stdin", "stderr") and facts.stdin == "socket"
     (found,) = facts.hidden
     assert found.wallets == (("monero", wallet),) and found.names == ("WALLET",)

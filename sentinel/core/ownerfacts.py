@@ -74,12 +74,27 @@ def file_indicators(path: str) -> Indicators | None:
     return indicators([("", line) for line in text.splitlines()], f"stdin:{path}")
 
 
+def hidden_of(
+    procfs: str, pid: int, stdin: str, watched: tuple[str, ...]
+) -> tuple[Indicators, ...]:
+    """Indicators of the process's environment and, when its stdin is a file under one of
+    the `watched` prefixes, of that file."""
+    found = [environ_indicators(procfs, pid)]
+    if stdin.startswith(watched):
+        found.append(file_indicators(stdin))
+    return tuple(i for i in found if i is not None)
+
+
+def prefixes(paths: list[str]) -> tuple[str, ...]:
+    return tuple(p.rstrip("/") + "/" for p in paths)
+
+
 class OwnerReader:
     """Reads owner facts, the environment and stdin once per process (by pid and start)."""
 
     def __init__(self, procfs: str, watched: list[str]) -> None:
         self.procfs = procfs
-        self.watched = tuple(p.rstrip("/") + "/" for p in watched)
+        self.watched = prefixes(watched)
         self.cache: OrderedDict[tuple[int, float], tuple[str, tuple[Indicators, ...]]] = (
             OrderedDict()
         )
@@ -90,10 +105,7 @@ class OwnerReader:
         known = self.cache.get(key)
         if known is None:
             stdin = stdin_of(self.procfs, pid)
-            found = [environ_indicators(self.procfs, pid)]
-            if stdin.startswith(self.watched):
-                found.append(file_indicators(stdin))
-            known = self.cache[key] = (stdin, tuple(i for i in found if i is not None))
+            known = self.cache[key] = (stdin, hidden_of(self.procfs, pid, stdin, self.watched))
             if len(self.cache) > CACHE:
                 self.cache.popitem(last=False)
         stdin, hidden = known
