@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 # kernel TCP states (UDP reuses ESTABLISHED for connected and CLOSE for unconnected)
 ESTABLISHED, SYN_SENT, CLOSE, LISTEN = 1, 2, 7, 10
 RECONCILE = 6  # namespace lookups between two listings of procfs (see Namespaces)
+SERVERS_KEPT = 4096  # listener inode -> accepting pid entries, forgotten all at once beyond
 STATE_NAMES = {ESTABLISHED: "ESTABLISHED", SYN_SENT: "SYN_SENT"}
 WILDCARD = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
 MAPPED = "::ffff:"
@@ -121,21 +122,27 @@ def connected(socks: Iterable[Sock]) -> list[tuple[Sock, frozenset[int]]]:
     return out
 
 
-def holds(procfs: str, pid: int, inodes: frozenset[int]) -> bool:
-    """Whether `pid` has one of these sockets open (one readlink per fd it holds)."""
+def sockets_of(procfs: str, pid: int) -> set[int]:
+    """The socket inodes `pid` has open (one readlink per fd it holds)."""
     fd_dir = f"{procfs}/{pid}/fd"
     try:
         fds = os.listdir(fd_dir)
     except OSError:
-        return False
+        return set()
+    found = set()
     for fd in fds:
         try:
             target = os.readlink(f"{fd_dir}/{fd}")
         except OSError:
             continue
-        if target.startswith("socket:[") and int(target[8:-1]) in inodes:
-            return True
-    return False
+        if target.startswith("socket:["):
+            found.add(int(target[8:-1]))
+    return found
+
+
+def holds(procfs: str, pid: int, inodes: frozenset[int]) -> bool:
+    """Whether `pid` has one of these sockets open."""
+    return not inodes.isdisjoint(sockets_of(procfs, pid))
 
 
 def read_tables(net_dir: str) -> list[Sock]:
@@ -340,6 +347,7 @@ class NetCollector(Collector):
         self.procfs = ctx.procfs
         self.live = os.path.realpath(self.procfs) == "/proc"
         self.seen: set[int] = set()  # sockets judged: outbound (reported) and accepted
+        self.servers: dict[int, int] = {}  # listener inode -> the pid that accepted on it
         self.netns = Namespaces(ctx)
         self.facts = OwnerReader(self.procfs, ctx.config.watch.paths)
         self.diags: dict[str, socket.socket | None] = {}  # namespace -> sock_diag socket
@@ -423,8 +431,11 @@ class NetCollector(Collector):
         self.seen = live  # closed sockets are forgotten
         if not fresh:
             return
-        owners = self.owners({s.inode for _, s, _ in fresh})
+        served = self.served(fresh)
+        owners = self.owners({s.inode for _, s, _ in fresh if s.inode not in served})
         for ns, s, listeners in fresh:
+            if s.inode in served:
+                continue
             pid = owners.get(s.inode)
             if listeners and self.accepted(pid, listeners):
                 continue
@@ -437,15 +448,34 @@ class NetCollector(Collector):
             facts = self.facts.facts(proc.pid, proc.start_time, s.inode) if proc else None
             self.emit(NetConn(time.time(), conn, proc, state, facts))
 
+    def served(self, fresh: list[tuple[str, Sock, frozenset[int]]]) -> set[int]:
+        """The new sockets on a listener's port that a process known to have accepted on
+        that listener holds: accepted, found without a walk of every process's fds."""
+        wanted: dict[int, set[int]] = {}  # server pid -> the new sockets it may hold
+        for _, s, listeners in fresh:
+            for inode in listeners:
+                if inode in self.servers:
+                    wanted.setdefault(self.servers[inode], set()).add(s.inode)
+        found: set[int] = set()
+        for pid, inodes in wanted.items():
+            found |= inodes & sockets_of(self.procfs, pid)
+        return found
+
     def accepted(self, pid: int | None, listeners: frozenset[int]) -> bool:
         """A connection on a listener's port was accepted by it: its owner or the owner's
         parent holds the listener (an owner not found: taken as accepted, as by port)."""
         if pid is None:
             return True
-        if holds(self.procfs, pid, listeners):
-            return True
-        proc = self.ctx.procs.get(pid)
-        return proc is not None and proc.ppid > 0 and holds(self.procfs, proc.ppid, listeners)
+        server: int | None = pid
+        if not holds(self.procfs, pid, listeners):
+            proc = self.ctx.procs.get(pid)
+            server = proc.ppid if proc is not None and proc.ppid > 0 else None
+            if server is None or not holds(self.procfs, server, listeners):
+                return False
+        if len(self.servers) >= SERVERS_KEPT:
+            self.servers.clear()
+        self.servers.update(dict.fromkeys(listeners, pid))
+        return True
 
     def owners(self, inodes: set[int]) -> dict[int, int]:
         """inode -> pid for these sockets, from /proc/*/fd within a time budget."""

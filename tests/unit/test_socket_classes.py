@@ -4,14 +4,24 @@ namespace moves (on a fixture procfs)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
 
 import pytest
+from collector_run import Running
 from fakes import context, fake_monero_address, proc
 
-from sentinel.collectors.net import ESTABLISHED, LISTEN, Namespaces, Sock, connected, holds
+from sentinel.collectors.net import (
+    ESTABLISHED,
+    LISTEN,
+    Namespaces,
+    NetCollector,
+    Sock,
+    connected,
+    holds,
+)
 from sentinel.core import config, ownerfacts
 from sentinel.core.events import NetConn, OwnerFacts
 from sentinel.core.model import Connection, Severity
@@ -176,3 +186,42 @@ def test_owner_facts_read_stdio_stdin_and_environ(tmp_path: Path) -> None:
     (found,) = facts.hidden
     assert found.wallets == (("monero", wallet),) and found.names == ("WALLET",)
     assert secret not in repr(facts)
+
+
+def fixture_proc(root: Path, pid: int, name: str, ppid: int, fds: dict[str, str]) -> None:
+    d = root / str(pid)
+    (d / "fd").mkdir(parents=True)
+    fields = ["S", str(ppid)] + ["0"] * 17 + ["500"]
+    (d / "stat").write_text(f"{pid} ({name}) {' '.join(fields)}\n")
+    (d / "cmdline").write_bytes(name.encode() + b"\0")
+    (d / "status").write_text("Uid:\t0\t0\t0\t0\n")
+    for fd, target in fds.items():
+        (d / "fd" / fd).symlink_to(target)
+
+
+async def test_a_socket_bound_to_a_listeners_port_is_outbound_unless_its_holder_accepted(
+    tmp_path: Path,
+) -> None:
+    """On a fixture procfs: the listener's holder owns its accepted connection (inbound);
+    another process bound the same port and connected out (outbound)."""
+    root = tmp_path / "proc"
+    (root / "net").mkdir(parents=True)
+    (root / "stat").write_text("cpu 1 2 3\nbtime 1700000000\n")
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt\n"
+    rest = "00000000:00000000 00:00000000 00000000 0 0"
+    (root / "net" / "tcp").write_text(
+        header
+        + f"0: 00000000:1B9E 00000000:0000 0A {rest} 100 1\n"  # a listener on 7070
+        + f"1: 0200000A:1B9E 0100000A:A000 01 {rest} 101 1\n"  # accepted by its holder
+        + f"2: 0200000A:1B9E 0100000A:0D05 01 {rest} 105 1\n"  # bound 7070, out to :3333
+    )
+    fixture_proc(root, 4242, "server", 1, {"3": "socket:[100]", "4": "socket:[101]"})
+    fixture_proc(root, 4343, "reuser", 1, {"3": "socket:[105]"})
+    cfg = config.parse("[agent]\ninterval = 0.2\n")
+    async with Running(NetCollector, cfg, str(root)) as run:
+        out = await run.wait(NetConn, lambda e: e.conn.rport == 3333)
+        assert out.proc is not None and out.proc.pid == 4343
+        assert out.conn.laddr == "10.0.0.2:7070"
+        await asyncio.sleep(0.5)
+        assert [e.conn.rport for e in run.of(NetConn)] == [3333]
+        assert run.collector.servers == {100: 4242}
