@@ -450,15 +450,16 @@ class NetCollector(Collector):
 
     def served(self, fresh: list[tuple[str, Sock, frozenset[int]]]) -> set[int]:
         """The new sockets on a listener's port that a process known to have accepted on
-        that listener holds: accepted, found without a walk of every process's fds."""
-        wanted: dict[int, set[int]] = {}  # server pid -> the new sockets it may hold
+        that listener holds, with the listener still: accepted, found without a walk of
+        every process's fds (one pass over each such server's own)."""
+        wanted: dict[int, list[tuple[int, frozenset[int]]]] = {}  # server pid -> candidates
         for _, s, listeners in fresh:
-            for inode in listeners:
-                if inode in self.servers:
-                    wanted.setdefault(self.servers[inode], set()).add(s.inode)
+            for pid in {self.servers[i] for i in listeners if i in self.servers}:
+                wanted.setdefault(pid, []).append((s.inode, listeners))
         found: set[int] = set()
-        for pid, inodes in wanted.items():
-            found |= inodes & sockets_of(self.procfs, pid)
+        for pid, candidates in wanted.items():
+            held = sockets_of(self.procfs, pid)
+            found.update(i for i, listeners in candidates if i in held and listeners & held)
         return found
 
     def accepted(self, pid: int | None, listeners: frozenset[int]) -> bool:

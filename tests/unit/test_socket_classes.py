@@ -225,3 +225,9 @@ async def test_a_socket_bound_to_a_listeners_port_is_outbound_unless_its_holder_
         await asyncio.sleep(0.5)
         assert [e.conn.rport for e in run.of(NetConn)] == [3333]
         assert run.collector.servers == {100: 4242}
+        # a second connection accepted by the same server: found in its own fds
+        with (root / "net" / "tcp").open("a") as table:
+            table.write(f"3: 0200000A:1B9E 0100000A:A001 01 {rest} 106 1\n")
+        (root / "4242" / "fd" / "5").symlink_to("socket:[106]")
+        await asyncio.sleep(0.6)
+        assert [e.conn.rport for e in run.of(NetConn)] == [3333]
