@@ -3,8 +3,9 @@ what its stdin is, and the stratum URLs, pool addresses and wallets that its env
 (or a config file it reads on stdin) names.
 
 The environment holds secrets: it is read capped, only indicators are kept (URLs with
-their credentials redacted, `host:port` values, checksum-valid wallets, and the names of
-the variables that held them), and it is never stored, logged or put in a finding whole.
+their credentials redacted, `host:port` values of pool-named variables, checksum-valid
+wallets, and the names of the variables that held them), and it is never stored, logged
+or put in a finding whole.
 """
 
 from __future__ import annotations

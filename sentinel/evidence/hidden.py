@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sentinel.core import ownerfacts, proctable
 from sentinel.core.model import Finding, same_start
+from sentinel.rules.indicators import as_evidence
 
 DETECTORS = frozenset({"load"})
 
@@ -23,16 +24,8 @@ def annotate(finding: Finding, procfs: str, watched: list[str]) -> None:
     hidden = ownerfacts.hidden_of(procfs, proc.pid, stdin, ownerfacts.prefixes(watched))
     if not hidden:
         return
-    finding.evidence["hidden"] = {
-        h.source: {
-            "variables": list(h.names),
-            "urls": list(h.urls),
-            "pools": list(h.pools),
-            "wallets": [{"kind": k, "address": a} for k, a in h.wallets],
-        }
-        for h in hidden
-    }
-    named = [*(u for h in hidden for u in h.urls), *(p for h in hidden for p in h.pools)]
-    wallets = [a for h in hidden for _, a in h.wallets]
-    what = named[0] if named else f"wallet {wallets[0][:12]}..."
-    finding.summary += f" (names {what} in its {hidden[0].source.partition(':')[0]})"
+    finding.evidence["hidden"] = as_evidence(hidden)
+    pools = [(x, h.source) for h in hidden for x in (*h.urls, *h.pools)]
+    wallets = [(f"wallet {a[:12]}...", h.source) for h in hidden for _, a in h.wallets]
+    what, source = (pools or wallets)[0]
+    finding.summary += f" (names {what} in its {source.partition(':')[0]})"

@@ -43,3 +43,16 @@ def indicators(pairs: list[tuple[str, str]], source: str) -> Indicators | None:
     if not (urls or pools or found):
         return None
     return Indicators(source, tuple(urls), tuple(pools), tuple(found), tuple(names))
+
+
+def as_evidence(hidden: tuple[Indicators, ...]) -> dict[str, Any] | None:
+    """Indicators by source, as a finding's evidence shows them; None when there are none."""
+    return {
+        h.source: {
+            "variables": list(h.names),
+            "urls": list(h.urls),
+            "pools": list(h.pools),
+            "wallets": [{"kind": k, "address": a} for k, a in h.wallets],
+        }
+        for h in hidden
+    } or None

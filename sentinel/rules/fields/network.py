@@ -11,7 +11,7 @@ from sentinel.core.model import Connection
 from sentinel.rules import cmdline, egress
 from sentinel.rules.fields import text
 from sentinel.rules.fields.process import sample_proc
-from sentinel.rules.indicators import indicators
+from sentinel.rules.indicators import as_evidence, indicators
 from sentinel.rules.kinds import extractor, sample_builder
 
 if TYPE_CHECKING:
@@ -83,18 +83,7 @@ def _programs(s: Subject) -> list[str]:
     return sorted({n for n in (proc.name.lower(), cmdline.base(proc.exe)) if n})
 
 
-@extractor(KIND, "owner.hidden_indicators")
-def _hidden_indicators(s: Subject) -> dict[str, Any] | None:
-    """What the environment and stdin file named, by source (for evidence); None: nothing."""
-    return {
-        f.source: {
-            "variables": list(f.names),
-            "urls": list(f.urls),
-            "pools": list(f.pools),
-            "wallets": [{"kind": k, "address": a} for k, a in f.wallets],
-        }
-        for f in s.get("owner.hidden")
-    } or None
+extractor(KIND, "owner.hidden_indicators")(lambda s: as_evidence(s.get("owner.hidden")))
 
 
 @extractor(KIND, "egress.allow")
