@@ -265,7 +265,9 @@ class Namespaces:
     whose process table entry changed since the last (the procs collector keeps the table
     from exec and exit events; an exec, as after a setns, counts), and every RECONCILE
     calls (every call when no procs collector keeps the table) procfs is listed to catch
-    the pids the table does not hold."""
+    the pids the table does not hold. Every call also re-reads the namespace of each known
+    pid (`follow`: one readlink each), so one that unshares or calls setns without an exec
+    is followed into its new namespace."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

@@ -43,21 +43,22 @@ def parse(entries: list[str]) -> tuple[Allow, ...]:
     return tuple(parse_entry(e) for e in entries)
 
 
-def allowed(policy: tuple[Allow, ...], addr: str, port: int) -> bool:
-    """Whether `addr:port` is held by an entry (an address that does not parse: not)."""
+def address(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address (an IPv4-mapped IPv6 one as IPv4), or None when it does not parse."""
     try:
         ip = ipaddress.ip_address(addr.strip("[]"))
     except ValueError:
-        return False
-    return any(a.holds(ip, port) for a in policy)
+        return None
+    return getattr(ip, "ipv4_mapped", None) or ip
+
+
+def allowed(policy: tuple[Allow, ...], addr: str, port: int) -> bool:
+    """Whether `addr:port` is held by an entry (an address that does not parse: not)."""
+    ip = address(addr)
+    return ip is not None and any(a.holds(ip, port) for a in policy)
 
 
 def is_local(addr: str) -> bool:
     """Loopback or unspecified: a destination that does not leave the host."""
-    try:
-        ip = ipaddress.ip_address(addr.strip("[]"))
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    ip = mapped or ip
-    return ip.is_loopback or ip.is_unspecified
+    ip = address(addr)
+    return ip is not None and (ip.is_loopback or ip.is_unspecified)

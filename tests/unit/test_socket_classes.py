@@ -52,6 +52,7 @@ def rules(det: NetworkDetector, ev: NetConn) -> dict[str, Severity]:
         ("[2001:db8::/32]:443", "2001:db8::5", 443, True),
         ("2001:db8::/32", "2001:db8::5", 22, True),
         ("2001:db8::/32", "198.51.100.1", 22, False),
+        ("198.51.100.0/24", "::ffff:198.51.100.9", 22, True),
     ],
 )
 def test_allow_list_entries(entry: str, addr: str, port: int, held: bool) -> None:
