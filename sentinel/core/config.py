@@ -176,6 +176,13 @@ class TrafficConfig:
 
 
 @dataclass
+class NetworkConfig:
+    # destinations allowed out ("CIDR", "CIDR:port", "[v6-CIDR]:port"); set (even to []),
+    # every other new outbound connection is network.egress_unknown; unset: off
+    egress_allow: list[str] | None = None
+
+
+@dataclass
 class EngineConfig:
     dedup_window: float = 3600.0
     incident_window: float = 60.0
@@ -276,6 +283,7 @@ class Config:
     load: LoadConfig = field(default_factory=LoadConfig)
     gpu: GpuConfig = field(default_factory=GpuConfig)
     traffic: TrafficConfig = field(default_factory=TrafficConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     sinks: list[SinkConfig] = field(default_factory=list)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -326,6 +334,9 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
                 f"{source}: {where}: expected a table, got {type(value).__name__}", where
             )
         return {str(k): _coerce(v, vt, f"{where}.{k}", source) for k, v in value.items()}
+    optional = typing.get_args(tp) if isinstance(tp, types.UnionType) else ()
+    if len(optional) == 2 and type(None) in optional:  # TOML has no null: the value is set
+        return _coerce(value, next(t for t in optional if t is not type(None)), where, source)
     if isinstance(tp, types.UnionType):
         raise ConfigError(f"{source}: {where}: unsupported type", where)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
@@ -398,6 +409,7 @@ def _validate(cfg: Config, source: str) -> None:
     if cfg.watch.logs_interval <= 0:
         raise ConfigError(f"{source}: watch.logs_interval: must be > 0", "watch.logs_interval")
     _validate_evidence(cfg, source)
+    _validate_network(cfg.network, source)
     seen: set[str] = set()
     for i, sink in enumerate(cfg.sinks):
         if not sink.type:
@@ -474,6 +486,17 @@ def _validate_evidence(cfg: Config, source: str) -> None:
                     f"(known: {', '.join(sorted(known))})",
                     "detectors.disable",
                 )
+
+
+def _validate_network(net: NetworkConfig, source: str) -> None:
+    from sentinel.rules import egress
+
+    for i, entry in enumerate(net.egress_allow or ()):
+        try:
+            egress.parse_entry(entry)
+        except ValueError as exc:
+            where = f"network.egress_allow[{i}]"
+            raise ConfigError(f"{source}: {where}: {exc}", where) from None
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -67,6 +67,26 @@ class FileAccess(Event):
     procs: list[Proc] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Indicators:
+    """Pool and wallet indicators found outside argv (never the text they were found in)."""
+
+    source: str  # "environ" or "stdin:PATH"
+    urls: tuple[str, ...] = ()  # stratum URLs, credentials redacted
+    pools: tuple[str, ...] = ()  # host:port values
+    wallets: tuple[tuple[str, str], ...] = ()  # (kind, address)
+    names: tuple[str, ...] = ()  # the variables that held them
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerFacts:
+    """What the socket's owner shows beyond its argv (see core/ownerfacts.py)."""
+
+    stdio: tuple[str, ...] = ()  # its standard streams that are this socket
+    stdin: str = ""  # pipe, socket, tty, a file's path, or ''
+    hidden: tuple[Indicators, ...] = ()
+
+
 @dataclass(slots=True)
 class LogLines(Event):
     """Lines appended to a followed log that may hold a wallet or miner string."""
@@ -83,6 +103,7 @@ class NetConn(Event):
     conn: Connection
     proc: Proc | None
     state: str = ""
+    owner: OwnerFacts | None = None
 
 
 @dataclass(slots=True)

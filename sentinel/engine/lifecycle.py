@@ -22,6 +22,7 @@ from sentinel.core.model import Finding, Resolved, same_start
 from sentinel.engine import health
 from sentinel.engine.incidents import Incidents
 from sentinel.engine.state import RestartState, send_heartbeat
+from sentinel.evidence import hidden
 from sentinel.evidence.hub import Hub
 from sentinel.ops import http as httpserver
 from sentinel.ops import loopwatch, metrics
@@ -370,6 +371,7 @@ class Engine:
             return False
         if self.cfg.agent.hostname:
             finding.host = self.cfg.agent.hostname
+        hidden.annotate(finding, self.procfs, self.cfg.watch.paths)
         reason = self.incidents.suppress_reason(finding, time.time())
         if reason:
             metrics.suppressed.labels(reason).inc()

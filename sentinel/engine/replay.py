@@ -13,7 +13,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from sentinel.core.config import Config
-from sentinel.core.events import Event, FileChange, FlowPayload, NetConn, ProcExec
+from sentinel.core.events import (
+    Event,
+    FileChange,
+    FlowPayload,
+    Indicators,
+    NetConn,
+    OwnerFacts,
+    ProcExec,
+)
 from sentinel.core.model import Ancestor, Connection, Finding, Proc
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -38,7 +46,23 @@ def decode(record: dict[str, Any]) -> Event:
         data["conn"] = Connection(**{**conn, "aliases": tuple(conn.get("aliases", ()))})
     if "data_hex" in data:
         data["data"] = bytes.fromhex(data.pop("data_hex"))
+    if data.get("owner") is not None:
+        data["owner"] = owner_from(data["owner"])
     return etype(**data)
+
+
+def owner_from(data: dict[str, Any]) -> OwnerFacts:
+    hidden = tuple(
+        Indicators(
+            h["source"],
+            tuple(h.get("urls", ())),
+            tuple(h.get("pools", ())),
+            tuple((kind, addr) for kind, addr in h.get("wallets", ())),
+            tuple(h.get("names", ())),
+        )
+        for h in data.get("hidden", ())
+    )
+    return OwnerFacts(tuple(data.get("stdio", ())), str(data.get("stdin", "")), hidden)
 
 
 def encode(event: Event) -> dict[str, Any]:
@@ -46,6 +70,8 @@ def encode(event: Event) -> dict[str, Any]:
     record = {"type": type(event).__name__, **dataclasses.asdict(event)}
     if isinstance(record.get("conn"), dict) and not record["conn"]["aliases"]:
         del record["conn"]["aliases"]  # as records without CNAME targets were written
+    if "owner" in record and record["owner"] is None:
+        del record["owner"]  # as records without owner facts were written
     if isinstance(record.get("data"), bytes):
         record["data_hex"] = record.pop("data").hex()
     return record

