@@ -10,7 +10,8 @@ are not reported: a connected socket on a listener's port is accepted only when 
 (or the owner's parent, for a server that forks per connection) holds that listener's
 socket, so one that bound the port with SO_REUSEPORT and connected out is still outbound.
 A process that moves into another network namespace (unshare, setns) is followed there:
-every sweep reads /proc/PID/ns/net of each known process once. Names are never resolved:
+/proc/PID/ns/net is read again at the next pass for a process seen running (CPU, a fork,
+a thread) and within FOLLOW_ROTATE passes for any other. Names are never resolved:
 Connection.domain is the name a DNS answer seen by the traffic collector gave for the
 remote address in that namespace, if any.
 """
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 # kernel TCP states (UDP reuses ESTABLISHED for connected and CLOSE for unconnected)
 ESTABLISHED, SYN_SENT, CLOSE, LISTEN = 1, 2, 7, 10
 RECONCILE = 6  # namespace lookups between two listings of procfs (see Namespaces)
+FOLLOW_ROTATE = 12  # calls within which every known pid's namespace is read again
 SERVERS_KEPT = 4096  # listener inode -> accepting pid entries, forgotten all at once beyond
 STATE_NAMES = {ESTABLISHED: "ESTABLISHED", SYN_SENT: "SYN_SENT"}
 WILDCARD = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
@@ -274,6 +276,7 @@ class Namespaces:
         self.ns_of: dict[int, str] = {}  # pid -> network namespace ('' when unreadable)
         self.members: dict[str, set[int]] = {}  # namespace but the agent's -> its pids
         self.changes = ctx.procs.changes()
+        self.active = ctx.procs.activity()
         self.calls = 0
 
     def find(self) -> dict[str, int]:
@@ -313,9 +316,15 @@ class Namespaces:
 
     def follow(self, own: str) -> None:
         """Move each known pid whose namespace changed since it was read (it unshared or
-        called setns without an exec): one readlink per known process."""
+        called setns without an exec): one readlink for each pid seen running since the
+        last call (it used CPU, forked or started a thread) and for a FOLLOW_ROTATE-th
+        share of the others, so the cost does not grow with sleeping processes and any
+        move is seen within FOLLOW_ROTATE calls."""
         procfs = self.ctx.procfs
-        for pid, ns in list(self.ns_of.items()):
+        turn = self.calls % FOLLOW_ROTATE
+        due = {pid for pid in self.ns_of if pid % FOLLOW_ROTATE == turn}
+        for pid in due | (self.active.take() & self.ns_of.keys()):
+            ns = self.ns_of[pid]
             try:
                 now = os.readlink(f"{procfs}/{pid}/ns/net")
             except OSError:

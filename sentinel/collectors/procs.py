@@ -266,6 +266,8 @@ class ProcsCollector(Collector):
                     metrics.errors.labels("collector.procs").inc()
 
     def on_event(self, ev: NlEvent) -> None:
+        if ev.what == PROC_EVENT_FORK:  # the parent ran: it may have moved namespaces
+            self.ctx.procs.ran(ev.parent_tgid if ev.pid == ev.tgid else ev.tgid)
         if ev.pid != ev.tgid:
             return  # a thread, not a process
         if ev.what == PROC_EVENT_EXEC:

@@ -239,6 +239,7 @@ class ProcTable:
         self.procfs = procfs
         self.procs: dict[int, Proc] = {}
         self.watchers: weakref.WeakSet[Changes] = weakref.WeakSet()
+        self.runners: weakref.WeakSet[Changes] = weakref.WeakSet()
         self.complete = False  # True while the procs collector keeps every process here
 
     def changes(self) -> Changes:
@@ -246,6 +247,17 @@ class ProcTable:
         watch = Changes()
         self.watchers.add(watch)
         return watch
+
+    def activity(self) -> Changes:
+        """A set the table fills with each pid seen running (it used CPU, forked, started
+        a thread), for as long as it lives: what may have changed without an exec."""
+        watch = Changes()
+        self.runners.add(watch)
+        return watch
+
+    def ran(self, pid: int) -> None:
+        for watch in self.runners:
+            watch.pids.add(pid)
 
     def _changed(self, pid: int) -> None:
         for watch in self.watchers:
@@ -272,6 +284,7 @@ class ProcTable:
         proc = self.procs.pop(pid, None)
         if proc is not None:
             self.procs[pid] = proc
+        self.ran(pid)
 
     def recent(self) -> list[int]:
         """Cached pids, the most recently read or active first; safe from other threads."""

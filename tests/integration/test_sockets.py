@@ -198,7 +198,8 @@ def test_outbound_from_a_listeners_port_is_outbound(
     rec = agent.wait_for(about(reuser.pid, "network.pool_port", 3333), FINDING_TIMEOUT)
     assert rec["connection"]["laddr"] == f"{BOX_IP}:{REUSED}"
     assert agent.wait_for(about(reuser.pid, "network.egress_unknown", 3333), FINDING_TIMEOUT)
-    assert of(agent, listener.pid) == []  # its accepted connection is not outbound
+    # its accepted connection is not outbound (its script in /tmp may draw a low evasion)
+    assert [r for r in of(agent, listener.pid) if r["category"] in ("network", "tunnel")] == []
 
 
 # a process that moves into a new network namespace is followed there

@@ -13,6 +13,7 @@ import pytest
 from collector_run import Running
 from fakes import context, fake_monero_address, proc
 
+from sentinel.collectors import net
 from sentinel.collectors.net import (
     ESTABLISHED,
     LISTEN,
@@ -165,10 +166,13 @@ def test_a_process_moving_namespace_is_followed(tmp_path: Path) -> None:
     assert spaces.find() == {"": 0}  # the listing: pid 700 is in the agent's own
     link.unlink()
     link.symlink_to("net:[2]")
+    ctx.procs.ran(700)  # seen running (CPU, a fork, a thread): read at the next call
     assert spaces.find() == {"": 0, "net:[2]": 700}
     link.unlink()
-    link.symlink_to("net:[1]")
-    assert spaces.find() == {"": 0}
+    link.symlink_to("net:[1]")  # moved back while asleep: seen within FOLLOW_ROTATE calls
+    found = [spaces.find() for _ in range(net.FOLLOW_ROTATE)]
+    assert found[0] == {"": 0, "net:[2]": 700}  # not every pid every call: not yet its turn
+    assert found[-1] == {"": 0}
 
 
 def test_owner_facts_read_stdio_stdin_and_environ(tmp_path: Path) -> None:
