@@ -34,6 +34,7 @@ MAX_LINES = 20_000  # lines judged per file
 MAX_JOINED = 16  # continuation lines joined into one
 TEXT_PROBE = 8192  # a NUL in the first bytes: not a text file
 COMMENTS = ("#", "//", ";")
+ARGV_ONLY = "argv-only"  # a text rule with this tag judges command lines, not file lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +105,18 @@ def line_hits(cat: Catalogue, data: bytes | bytearray) -> list[LineHit]:
     once per rule, its most severe line."""
     if not is_text(data):
         return []
+    lines = list(judged_lines(data))
+    # one pass over the whole text first: a line can only hold a rule the whole text holds
+    # (the rules' fields are monotone; tunnel.ssh_* look at the line that reports), and
+    # most files hold none, so most files cost one evaluation, not one per line
+    if not lines or not text.matches(cat, "\n".join(line for _, line in lines)):
+        return []
     best: dict[str, LineHit] = {}
     counts: dict[str, int] = {}
-    for number, line in judged_lines(data):
+    for number, line in lines:
         for m in text.matches(cat, line):
+            if ARGV_ONLY in m.rule.tags:
+                continue
             rid = m.rule.id
             counts[rid] = counts.get(rid, 0) + 1
             old = best.get(rid)

@@ -56,51 +56,50 @@ _NODE = re.compile(r"\bnet\.(?:Socket|connect|createConnection)\b|require\(\s*['
 _NODE_SHELL = re.compile(rf"child_process|\bspawn\(\s*['\"]{SHELL}")
 
 
-CUES = ("/dev/", "mkfifo", "mknod", "telnet", "s_client", "nc", "socat", "/inet", "ztcp",
-        "sock", "Sock", "net")  # fmt: skip
-
-
 def reverse_shell(text: str) -> str | None:
-    """A description of the reverse or bind shell written in the text, if any."""
-    if not any(c in text for c in CUES):
-        return None
-    if (
-        _DEV_NET.search(text)
-        and _SHELL_WORD.search(text)
-        and _TO_DEV_NET.search(text)
-        and _STDIO_DUP.search(text)
-    ):
+    """A description of the reverse or bind shell written in the text, if any (a literal
+    word of each kind is looked for first: most texts hold none and cost a few scans)."""
+    if ("/dev/tcp/" in text or "/dev/udp/" in text) and _dev_tcp(text):
         return "shell redirected to /dev/tcp"
-    if _FIFO.search(text) and _NET_CLIENT.search(text) and _PIPE_SHELL.search(text):
+    if ("mkfifo" in text or "mknod" in text) and (
+        _NET_CLIENT.search(text) and _PIPE_SHELL.search(text)
+    ):
         return "shell piped through a fifo and a network client"
-    if _TELNET_SANDWICH.search(text):
+    if "telnet" in text and _TELNET_SANDWICH.search(text):
         return "shell between two telnet connections"
-    if _SSL_PIPE.search(text):
+    if "s_client" in text and _SSL_PIPE.search(text):
         return "shell piped through openssl s_client"
-    if _NC_EXEC.search(text):
+    if ("-e" in text or "-c" in text or "exec" in text) and _NC_EXEC.search(text):
         return "netcat running a shell (-e/-c)"
-    if _SOCAT_EXEC.search(text) and re.search(SHELL, text):
+    if "socat" in text and _SOCAT_EXEC.search(text) and re.search(SHELL, text):
         return "socat running a shell on a connection"
-    if _AWK_INET.search(text) and _AWK_COPROC.search(text):
+    if "/inet" in text and _AWK_INET.search(text) and _AWK_COPROC.search(text):
         return "awk shell over /inet/tcp"
-    if _ZSH.search(text):
+    if "ztcp" in text and _ZSH.search(text):
         return "zsh ztcp shell"
     return _interpreter_shell(text)
 
 
+def _dev_tcp(text: str) -> bool:
+    return bool(_SHELL_WORD.search(text) and _TO_DEV_NET.search(text) and _STDIO_DUP.search(text))
+
+
 def _interpreter_shell(text: str) -> str | None:
     """A socket API of an interpreter with a shell or stdio handed to it."""
-    if "socket" in text.lower() or "Socket" in text:
-        if _PY_SOCKET.search(text) and _PY_SHELL.search(text):
-            return "python socket spawning a shell"
-        if _PERL.search(text) and _PERL_SHELL.search(text):
-            return "perl socket with a shell on it"
-        if _RUBY.search(text) and _RUBY_SHELL.search(text):
-            return "ruby socket with a shell on it"
-        if _LUA.search(text) and _LUA_SHELL.search(text):
-            return "lua socket running commands"
-    if _PHP.search(text) and _PHP_SHELL.search(text):
+    py = "socket" in text and ("dup2" in text or "pty" in text or "/bin/" in text)
+    if py and _PY_SOCKET.search(text) and _PY_SHELL.search(text):
+        return "python socket spawning a shell"
+    perl = "Socket" in text and ("STD" in text or "fdopen" in text or "exec" in text)
+    if perl and _PERL.search(text) and _PERL_SHELL.search(text):
+        return "perl socket with a shell on it"
+    ruby = "TCPSocket" in text or "-rsocket" in text
+    if ruby and _RUBY.search(text) and _RUBY_SHELL.search(text):
+        return "ruby socket with a shell on it"
+    lua = "socket" in text and ("os.execute" in text or "io.popen" in text)
+    if lua and _LUA.search(text) and _LUA_SHELL.search(text):
+        return "lua socket running commands"
+    if "sock" in text and _PHP.search(text) and _PHP_SHELL.search(text):
         return "php socket with a shell on it"
-    if _NODE.search(text) and _NODE_SHELL.search(text):
+    if "child_process" in text and _NODE.search(text) and _NODE_SHELL.search(text):
         return "node socket with a shell on it"
     return None

@@ -37,6 +37,7 @@ WRAPPERS = frozenset(
     {"nohup", "exec", "sudo", "setsid", "env", "command", "nice", "ionice", "stdbuf",
      "chroot", "runuser", "su", "doas", "time", "timeout", "daemonize"}
 )  # fmt: skip
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "busybox"})
 SHELL_WORDS = frozenset({"do", "then", "else", "if", "while", "until", "!", "{", "elif"})
 WRAPPER_ARG = frozenset({"-u", "-n", "-c", "-g", "-s", "-k"})  # options of theirs with a value
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -44,8 +45,9 @@ EXEC_KEY = re.compile(r"^\s*Exec(?:Start(?:Pre|Post)?|Stop(?:Post)?|Reload)\s*=\
 SEPARATORS = re.compile(r"\|\||&&|[;|&\n`()]")
 REDIRECTS = frozenset({">", ">>", "<", "<<", "<<<", ">&", "<&", "&>", "&>>", "<>", ">|"})
 OPERATOR_CHARS = frozenset(";&|()")
-MAX_COMMANDS = 32  # commands parsed per line
-MAX_LINE = 8192  # characters of a line split into commands
+MAX_COMMANDS = 32  # commands parsed per line (and in the `commands` field)
+MAX_ARGS = 256  # arguments of a command judged for its shape
+MAX_LEXED = 64 * 1024  # characters of a line split by shlex; a longer one on whitespace
 
 
 def _found(tool: str, peer: str | None, reverse: str | None, what: str) -> dict[str, Any]:
@@ -267,15 +269,22 @@ def bore(args: list[str]) -> dict[str, Any]:
 PARSERS: tuple[Callable[[list[str]], dict[str, Any]], ...] = (
     chisel, cloudflared, frp, gost, ngrok, bore,
 )  # fmt: skip
+# what a line must hold to be worth splitting: one cue of each shape parsed below
+# what a line must hold to be worth splitting: one cue of each shape parsed below (each
+# starts with a literal, so that the regex engine skips ahead to where one can start)
 CUES = re.compile(
-    r"\bclient\b|\bserver\b|\btunnel\b|\bservice\b|--?(?:server[_-]addr|remote[_-]port|"
-    r"bind[_-]port|authtoken|all|to)\b|-c\b|\bfrp|-[LF]|://|\b(?:http|tcp|tls)\s|\bstart\b"
+    r"client\s|--reverse|tunnel\b|service\s+install\b|--?(?:server[_-]addr|"
+    r"remote[_-]port|bind[_-]port|authtoken)\b|-r\s+\d|-c[\s=]\S*frp|"
+    r"-[LF][=\s]*[a-z0-9+]*://|(?:http|tcp|tls)\s+(?:\d|\S+:\d|https?://)|"
+    r"start\b.*--(?:all|config)|authtoken\b|local\s+\d+\b.*--to\b"
 )
 
 
 def tunnel_shape(args: list[str]) -> dict[str, Any]:
-    """What tunnel tool the arguments are shaped like (whatever argv[0] is), or {}."""
-    if len(args) < 2 or not CUES.search(" ".join(args[1:64])):
+    """What tunnel tool the arguments are shaped like (whatever argv[0] is), or {}; only
+    the first MAX_ARGS arguments are looked at (a tunnel's command line is short)."""
+    args = args[:MAX_ARGS]
+    if len(args) < 2 or not CUES.search(" ".join(args[1:])):
         return {}
     for parse in PARSERS:
         found = parse(args)
@@ -293,7 +302,10 @@ def _host(peer: str) -> str:
 
 
 def _tokens(line: str) -> list[str]:
-    """Shell words and operators of a line; an unclosed quote leaves the words as they stand."""
+    """Shell words and operators of a line; an unclosed quote, or a line too long for the
+    shell lexer (pure Python), leaves the words as they stand."""
+    if len(line) > MAX_LEXED:
+        return SEPARATORS.sub(" ; ", line).split()
     lex = shlex.shlex(line, posix=True, punctuation_chars=True)
     lex.whitespace_split = True
     lex.commenters = ""
@@ -319,10 +331,41 @@ def strip_wrappers(tokens: list[str]) -> list[str]:
     return tokens[i:]
 
 
-def commands(line: str) -> list[list[str]]:
-    """The argv of each command a shell line (or a unit's Exec line) runs, at most
-    MAX_COMMANDS: split on ; && || | & ( ), without redirections and wrappers."""
-    line = EXEC_KEY.sub("", line[:MAX_LINE], count=1).replace("`", " ; ")
+def commands(text: str) -> list[list[str]]:
+    """The argv of each command the lines of a text run, at most MAX_COMMANDS in all."""
+    out: list[list[str]] = []
+    for line in text.splitlines():
+        out.extend(line_commands(line))
+        if len(out) >= MAX_COMMANDS:
+            break
+    return out[:MAX_COMMANDS]
+
+
+def line_commands(line: str, depth: int = 1) -> list[list[str]]:
+    """The argv of each command one line runs (a shell line, a unit's Exec line), at most
+    MAX_COMMANDS: split on ; && || | & ( ), without redirections and wrappers; the script
+    of a `sh -c '...'` is split too (`depth` levels)."""
+    found = _split_commands(line)
+    if depth > 0:
+        for argv in list(found):
+            script = shell_script(argv)
+            if script:
+                found.extend(line_commands(script, depth - 1))
+    return found[:MAX_COMMANDS]
+
+
+def shell_script(argv: list[str]) -> str | None:
+    """The script of `sh -c SCRIPT` (bash, dash, zsh, ... too), or None."""
+    if base(argv[0]) not in SHELLS:
+        return None
+    for i, arg in enumerate(argv[1:-1], 1):
+        if arg.startswith("-") and not arg.startswith("--") and "c" in arg:
+            return argv[i + 1]
+    return None
+
+
+def _split_commands(line: str) -> list[list[str]]:
+    line = EXEC_KEY.sub("", line, count=1).replace("`", " ; ")
     out: list[list[str]] = []
     argv: list[str] = []
     tokens = iter(_tokens(line))

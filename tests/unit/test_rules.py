@@ -23,7 +23,10 @@ from sentinel.rules.yara import (
     read_regular,
 )
 
-THEMES = {"miners_cpu", "miners_gpu", "miner_configs", "droppers", "tunnels", "wallets"}
+THEMES = {
+    "miners_cpu", "miners_gpu", "miner_configs", "droppers", "tunnels", "wallets",
+    "tunnel_configs", "reverse_shells",
+}  # fmt: skip
 
 
 def match(rules: Rules, data: bytes) -> list[Finding]:

@@ -26,7 +26,12 @@ SSH_LETTERS = set("46AaCfGgKkMNnqsTtVvXxYyP") | SSH_OPTS_WITH_ARG  # P: a -o Pro
 SSH_FORWARD_SPEC = re.compile(
     r"^(?:[\w.*\[\]:-]+:)?\d{1,5}(?::[\w.\[\]:-]+:\d{1,5}|:/\S+)?$|^/\S+:"
 )
-SSH_TUN_SPEC = re.compile(r"^(?:\d+|any)(?::(?:\d+|any))?$")
+SSH_TUN_SPEC = re.compile(r"^(?:any|(?:\d+|any):(?:\d+|any))$")  # a bare number is -w of many tools
+# a host with a letter in its name, an IPv4 or [IPv6] address, user@ and ssh:// allowed
+SSH_DESTINATION = re.compile(
+    r"^(?:ssh://)?(?:[^@\s/]+@)?(?:[\w-]*[A-Za-z][\w-]*(?:\.[\w-]+)*|\d{1,3}(?:\.\d{1,3}){3}"
+    r"|\[[0-9a-fA-F:.]+\])(?::\d+)?$"
+)
 SSH_JUMP_SPEC = re.compile(r"^[\w.@:\[\]-]+(?:,[\w.@:\[\]-]+)*$")
 JUMP_COMMAND = re.compile(r"^\s*(?:\S*/)?ssh\s(?:.*\s)?-[WJ]\s*\S+")
 
@@ -76,7 +81,7 @@ def ssh_shaped(args: list[str]) -> bool:
     if len(args) < 3 or not any(a.startswith(("-R", "-L", "-D", "-w", "-J", "-o")) for a in args):
         return False
     dest, opts = parse_ssh(args)
-    if not dest or dest.startswith(("/", ".", "~")):
+    if not SSH_DESTINATION.match(dest):
         return False
     if not all(letter in SSH_LETTERS for letter, _ in opts):
         return False
@@ -181,7 +186,8 @@ SSH_NAMES = ("ssh", "autossh")
 @fact_group(KIND, "ssh", SSH_KEYS)
 def _ssh(s: Subject) -> dict[str, Any]:
     argv = s.obj.cmdline
-    return ssh_facts(argv) if _uses(s, *SSH_NAMES) or ssh_shaped(argv) else {}
+    named = _uses(s, *SSH_NAMES)
+    return ssh_facts(argv) if named or ssh_shaped(argv[: shapes.MAX_ARGS]) else {}
 
 
 SHAPE_KEYS = ("tool", "peer", "reverse", "what", "local")
@@ -202,26 +208,56 @@ def _commands(s: Subject) -> list[list[str]]:
     return shapes.commands(s.get("text"))
 
 
-TEXT_CUES = re.compile(r"ssh\b|-[RLDwJ]|Forward|Proxy|" + shapes.CUES.pattern)
+TEXT_CUES = re.compile(
+    r"ssh\b|-[RLD]\s*(?:[\w.*\[\]-]+:)?\d|-w\s*(?:\d|any)|-J\s*\w|"
+    r"[Ff][Oo][Rr][Ww][Aa][Rr][Dd]|[Pp][Rr][Oo][Xx][Yy][CcJj]|" + shapes.CUES.pattern
+)
+CUED = "commands.cued"  # a subject cache key of its own: split once for both groups
+
+
+def _cued_commands(s: Subject) -> list[list[str]]:
+    """The commands of each line of the text that holds a cue (found in one scan)."""
+    found = s.cache.get(CUED)
+    if found is None:
+        text, found, end = s.get("text"), [], -1
+        for m in TEXT_CUES.finditer(text):
+            if m.start() <= end:
+                continue  # a second cue on a line already split
+            start = text.rfind("\n", 0, m.start()) + 1
+            end = text.find("\n", m.end())
+            end = len(text) if end < 0 else end
+            found.extend(shapes.line_commands(text[start:end]))
+        s.cache[CUED] = found
+    return found
 
 
 @fact_group("text", "tunnel_shape", SHAPE_KEYS)
 def _text_tunnel_shape(s: Subject) -> dict[str, Any]:
     """The first command of the text shaped like a tunnel tool."""
-    if not TEXT_CUES.search(s.get("text")):
-        return {}
-    return next((f for argv in s.get("commands") if (f := shapes.tunnel_shape(argv))), {})
+    return next((f for argv in _cued_commands(s) if (f := shapes.tunnel_shape(argv))), {})
+
+
+def reportable(facts: dict[str, Any]) -> bool:
+    """ssh facts some ssh rule reports: a forward, a tun device, a non-jump ProxyCommand."""
+    if any(facts[k] for k in ("reverse", "vpn", "socks", "remote_forward")):
+        return True
+    return bool(facts["proxy_command"] and not facts["proxy_is_jump"])
 
 
 @fact_group("text", "ssh", SSH_KEYS)
 def _text_ssh(s: Subject) -> dict[str, Any]:
-    """The ssh facts of the first ssh (or ssh-shaped) command of the text with a forward."""
-    if not TEXT_CUES.search(s.get("text")):
-        return {}
-    for argv in s.get("commands"):
+    """The ssh facts of the first ssh (or ssh-shaped) command of the text that a rule
+    reports, else of its first ssh command (so that a text of many lines holds a rule when
+    one of its lines does)."""
+    first: dict[str, Any] = {}
+    for argv in _cued_commands(s):
+        argv = argv[: shapes.MAX_ARGS]
         if base(argv[0]) in SSH_NAMES or ssh_shaped(argv):
-            return ssh_facts(argv)
-    return {}
+            facts = ssh_facts(argv)
+            if reportable(facts):
+                return facts
+            first = first or facts
+    return first
 
 
 @fact_group(KIND, "socat", ("exec", "socks", "relay_target", "relay_remote"))
