@@ -29,11 +29,21 @@ if TYPE_CHECKING:
     from sentinel.rules.catalogue import Catalogue
 
 DETECTOR = "filetext"
-MAX_BYTES = 1 << 20  # bytes of a file judged line by line
+MAX_BYTES = 256 * 1024  # bytes of a file judged line by line (YARA sees it all)
 MAX_LINES = 20_000  # lines judged per file
 MAX_JOINED = 16  # continuation lines joined into one
 TEXT_PROBE = 8192  # a NUL in the first bytes: not a text file
 COMMENTS = ("#", "//", ";")
+# shell files, units and command-holding configs; data formats (JSON, YAML, text) are
+# left to YARA's whole-file rules in a scan (thousands of them in any package tree)
+LINE_SUFFIXES = frozenset(
+    {".sh", ".bash", ".zsh", ".ksh", ".service", ".timer", ".socket", ".path", ".conf",
+     ".cfg", ".ini", ".toml", ".env", ".cron", ".desktop", ".rc", ".command"}
+)  # fmt: skip
+LINE_NAMES = frozenset(
+    {"crontab", "rc.local", ".bashrc", ".bash_profile", ".profile", ".zshrc", "dockerfile",
+     "makefile", "procfile", "authorized_keys", "environment"}
+)  # fmt: skip
 ARGV_ONLY = "argv-only"  # a text rule with this tag judges command lines, not file lines
 
 
@@ -77,15 +87,35 @@ class LineHit:
         )
 
 
+def worth_judging(path: str | bytes, mode: int, data: bytes | bytearray) -> bool:
+    """Whether `sentinel scan` judges a file's lines: a script (a shebang, an executable
+    bit) or a shell file, unit or config by its name. Library sources of interpreted
+    languages (a module of site-packages) and data files are left to YARA."""
+    if data[:2] == b"#!" or mode & 0o111:
+        return True
+    name = os.path.basename(os.fsdecode(path)).lower()
+    return name in LINE_NAMES or os.path.splitext(name)[1] in LINE_SUFFIXES
+
+
 def is_text(data: bytes | bytearray) -> bool:
     """Whether the file looks like text: no NUL byte in its first TEXT_PROBE bytes."""
     return bool(data) and b"\0" not in data[:TEXT_PROBE]
 
 
-def judged_lines(data: bytes | bytearray) -> Iterator[tuple[int, str]]:
-    """(line number, line) of each line worth judging, continuations joined, within caps."""
-    body = bytes(data[:MAX_BYTES]).decode("utf-8", "replace")
-    raw = body.splitlines()[:MAX_LINES]
+def body(data: bytes | bytearray) -> str:
+    """The text judged: the first MAX_BYTES bytes, decoded, at most MAX_LINES lines."""
+    text = bytes(data[:MAX_BYTES]).decode("utf-8", "replace")
+    cut = -1
+    for _ in range(MAX_LINES):
+        cut = text.find("\n", cut + 1)
+        if cut < 0:
+            return text
+    return text[:cut]
+
+
+def judged_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) of each line worth judging, continuations joined."""
+    raw = text.splitlines()
     i = 0
     while i < len(raw):
         start, line = i + 1, raw[i].strip()
@@ -105,15 +135,15 @@ def line_hits(cat: Catalogue, data: bytes | bytearray) -> list[LineHit]:
     once per rule, its most severe line."""
     if not is_text(data):
         return []
-    lines = list(judged_lines(data))
-    # one pass over the whole text first: a line can only hold a rule the whole text holds
-    # (the rules' fields are monotone; tunnel.ssh_* look at the line that reports), and
-    # most files hold none, so most files cost one evaluation, not one per line
-    if not lines or not text.matches(cat, "\n".join(line for _, line in lines)):
+    whole = body(data)
+    # one pass over the whole text first (continuations joined): a line can only hold a
+    # rule the whole text holds (the rules' fields are monotone; tunnel.ssh_* look at the
+    # line that reports), and most files hold none: they cost one evaluation, not one a line
+    if not text.matches(cat, whole.replace("\\\n", " ")):
         return []
     best: dict[str, LineHit] = {}
     counts: dict[str, int] = {}
-    for number, line in lines:
+    for number, line in judged_lines(whole):
         for m in text.matches(cat, line):
             if ARGV_ONLY in m.rule.tags:
                 continue

@@ -346,7 +346,9 @@ class Scanner:
             raise TimedOut(hashlib.sha256(data).hexdigest(), len(data), self.opts.timeout) from None
         except yara.Error as exc:
             raise Unscannable("yara-error", str(exc)) from None
-        lines = filetext.line_hits(self.catalogue, data) if self.catalogue is not None else []
+        lines: list[LineHit] = []
+        if self.catalogue is not None and filetext.worth_judging(path, st.st_mode, data):
+            lines = filetext.line_hits(self.catalogue, data)
         sha = hashlib.sha256(data).hexdigest() if hits or lines else None
         with self._lock:
             self.stats.files_scanned += 1
