@@ -34,6 +34,7 @@ import yara
 
 import sentinel
 from sentinel.core import config
+from sentinel.rules import intel, loader
 from sentinel.rules.yara import load_rules
 from sentinel.scan.scanner import Scanner, ScanOptions
 
@@ -97,6 +98,7 @@ def main() -> None:
     threads = defaults.threads or os.cpu_count() or 1
     cap = defaults.max_file_size
     rules = load_rules()
+    catalogue = loader.load(intel.load())  # `sentinel scan` judges script lines with it
     rule_files = [str(p) for p in rules.files]
     bare_argv = [sys.executable, "-c", BARE, args.tree, str(threads), str(cap), *rule_files]
     sentinel_argv = [sys.executable, "-m", "sentinel.cli", "scan", "--json"]
@@ -112,7 +114,8 @@ def main() -> None:
 
     def scan_engine(cache: str) -> Callable[[], None]:
         def go() -> None:
-            scanner = Scanner(rules, ScanOptions(cap, threads, cache_path=cache))
+            options = ScanOptions(cap, threads, cache_path=cache)
+            scanner = Scanner(rules, options, None, catalogue)  # YARA and the text rules
             scanner.scan_paths([args.tree])
             scanner.finish()
 

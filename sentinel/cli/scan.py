@@ -1,4 +1,4 @@
-"""`sentinel scan`: YARA and indicator scan of file trees and running processes."""
+"""`sentinel scan`: YARA, text-rule and indicator scan of file trees and running processes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sentinel.core import config
 from sentinel.core.model import Finding, Severity
 from sentinel.core.safetext import escape
 from sentinel.rules import intel
+from sentinel.rules.catalogue import CatalogueError
 from sentinel.rules.yara import TIMEOUT_RULE, RulesError, load_rules
 from sentinel.scan.scanner import CACHE_FILE, Scanner, ScanOptions, ScanStats
 
@@ -165,7 +166,11 @@ def run(args: argparse.Namespace) -> int:
         user_dirs = [*cfg.rule_dirs, *args.rules]
         rules = load_rules(user_dirs)
         indicators = intel.load(user_dirs)
-    except (RulesError, intel.IntelError) as exc:
+        from sentinel.core.context import Context
+
+        ctx = Context(cfg, indicators)
+        catalogue = ctx.catalogue  # its text rules judge each line of the files
+    except (RulesError, intel.IntelError, CatalogueError) as exc:
         print(f"sentinel: rule error: {exc}", file=sys.stderr)
         return EX_CONFIG
     options = ScanOptions(
@@ -178,13 +183,12 @@ def run(args: argparse.Namespace) -> int:
     )
     progress = _LiveStatus() if sys.stderr.isatty() else None
     try:
-        scanner = Scanner(rules, options, progress)
+        scanner = Scanner(rules, options, progress, catalogue)
         try:
             if pids:
-                from sentinel.core.context import Context
                 from sentinel.detectors.process import ProcessDetector
 
-                detector = ProcessDetector(Context(cfg, indicators))
+                detector = ProcessDetector(ctx)
                 scanner.scan_processes(detector.check, args.procfs)
             if files:
                 scanner.scan_paths(args.paths)

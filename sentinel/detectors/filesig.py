@@ -1,6 +1,7 @@
-"""YARA on dropped files that could run or configure a miner: executables, ELF, scripts,
-config candidates, and small text files (a wallet address counts wherever it stands).
-A stat and a peek at the first bytes decide; the rules do the rest."""
+"""YARA and the text rules (line by line) on dropped files that could run or configure a
+miner or a tunnel: executables, ELF, scripts, config candidates, and small text files (a
+wallet address counts wherever it stands). A stat and a peek at the first bytes decide;
+the rules do the rest."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sentinel.core.events import Event, FileChange
 from sentinel.core.model import Finding
 from sentinel.core.paths import under
 from sentinel.detectors import Detector, register
+from sentinel.rules import filetext
 from sentinel.rules.yara import Unscannable
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,7 @@ class FileSigDetector(Detector):
         except Unscannable as exc:
             log.debug("not scanning %s: %s", event.path, exc)
             return []
+        findings += filetext.file_findings(self.ctx.catalogue, event.path, scan.max_file_size)
         for f in findings:
             f.evidence["candidate"] = why
         return findings

@@ -29,13 +29,6 @@ HOSTNAME = re.compile(
 BASE64_TOKEN = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{20,}={0,2}(?![A-Za-z0-9+/=])")
 MAX_DECODED = 1 << 20  # characters of hidden text decoded per text, all tokens together
 
-# reverse and bind shells written into a command line or a script line
-_DEV_TCP = re.compile(r"/dev/(?:tcp|udp)/")
-_SHELL_I = re.compile(r"\b(?:ba|z|k|da)?sh\s+-i\b")
-_REDIR_TO_DEV_TCP = re.compile(r">&\s*/dev/(?:tcp|udp)/")
-_STDIO_DUP = re.compile(r"0>&1|\bsh\b\s*<&\s*\d+")
-_MKFIFO_NC = re.compile(r"\bmkfifo\b.*\b(?:nc|ncat|netcat|telnet|openssl)\b", re.DOTALL)
-_SOCKET_SPAWN = re.compile(r"pty\.spawn|os\.dup2|\bexec\s*\(\s*['\"]/bin/(?:ba)?sh")
 DOWNLOAD_EXEC = re.compile(
     r"\b(?:curl|wget|fetch)\b[^;&]*\|\s*(?:sudo\s+)?(?:ba|z|k|da)?sh\b"
     r"|\b(?:curl|wget)\b.*(?:&&|;)\s*(?:chmod\s+\+?[0-7]*x|(?:ba)?sh\s)"
@@ -139,19 +132,6 @@ def option_values(tokens: list[str], options: tuple[str, ...]) -> list[str]:
             if name in wanted:
                 values.append(value)
     return values
-
-
-def reverse_shell(text: str) -> str | None:
-    """A description of the reverse or bind shell written in the text, if any."""
-    if _DEV_TCP.search(text) and (
-        _SHELL_I.search(text) or _REDIR_TO_DEV_TCP.search(text) or _STDIO_DUP.search(text)
-    ):
-        return "shell redirected to /dev/tcp"
-    if _MKFIFO_NC.search(text) and re.search(r"\bsh\b", text):
-        return "shell piped through a fifo and a network client"
-    if "socket" in text and _SOCKET_SPAWN.search(text) and re.search(r"/bin/(?:ba)?sh|pty", text):
-        return "interpreter socket spawning a shell"
-    return None
 
 
 def decoded_base64(text: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""One-shot scanning of file trees and running processes with the compiled YARA rules.
+"""One-shot scanning of file trees and running processes with the compiled YARA rules and,
+line by line, the catalogue's text rules.
 
 The walker runs in the calling thread, by directory descriptors, and only lstat()s;
 reading and matching happen in a thread pool sharing one compiled Rules (yara-python
@@ -6,7 +7,7 @@ releases the GIL while it scans).
 Nothing but regular files is ever opened, symlinks are not followed, pseudo filesystems
 (/proc, /sys, cgroup, ...) and the agent's own rules, state and log are skipped, and every
 skip is recorded with a reason. Results are cached per (device, inode) and validated by
-size, mtime, ctime and the rules digest, so a rescan of an unchanged tree reads nothing.
+size, mtime, ctime and the rules' digests, so a rescan of an unchanged tree reads nothing.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yara
 
 from sentinel.core import proctable, safeopen
 from sentinel.core.model import FileFacts, Finding, Proc, Severity
-from sentinel.rules import filecontext
+from sentinel.rules import filecontext, filetext
+from sentinel.rules.filetext import LineHit
 from sentinel.rules.yara import (
     Hit,
     Rules,
@@ -43,8 +45,11 @@ from sentinel.rules.yara import (
     unscannable,
 )
 
+if TYPE_CHECKING:
+    from sentinel.rules.catalogue import Catalogue
+
 CACHE_FILE = "scan-cache.sqlite"
-CACHE_SCHEMA = "2"  # 2: hits graded by place and content (rules/filecontext)
+CACHE_SCHEMA = "3"  # 2: hits graded by place and content (rules/filecontext); 3: line hits
 PSEUDO_FS = frozenset((
     "proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "pstore", "bpf",
     "configfs", "fusectl", "efivarfs", "binfmt_misc", "autofs", "mqueue", "devpts", "rpc_pipefs",
@@ -164,8 +169,8 @@ class ScanCache:
         # a first scan (or one after a rules change) has nothing to look up: skip the queries
         self.empty = self.db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None
 
-    def get(self, st: os.stat_result) -> tuple[str | None, list[Hit]] | None:
-        """(sha256, hits) of an unchanged file, or None."""
+    def get(self, st: os.stat_result) -> tuple[str | None, list[Hit], list[LineHit]] | None:
+        """(sha256, YARA hits, line hits) of an unchanged file, or None."""
         if self.empty:
             return None
         row = self.db.execute(
@@ -174,11 +179,20 @@ class ScanCache:
         ).fetchone()
         if row is None or tuple(row[:3]) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
             return None
-        return row[3], [Hit.from_record(r) for r in json.loads(row[4])]
+        found = json.loads(row[4])
+        return (
+            row[3],
+            [Hit.from_record(r) for r in found["yara"]],
+            [LineHit.from_record(r) for r in found["lines"]],
+        )
 
-    def put(self, st: os.stat_result, sha256: str | None, hits: list[Hit]) -> None:
+    def put(
+        self, st: os.stat_result, sha256: str | None, hits: list[Hit], lines: list[LineHit]
+    ) -> None:
         """Queue a result; any thread may call this."""
-        hits_json = json.dumps([h.to_record() for h in hits])
+        hits_json = json.dumps(
+            {"yara": [h.to_record() for h in hits], "lines": [h.to_record() for h in lines]}
+        )
         row = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, sha256, hits_json)
         with self._lock:
             self._pending.append(row)
@@ -239,7 +253,7 @@ class _ExeJob:
 
     path: str
     procs: list[Proc] = field(default_factory=list)
-    result: tuple[str | None, int, list[Hit]] | None = None
+    result: tuple[str | None, int, list[Hit], list[LineHit]] | None = None
     timed_out: TimedOut | None = None
 
 
@@ -251,8 +265,10 @@ class Scanner:
         rules: Rules,
         options: ScanOptions,
         progress: Callable[[ScanStats], None] | None = None,
+        catalogue: Catalogue | None = None,
     ) -> None:
         self.rules = rules
+        self.catalogue = catalogue  # its text rules judge each line of text files
         self.opts = options
         self.progress = progress
         self.findings: list[Finding] = []
@@ -269,7 +285,10 @@ class Scanner:
         self._started = time.monotonic()
         self.cache: ScanCache | None = None
         if options.cache_path:
-            self.cache, self.stats.cache = open_cache(options.cache_path, rules.digest)
+            digest = rules.digest
+            if catalogue is not None:
+                digest += ":" + filetext.digest(catalogue)
+            self.cache, self.stats.cache = open_cache(options.cache_path, digest)
 
     @staticmethod
     def _own_files(paths: list[str]) -> set[tuple[int, int]]:
@@ -296,11 +315,13 @@ class Scanner:
         u = unscannable(exc)
         self._skip(path, u.reason, u.detail)
 
-    def _report(self, path: bytes, size: int, sha: str | None, hits: list[Hit]) -> None:
-        if not hits:
+    def _report(
+        self, path: bytes, size: int, sha: str | None, hits: list[Hit], lines: list[LineHit]
+    ) -> None:
+        if not hits and not lines:
             return
         facts = FileFacts(display_path(path), sha, size)
-        found = [h.finding(file=facts) for h in hits]
+        found = [h.finding(file=facts) for h in hits] + filetext.findings(lines, facts)
         with self._lock:
             self.findings.extend(found)
 
@@ -315,9 +336,9 @@ class Scanner:
 
     def _read_and_match(
         self, path: bytes, expect: tuple[int, int], follow: bool = False, shown: str = ""
-    ) -> tuple[str | None, int, list[Hit]]:
-        """(sha256 if any hit, bytes read, hits graded by the place `shown` or `path` and the
-        content) of one file; the cache learns the result."""
+    ) -> tuple[str | None, int, list[Hit], list[LineHit]]:
+        """(sha256 if any hit, bytes read, YARA hits, line hits; both graded by the place
+        `shown` or `path` and the content) of one file; the cache learns the result."""
         data, st = read_regular(path, self.opts.max_file_size, follow=follow, expect=expect)
         try:
             hits = self.rules.hits(data, self.opts.timeout)
@@ -326,17 +347,22 @@ class Scanner:
             raise TimedOut(hashlib.sha256(data).hexdigest(), len(data), self.opts.timeout) from None
         except yara.Error as exc:
             raise Unscannable("yara-error", str(exc)) from None
-        sha = hashlib.sha256(data).hexdigest() if hits else None
+        lines: list[LineHit] = []
+        if self.catalogue is not None and filetext.worth_judging(path, st.st_mode, data):
+            lines = filecontext.grade(
+                shown or display_path(path), data, filetext.line_hits(self.catalogue, data)
+            )
+        sha = hashlib.sha256(data).hexdigest() if hits or lines else None
         with self._lock:
             self.stats.files_scanned += 1
             self.stats.bytes_scanned += len(data)
         if self.cache:
-            self.cache.put(st, sha, hits)
-        return sha, len(data), hits
+            self.cache.put(st, sha, hits, lines)
+        return sha, len(data), hits, lines
 
     def _file_job(self, path: bytes, expect: tuple[int, int]) -> None:
         try:
-            sha, size, hits = self._read_and_match(path, expect)
+            sha, size, hits, lines = self._read_and_match(path, expect)
         except TimedOut as exc:
             found = timeout_finding(
                 FileFacts(display_path(path), exc.sha256, exc.size), exc.timeout
@@ -347,7 +373,7 @@ class Scanner:
         except Unscannable as exc:
             self._skip(path, exc.reason, exc.detail)
             return
-        self._report(path, size, sha, hits)
+        self._report(path, size, sha, hits, lines)
 
     def _submit(self, fn: Callable[..., None], label: str | bytes, *args: Any) -> None:
         """Run fn(*args) in the pool; the walker waits while QUEUED_PER_THREAD jobs per thread
@@ -541,7 +567,7 @@ class Scanner:
             )
         elif (cached := self.cache.get(st) if self.cache else None) is not None:
             self.stats.files_cached += 1
-            job.result = (cached[0], st.st_size, cached[1])
+            job.result = (cached[0], st.st_size, cached[1], cached[2])
         else:
             self._submit(self._exe_job, label, job, os.fsencode(link), key)
 
@@ -554,7 +580,7 @@ class Scanner:
                     self.findings.append(timeout_finding(facts, t.timeout, proc))
             if job.result is None or not job.result[2]:
                 continue
-            sha, size, hits = job.result
+            sha, size, hits, _ = job.result  # an executable is judged by YARA alone
             for proc in job.procs:
                 exe = proc.exe + (" (deleted)" if proc.exe_deleted else "")
                 facts = FileFacts(exe, sha, size)

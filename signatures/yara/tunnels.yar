@@ -1,8 +1,9 @@
 /*
- * Tunnel and reverse-proxy tools, their configs and launch lines: frp (frpc ini and toml),
- * chisel, ngrok, cloudflared, gost, bore, sshuttle, and reverse shells (socat, bash
- * /dev/tcp, nc -e). Sentinel's own rules. Binaries are recognised by their Go/Rust module
- * paths (domain names alone also appear in public-suffix lists, so they are not enough).
+ * Tunnel and reverse-proxy tools and their launch lines: frp, chisel, ngrok, cloudflared,
+ * gost, bore, sshuttle, and reverse shells (socat, bash /dev/tcp, nc -e). Their configs
+ * are in tunnel_configs.yar, whole-script reverse shells in reverse_shells.yar. Sentinel's
+ * own rules. Binaries are recognised by their Go/Rust module paths (domain names alone
+ * also appear in public-suffix lists, so they are not enough).
  */
 
 rule tunnel_frp_elf
@@ -17,39 +18,6 @@ rule tunnel_frp_elf
         $m3 = "frpc.toml"
     condition:
         uint32(0) == 0x464c457f and filesize < 100MB and $m1 and any of ($m2, $m3)
-}
-
-rule tunnel_frpc_ini
-{
-    meta:
-        category = "tunnel"
-        severity = "medium"
-        description = "frpc client config (INI): [common] server_addr with proxied ports"
-    strings:
-        $common = "[common]"
-        $addr = /\nserver_addr\s*=\s*\S+/
-        $port = /\nserver_port\s*=\s*\d+/
-        $p1 = /\nremote_port\s*=\s*\d+/
-        $p2 = /\nlocal_port\s*=\s*\d+/
-        $p3 = /\ntype\s*=\s*(tcp|udp|stcp|xtcp|sudp|http|https|tcpmux)\b/
-    condition:
-        uint32(0) != 0x464c457f and filesize < 1MB and $common and $addr and $port and any of ($p*)
-}
-
-rule tunnel_frpc_toml
-{
-    meta:
-        category = "tunnel"
-        severity = "medium"
-        description = "frpc client config (TOML): serverAddr with [[proxies]]"
-    strings:
-        $addr = /serverAddr\s*=\s*"/
-        $port = /serverPort\s*=\s*\d+/
-        $proxies = "[[proxies]]"
-        $p1 = /remotePort\s*=\s*\d+/
-        $p2 = /localPort\s*=\s*\d+/
-    condition:
-        uint32(0) != 0x464c457f and filesize < 1MB and $addr and $proxies and ($port or any of ($p*))
 }
 
 rule tunnel_chisel_elf
@@ -99,15 +67,13 @@ rule tunnel_ngrok_usage
     meta:
         category = "tunnel"
         severity = "medium"
-        description = "ngrok tunnel command or ngrok.yml with an authtoken"
+        description = "ngrok tunnel command (http/tcp/tls PORT, start --all, authtoken)"
     strings:
-        $cmd1 = /ngrok\s+(tcp|http|tls)\s+[0-9a-z]/
+        $cmd1 = /ngrok\s+(tcp|http|tls)\s+(\d|[\w.-]+:\d|https?:\/\/)/
         $cmd2 = /ngrok\s+(config\s+add-)?authtoken\s+\S{16,}/
-        $cfg = /authtoken:\s*\S{16,}/
-        $tun1 = /\ntunnels:\s*\n/
-        $tun2 = /\nendpoints:\s*\n/
+        $cmd3 = /ngrok\s+start\s[^\n]{0,200}--all/
     condition:
-        uint32(0) != 0x464c457f and filesize < 1MB and (any of ($cmd*) or ($cfg and any of ($tun*)))
+        uint32(0) != 0x464c457f and filesize < 1MB and any of ($cmd*)
 }
 
 rule tunnel_cloudflared
@@ -115,16 +81,13 @@ rule tunnel_cloudflared
     meta:
         category = "tunnel"
         severity = "medium"
-        description = "cloudflared binary, tunnel command or tunnel config"
+        description = "cloudflared binary or tunnel command (configs: tunnel_cloudflared_config)"
     strings:
         $m1 = "github.com/cloudflare/cloudflared"
         $cmd = /cloudflared\s+(--\S+\s+)*tunnel\s[^\n]{0,200}(--url|--token|\brun\b)/
-        $cfg1 = /\ntunnel:\s*[0-9a-f-]{8,}/
-        $cfg2 = /\ncredentials-file:\s*\S+/
-        $cfg3 = /\ningress:\s*\n/
     condition:
         (uint32(0) == 0x464c457f and filesize < 150MB and $m1) or
-        (uint32(0) != 0x464c457f and filesize < 1MB and ($cmd or 2 of ($cfg*)))
+        (uint32(0) != 0x464c457f and filesize < 1MB and $cmd)
 }
 
 rule tunnel_gost

@@ -92,7 +92,8 @@ def test_terminal_output_is_a_table(tmp_path) -> None:
     (tmp_path / "run.sh").write_text("./x --donate-level=1 -o stratum+ssl://127.0.0.1:3333\n")
     run = _scan("--no-cache", str(tmp_path))
     assert run.returncode == 1
-    assert "yara.miner_donate_level_option" in run.stdout and "2 findings," in run.stdout
+    assert "yara.miner_donate_level_option" in run.stdout and "4 findings," in run.stdout
+    assert "miner.cmdline.miner_flag" in run.stdout  # the text rules, on the script's line
 
 
 def test_cache_makes_a_rescan_read_nothing(tmp_path) -> None:
@@ -187,8 +188,9 @@ def test_bad_input_tree_completes_with_reasons(tmp_path) -> None:
     assert all(s["reason"] for s in doc["stats"]["skipped"])
     vanished = [s for s in doc["stats"]["skipped"] if "/churn/" in s["path"]]
     assert all(s["reason"] == "vanished" for s in vanished)
-    (finding,) = [f for f in doc["findings"] if "miner" in f["file"]["path"]]
-    assert finding["file"]["path"].endswith("miner\\xff\\xfe.sh")
+    found = [f for f in doc["findings"] if "miner" in f["file"]["path"]]
+    assert {f["rule"] for f in found} == {"yara.miner_stratum_url", "miner.cmdline.stratum_url"}
+    assert all(f["file"]["path"].endswith("miner\\xff\\xfe.sh") for f in found)
     assert doc["stats"]["symlinks_not_followed"] == 3
 
 

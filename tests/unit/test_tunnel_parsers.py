@@ -45,15 +45,22 @@ def test_parsers(argv: list[str], facts: dict[str, str]) -> None:
 
 
 def test_tunnel_tool_finding_names_its_peer() -> None:
+    """A tool's name alone is tunnel.tool (with what its argv names); a command line shaped
+    like the tool is reported once, by the shape's rule, with its peer and reverse."""
     det = ProcessDetector(context())
     argv = ["chisel", "client", "198.51.100.7:8080", "R:2222:localhost:22"]
     p = proc(name="chisel", exe="/usr/local/bin/chisel", cmdline=argv)
-    (f,) = [f for f in det.handle(ProcExec(time.time(), p)) if f.rule == "tunnel.tool"]
-    assert f.evidence == {
-        "tool": "chisel",
+    found = {f.rule: f for f in det.handle(ProcExec(time.time(), p))}
+    assert "tunnel.tool" not in found
+    assert found["tunnel.chisel"].evidence == {
         "peer": "198.51.100.7:8080",
         "reverse": "R:2222:localhost:22",
+        "exe": "/usr/local/bin/chisel",
     }
-    plain = proc(name="ngrok", exe="/usr/local/bin/ngrok", cmdline=["ngrok", "http", "8000"])
+    argv = ["frpc", "tcp", "-s", "198.51.100.7", "-P", "7000", "-l", "22"]  # no remote port
+    p = proc(name="frpc", exe="/usr/local/bin/frpc", cmdline=argv)
+    (f,) = [f for f in det.handle(ProcExec(time.time(), p)) if f.rule == "tunnel.tool"]
+    assert f.evidence == {"tool": "frpc", "peer": "198.51.100.7:7000"}
+    plain = proc(name="ngrok", exe="/usr/local/bin/ngrok", cmdline=["ngrok", "version"])
     (f,) = [f for f in det.handle(ProcExec(time.time(), plain)) if f.rule == "tunnel.tool"]
     assert f.evidence == {"tool": "ngrok"}

@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from sentinel.rules import cmdline
+from sentinel.rules import cmdline, revshell
 from sentinel.rules.kinds import extractor, sample_builder
 from sentinel.rules.wallets import find_wallets
 
@@ -96,7 +96,7 @@ def _wallet_kinds(s: Subject) -> list[str]:
 @extractor(KIND, "reverse_shell")
 def _reverse_shell(s: Subject) -> str | None:
     """What reverse or bind shell the text writes, if any."""
-    return cmdline.reverse_shell(s.get("text"))
+    return revshell.reverse_shell(s.get("text"))
 
 
 @sample_builder(KIND, {"text"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from sentinel.rules import shapes
 from sentinel.rules.cmdline import base, is_local_host
 from sentinel.rules.kinds import extractor, fact_group
 
@@ -19,7 +20,20 @@ SSH_CONFIG_FORWARDS = {
     "localforward": "L",
     "dynamicforward": "D",
     "tunnel": "w",
+    "proxyjump": "J",
 }
+SSH_LETTERS = set("46AaCfGgKkMNnqsTtVvXxYyP") | SSH_OPTS_WITH_ARG  # P: a -o ProxyCommand
+SSH_FORWARD_SPEC = re.compile(
+    r"^(?:[\w.*\[\]:-]+:)?\d{1,5}(?::[\w.\[\]:-]+:\d{1,5}|:/\S+)?$|^/\S+:"
+)
+SSH_TUN_SPEC = re.compile(r"^(?:any|(?:\d+|any):(?:\d+|any))$")  # a bare number is -w of many tools
+# a host with a letter in its name, an IPv4 or [IPv6] address, user@ and ssh:// allowed
+SSH_DESTINATION = re.compile(
+    r"^(?:ssh://)?(?:[^@\s/]+@)?(?:[\w-]*[A-Za-z][\w-]*(?:\.[\w-]+)*|\d{1,3}(?:\.\d{1,3}){3}"
+    r"|\[[0-9a-fA-F:.]+\])(?::\d+)?$"
+)
+SSH_JUMP_SPEC = re.compile(r"^[\w.@:\[\]-]+(?:,[\w.@:\[\]-]+)*$")
+JUMP_COMMAND = re.compile(r"^\s*(?:\S*/)?ssh\s(?:.*\s)?-[WJ]\s*\S+")
 
 
 def parse_ssh(args: list[str]) -> tuple[str, list[tuple[str, str]]]:
@@ -51,10 +65,35 @@ def parse_ssh(args: list[str]) -> tuple[str, list[tuple[str, str]]]:
     for letter, value in list(opts):
         if letter == "o":
             key, _, rest = value.replace("=", " ", 1).partition(" ")
+            rest = rest.strip()
+            if key.lower() == "proxycommand" and rest.lower() != "none":
+                opts.append(("P", rest))  # not an ssh letter: the -o ProxyCommand value
+                continue
             mapped = SSH_CONFIG_FORWARDS.get(key.lower())
-            if mapped and rest.strip().lower() not in ("", "no"):
-                opts.append((mapped, rest.strip().replace(" ", ":")))
+            if mapped and rest.lower() not in ("", "no", "none"):
+                opts.append((mapped, rest if mapped == "J" else rest.replace(" ", ":")))
     return dest, opts
+
+
+def ssh_shaped(args: list[str]) -> bool:
+    """Arguments that only ssh takes: every option one of ssh's, a destination, and a
+    well-formed forward (-R/-L/-D), tun (-w), jump (-J) or forward/proxy -o option."""
+    if len(args) < 3 or not any(a.startswith(("-R", "-L", "-D", "-w", "-J", "-o")) for a in args):
+        return False
+    dest, opts = parse_ssh(args)
+    if not SSH_DESTINATION.match(dest):
+        return False
+    if not all(letter in SSH_LETTERS for letter, _ in opts):
+        return False
+    for letter, value in opts:
+        spec = value.replace(" ", ":")
+        if letter in "RLD" and SSH_FORWARD_SPEC.match(spec) and (letter != "L" or ":" in spec):
+            return True
+        if letter == "P" or (letter == "w" and SSH_TUN_SPEC.match(value)):
+            return True
+        if letter == "J" and SSH_JUMP_SPEC.match(value):
+            return True
+    return False
 
 
 def split_forward(spec: str) -> list[str]:
@@ -97,7 +136,7 @@ def ssh_facts(args: list[str]) -> dict[str, Any]:
     if args and base(args[0]) == "autossh":  # autossh's own -M port, then ssh's options
         args = [a for i, a in enumerate(args) if a != "-M" and (i == 0 or args[i - 1] != "-M")]
     dest, opts = parse_ssh(args)
-    found = {letter: value for letter, value in reversed(opts) if letter in "RDw"}
+    found = {letter: value for letter, value in reversed(opts) if letter in "RDwJP"}
     remote = [
         v
         for letter, v in opts
@@ -110,6 +149,9 @@ def ssh_facts(args: list[str]) -> dict[str, Any]:
         "vpn": found.get("w"),
         "socks": found.get("D"),
         "remote_forward": remote[0] if remote else None,
+        "jump": found.get("J"),
+        "proxy_command": found.get("P"),
+        "proxy_is_jump": bool(found.get("P")) and bool(JUMP_COMMAND.match(found.get("P", ""))),
     }
 
 
@@ -134,12 +176,88 @@ def _uses(s: Subject, *tools: str) -> bool:
     return any(t in names for t in tools)
 
 
-SSH_KEYS = ("destination", "local_destination", "reverse", "vpn", "socks", "remote_forward")
+SSH_KEYS = (
+    "destination", "local_destination", "reverse", "vpn", "socks", "remote_forward", "jump",
+    "proxy_command", "proxy_is_jump",
+)  # fmt: skip
+SSH_NAMES = ("ssh", "autossh")
 
 
 @fact_group(KIND, "ssh", SSH_KEYS)
 def _ssh(s: Subject) -> dict[str, Any]:
-    return ssh_facts(s.obj.cmdline) if _uses(s, "ssh", "autossh") else {}
+    argv = s.obj.cmdline
+    named = _uses(s, *SSH_NAMES)
+    return ssh_facts(argv) if named or ssh_shaped(argv[: shapes.MAX_ARGS]) else {}
+
+
+SHAPE_KEYS = ("tool", "peer", "reverse", "what", "local")
+
+
+@fact_group(KIND, "tunnel_shape", SHAPE_KEYS)
+def _tunnel_shape(s: Subject) -> dict[str, Any]:
+    """The tunnel tool the argv is shaped like, whatever the executable is called."""
+    return shapes.tunnel_shape(s.obj.cmdline)
+
+
+# the same facts of the commands written in a text: a script line, a unit's Exec line
+
+
+@extractor("text", "commands")
+def _commands(s: Subject) -> list[list[str]]:
+    """The argv of each command the text runs (split like a shell line)."""
+    return shapes.commands(s.get("text"))
+
+
+TEXT_CUES = re.compile(
+    r"ssh\b|-[RLD]\s*(?:[\w.*\[\]-]+:)?\d|-w\s*(?:\d|any)|-J\s*\w|"
+    r"[Ff][Oo][Rr][Ww][Aa][Rr][Dd]|[Pp][Rr][Oo][Xx][Yy][CcJj]|" + shapes.CUES.pattern
+)
+CUED = "commands.cued"  # a subject cache key of its own: split once for both groups
+
+
+def _cued_commands(s: Subject) -> list[list[str]]:
+    """The commands of each line of the text that holds a cue (found in one scan)."""
+    found = s.cache.get(CUED)
+    if found is None:
+        text, found, end = s.get("text"), [], -1
+        for m in TEXT_CUES.finditer(text):
+            if m.start() <= end:
+                continue  # a second cue on a line already split
+            start = text.rfind("\n", 0, m.start()) + 1
+            end = text.find("\n", m.end())
+            end = len(text) if end < 0 else end
+            found.extend(shapes.line_commands(text[start:end]))
+        s.cache[CUED] = found
+    return found
+
+
+@fact_group("text", "tunnel_shape", SHAPE_KEYS)
+def _text_tunnel_shape(s: Subject) -> dict[str, Any]:
+    """The first command of the text shaped like a tunnel tool."""
+    return next((f for argv in _cued_commands(s) if (f := shapes.tunnel_shape(argv))), {})
+
+
+def reportable(facts: dict[str, Any]) -> bool:
+    """ssh facts some ssh rule reports: a forward, a tun device, a non-jump ProxyCommand."""
+    if any(facts[k] for k in ("reverse", "vpn", "socks", "remote_forward")):
+        return True
+    return bool(facts["proxy_command"] and not facts["proxy_is_jump"])
+
+
+@fact_group("text", "ssh", SSH_KEYS)
+def _text_ssh(s: Subject) -> dict[str, Any]:
+    """The ssh facts of the first ssh (or ssh-shaped) command of the text that a rule
+    reports, else of its first ssh command (so that a text of many lines holds a rule when
+    one of its lines does)."""
+    first: dict[str, Any] = {}
+    for argv in _cued_commands(s):
+        argv = argv[: shapes.MAX_ARGS]
+        if base(argv[0]) in SSH_NAMES or ssh_shaped(argv):
+            facts = ssh_facts(argv)
+            if reportable(facts):
+                return facts
+            first = first or facts
+    return first
 
 
 @fact_group(KIND, "socat", ("exec", "socks", "relay_target", "relay_remote"))
