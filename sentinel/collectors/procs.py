@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sentinel.collectors import Collector, Emit, register
-from sentinel.core import proctable
+from sentinel.core import afterexec, proctable
 from sentinel.core.context import Context
 from sentinel.core.events import HostCpu, ProcCpu, ProcExec, ProcExit
 from sentinel.core.model import Proc, same_start
@@ -54,6 +55,7 @@ UNREAD_LOUD = 3  # failed tries after which unread processes are an integrity fi
 RECONCILE = 6  # with netlink events, the sweep only reconciles: every 6 agent.intervals
 SWEEP_CHUNK = 128  # new pids read between two turns of the loop
 ROTATE = 6  # an idle process is sampled every 6th sample at most (see `rotation`)
+LEADER_GRACE = 0.2  # seconds after a leader's exit before its other threads are checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,7 @@ class ProcsCollector(Collector):
         self.sampled_at = 0.0
         self.idle: set[int] = set()  # used no CPU at their last read: sampled in rotation
         self.samples = 0
+        self.leaderless: set[int] = set()  # main thread exited, other threads run on
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -187,6 +190,7 @@ class ProcsCollector(Collector):
                     self.wake.clear()
                     with self.measure("sweep"):
                         await self.sweep_yielding()
+                        self.recheck()
                     next_sweep = now + interval
                 if sampling and now >= next_sample:
                     with self.measure("cpu sample"):
@@ -250,6 +254,8 @@ class ProcsCollector(Collector):
 
     def on_event(self, ev: NlEvent) -> None:
         if ev.pid != ev.tgid:
+            if ev.what == PROC_EVENT_EXIT and ev.tgid in self.leaderless:
+                self.leader_check_soon(ev.tgid)  # perhaps the last thread of the process
             return  # a thread, not a process
         if ev.what == PROC_EVENT_EXEC:
             self.forks.pop(ev.tgid, None)
@@ -260,7 +266,8 @@ class ProcsCollector(Collector):
             asyncio.get_running_loop().call_later(FORK_GRACE, self.fork_due, ev.tgid)
         elif ev.what == PROC_EVENT_EXIT:
             self.forks.pop(ev.tgid, None)
-            self.exited(ev.tgid)
+            if not self.leader_left(ev.tgid):
+                self.exited(ev.tgid)
         elif ev.what == PROC_EVENT_COMM:
             self.renamed(ev.tgid)
 
@@ -339,7 +346,56 @@ class ProcsCollector(Collector):
                 severity="medium",
             )
 
+    # after exec (core/afterexec.py): deleted executables, leaders that exit before threads
+    def recheck(self) -> None:
+        """Re-judge each live process whose executable or payload was deleted since it was
+        read (one readlink per live process per sweep), and end those whose last thread
+        is gone while their leader waited as a zombie."""
+        deleted, leaderless = afterexec.changes(self.known, self.procfs)
+        for proc in deleted:
+            self.rejudge(proc, "deleted")
+        for pid in leaderless:
+            self.leader_check(pid)
+
+    def rejudge(self, proc: Proc, source: str) -> None:
+        """New facts of a known process: judged again (repeats fold in the engine)."""
+        self.known[proc.pid] = proc
+        self.ctx.procs.add(proc)
+        self.queued(ProcExec(time=time.time(), proc=proc, source=source))
+
+    def leader_left(self, pid: int) -> bool:
+        """The exit event of a process's main thread: True when other threads may run on
+        (checked again shortly: an exit_group takes them all within microseconds)."""
+        if pid not in self.known:
+            return False
+        try:
+            threads = len(os.listdir(f"{self.procfs}/{pid}/task"))
+        except OSError:
+            return False
+        if threads <= 1:
+            return False
+        self.leader_check_soon(pid)
+        return True
+
+    def leader_check_soon(self, pid: int) -> None:
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().call_later(LEADER_GRACE, self.leader_check, pid)
+
+    def leader_check(self, pid: int) -> None:
+        """A process whose leader exited: ended when no thread runs, else marked (once)."""
+        proc = self.known.get(pid)
+        if proc is None:
+            self.leaderless.discard(pid)
+            return
+        if proctable.live_task(pid, self.procfs) is None:
+            self.exited(pid)
+            return
+        self.leaderless.add(pid)
+        if not proc.leader_exited:
+            self.rejudge(dataclasses.replace(proc, leader_exited=True), "leader")
+
     def exited(self, pid: int) -> None:
+        self.leaderless.discard(pid)
         proc = self.known.pop(pid, None)
         self.cpu_prev.pop(pid, None)
         self.idle.discard(pid)

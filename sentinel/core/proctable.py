@@ -169,6 +169,9 @@ def _payload(proc: Proc, procfs: str) -> None:
     if found is not None and found.path:
         path = launch.absolute(found.path, proc.cwd)
         proc.payload, proc.payload_deleted = launch.resolve(proc.pid, path, procfs)
+        if proc.payload_deleted and "/" not in found.path:
+            # not in the working directory: a shell looks such a name up in PATH
+            proc.payload, proc.payload_deleted = found.path, False
 
 
 def live_task(pid: int, procfs: str = "/proc") -> int | None:
