@@ -13,6 +13,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -96,10 +97,8 @@ def test_loader_runs_miner_named_payload_from_tmp(agent: AgentRun, work: Path, p
 def test_scripts_judged_by_path_system_scripts_quiet(agent: AgentRun, work: Path, procs) -> None:
     """python and sh running a script from /tmp: low, by the script's path; python running
     a system script stays quiet."""
-    quiet = spawn(
-        procs,
-        [PYTHON, "/usr/lib/python3.11/timeit.py", "-n1", "-r1", "import time; time.sleep(15)"],
-    )
+    timeit = str(Path(sysconfig.get_paths()["stdlib"]) / "timeit.py")  # a system script
+    quiet = spawn(procs, [PYTHON, timeit, "-n1", "-r1", "import time; time.sleep(15)"])
     script = work / f"job_{secrets.token_hex(3)}.py"
     script.write_text("import time\ntime.sleep(20)\n")
     py = spawn(procs, [PYTHON, "-u", str(script)])
