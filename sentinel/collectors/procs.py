@@ -190,7 +190,7 @@ class ProcsCollector(Collector):
                     self.wake.clear()
                     with self.measure("sweep"):
                         await self.sweep_yielding()
-                        self.recheck()
+                        await self.recheck()
                     next_sweep = now + interval
                 if sampling and now >= next_sample:
                     with self.measure("cpu sample"):
@@ -347,15 +347,20 @@ class ProcsCollector(Collector):
             )
 
     # after exec (core/afterexec.py): deleted executables, leaders that exit before threads
-    def recheck(self) -> None:
+    async def recheck(self) -> None:
         """Re-judge each live process whose executable or payload was deleted since it was
         read (one readlink per live process per sweep), and end those whose last thread
-        is gone while their leader waited as a zombie."""
-        deleted, leaderless = afterexec.changes(self.known, self.procfs)
-        for proc in deleted:
-            self.rejudge(proc, "deleted")
-        for pid in leaderless:
-            self.leader_check(pid)
+        is gone while their leader waited as a zombie; the loop runs between chunks."""
+        items = list(self.known.items())
+        for start in range(0, len(items), SWEEP_CHUNK * 8):
+            chunk = dict(items[start : start + SWEEP_CHUNK * 8])
+            deleted, leaderless = afterexec.changes(chunk.items(), self.procfs)
+            for proc in deleted:
+                if self.known.get(proc.pid) is chunk[proc.pid]:  # not ended or re-read since
+                    self.rejudge(proc, "deleted")
+            for pid in leaderless:
+                self.leader_check(pid)
+            await asyncio.sleep(0)
 
     def rejudge(self, proc: Proc, source: str) -> None:
         """New facts of a known process: judged again (repeats fold in the engine)."""

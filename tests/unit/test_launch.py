@@ -98,3 +98,6 @@ def test_loader_payload_names_and_confusable_claims_in_rules() -> None:
     assert "evasion.payload_from_tmp" not in got  # /srv is no temp dir
     fake = sample_proc({"argv": ["\u0455\u0455hd"], "exe": "/tmp/x", "name": "\u0455shd"})
     assert "evasion.name_masquerade" in {m.rule.id for m in cat.evaluate("process", fake)}
+    tool = sample_proc({"argv": [LD, "/tmp/.t/chisel", "client"], "exe": LD})
+    got = {m.rule.id: m for m in cat.evaluate("process", tool)}
+    assert "tunnel.tool" in got and got["evasion.payload_from_tmp"].severity.name == "MEDIUM"
