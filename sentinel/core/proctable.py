@@ -144,14 +144,19 @@ def _uid_at(where: str, strict: bool = False) -> int:
     return -1
 
 
-def _trusted(exe_link: str) -> bool:
-    """Whether the running executable (stat through the link: the file itself, whatever
-    its path became) is owned by root and writable by no one else."""
+def file_id(st: os.stat_result) -> int:
+    """Device and inode of a file as one number."""
+    return st.st_dev << 64 | st.st_ino
+
+
+def _exe_facts(exe_link: str) -> tuple[bool, int]:
+    """(whether the running executable is owned by root and writable by no one else, its
+    file_id), from one stat through the link: the file itself, whatever its path became."""
     try:
         st = os.stat(exe_link)
     except OSError:
-        return False
-    return st.st_uid == 0 and not st.st_mode & 0o022
+        return False, 0
+    return st.st_uid == 0 and not st.st_mode & 0o022, file_id(st)
 
 
 def replaced(pid: int, exe: str, procfs: str = "/proc") -> bool:
@@ -243,6 +248,7 @@ def read_proc(
     if deleted:
         exe = exe[: -len(" (deleted)")]
     uid = _uid_at(where, strict)
+    trusted, exe_id = _exe_facts(f"{where}/exe")
     proc = Proc(
         pid=pid,
         ppid=ppid,
@@ -258,7 +264,8 @@ def read_proc(
         cgroup=_shared(_cgroup(pid, procfs)),
         argv0=cmdline[0] if cmdline else "",
         exe_replaced=deleted and replaced(pid, exe, procfs),
-        exe_trusted=_trusted(f"{where}/exe"),
+        exe_trusted=trusted,
+        exe_id=exe_id,
         leader_exited=where != f"{procfs}/{pid}",
     )
     _payload(proc, procfs)

@@ -22,7 +22,14 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 
 # Proc fields added after the golden records were written: written only when set
-LATER_PROC_FIELDS = ("payload", "payload_deleted", "exe_replaced", "exe_trusted", "leader_exited")
+LATER_PROC_FIELDS = (
+    "payload",
+    "payload_deleted",
+    "exe_replaced",
+    "exe_trusted",
+    "exe_id",
+    "leader_exited",
+)
 
 
 def proc_from(data: dict[str, Any]) -> Proc:
