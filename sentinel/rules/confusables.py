@@ -48,7 +48,7 @@ def fold(name: str) -> str:
 
 @lru_cache(maxsize=1024)
 def _fold(name: str) -> str:
-    text = unicodedata.normalize("NFKD", name.lower())
+    text = unicodedata.normalize("NFKD", name.lower().rstrip("\ufffd"))  # a cut character
     text = "".join(c for c in text if unicodedata.category(c) not in DROPPED)
     text = unicodedata.normalize("NFKC", text)
     protos = table()

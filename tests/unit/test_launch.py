@@ -101,3 +101,8 @@ def test_loader_payload_names_and_confusable_claims_in_rules() -> None:
     tool = sample_proc({"argv": [LD, "/tmp/.t/chisel", "client"], "exe": LD})
     got = {m.rule.id: m for m in cat.evaluate("process", tool)}
     assert "tunnel.tool" in got and got["evasion.payload_from_tmp"].severity.name == "MEDIUM"
+    # a confusable name the kernel cut at 15 bytes, mid-character: still a miner prefix
+    cut = "srbm\u0456ner-mult\ufffd"  # srbminer-multi spelt with two Cyrillic i
+    mid = sample_proc({"argv": ["w"], "exe": "/srv/w", "name": cut})
+    got = {m.rule.id: m for m in cat.evaluate("process", mid)}
+    assert got["miner.process_name"].evidence == {"comm": "srbminer-multi"}

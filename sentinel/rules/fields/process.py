@@ -32,6 +32,12 @@ def kthread_claim(proc: Proc, pattern: re.Pattern[str]) -> str | None:
     return None
 
 
+def comm_cut(comm: str) -> bool:
+    """Whether comm may be a longer name cut by the kernel at 15 bytes (a character cut
+    in half reads as U+FFFD)."""
+    return len(comm.encode("utf-8", "surrogateescape")) >= 15
+
+
 def in_dirs(path: str, dirs: list[str]) -> bool:
     """Whether `path` lies below one of the directories (shell globs: /usr/lib*)."""
     return any(fnmatch.fnmatchcase(path, d.rstrip("/") + "/*") for d in dirs)
@@ -150,7 +156,7 @@ def _miner_name(s: Subject) -> dict[str, str]:
     for which, name in s.get("names_by").items():
         if name in known:
             return {which: name}
-        if which == "comm" and len(name) == 15:  # comm is cut at 15 characters
+        if which == "comm" and comm_cut(s.obj.name):
             for full in sorted(known):
                 if full.startswith(name):
                     return {which: full}
