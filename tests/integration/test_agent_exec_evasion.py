@@ -8,9 +8,11 @@ builds into its temp dir (tests/support/data/threads.c): nothing mines or leaves
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -95,8 +97,8 @@ def test_loader_runs_miner_named_payload_from_tmp(agent: AgentRun, work: Path, p
 
 
 def test_scripts_judged_by_path_system_scripts_quiet(agent: AgentRun, work: Path, procs) -> None:
-    """python and sh running a script from /tmp: low, by the script's path; python running
-    a system script stays quiet."""
+    """python and sh running a script from /tmp: low, by the script's path; bash running a
+    script read from a pipe (bash <(...)): medium; python running a system script: quiet."""
     timeit = str(Path(sysconfig.get_paths()["stdlib"]) / "timeit.py")  # a system script
     quiet = spawn(procs, [PYTHON, timeit, "-n1", "-r1", "import time; time.sleep(15)"])
     script = work / f"job_{secrets.token_hex(3)}.py"
@@ -105,6 +107,22 @@ def test_scripts_judged_by_path_system_scripts_quiet(agent: AgentRun, work: Path
     shell = work / "job.sh"
     shell.write_text("sleep 20\n")
     sh = spawn(procs, ["/bin/sh", "-e", "job.sh"], cwd=work)
+    # its own process group: the inner bash and its sleep end with it (killpg below)
+    piped = spawn(
+        procs,
+        ["/bin/bash", "-c", "/bin/bash <(printf 'sleep 20\\n'); true"],
+        start_new_session=True,
+    )
+    try:
+        rec = agent.wait_for(
+            lambda r: r["rule"] == "evasion.payload_from_pipe"
+            and r["process"] is not None
+            and piped.pid in [a["pid"] for a in r["process"]["ancestors"]]
+        )
+        assert rec["severity"] == "medium" and rec["evidence"]["payload"].startswith("pipe:[")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(piped.pid, signal.SIGKILL)
     for p, path in ((py, script), (sh, shell)):
         rec = agent.wait_for(about(p.pid, "evasion.payload_from_tmp"))
         assert rec["severity"] == "low" and rec["evidence"]["payload"] == str(path)

@@ -236,6 +236,7 @@ SAMPLE_KEYS = {
     "exe_trusted",
     "leader_exited",
     "payload_deleted",
+    "payload",
 }
 
 
@@ -265,4 +266,5 @@ def sample_proc(sample: dict[str, Any]) -> Proc:
         exe_trusted=bool(sample.get("exe_trusted", True)),
         leader_exited=bool(sample.get("leader_exited", False)),
         payload_deleted=bool(sample.get("payload_deleted", False)),
+        payload=str(sample.get("payload", "")),
     )
