@@ -349,8 +349,9 @@ class ProcsCollector(Collector):
     # after exec (core/afterexec.py): deleted executables, leaders that exit before threads
     async def recheck(self) -> None:
         """Re-judge each live process whose executable or payload was deleted since it was
-        read (one readlink per live process per sweep), and end those whose last thread
-        is gone while their leader waited as a zombie; the loop runs between chunks."""
+        read (an lstat per distinct path, a readlink at most per live process: see
+        core/afterexec.py), and end those whose last thread is gone while their leader
+        waited as a zombie; the loop runs between chunks."""
         items = list(self.known.items())
         for start in range(0, len(items), SWEEP_CHUNK * 8):
             chunk = dict(items[start : start + SWEEP_CHUNK * 8])
@@ -363,10 +364,14 @@ class ProcsCollector(Collector):
             await asyncio.sleep(0)
 
     def rejudge(self, proc: Proc, source: str) -> None:
-        """New facts of a known process: judged again (repeats fold in the engine)."""
+        """New facts of a known process: judged again (repeats fold in the engine); if the
+        engine could not take them, the old facts stay and the next sweep finds it again."""
+        old = self.known.get(proc.pid)
         self.known[proc.pid] = proc
         self.ctx.procs.add(proc)
-        self.queued(ProcExec(time=time.time(), proc=proc, source=source))
+        if not self.queued(ProcExec(time=time.time(), proc=proc, source=source)) and old:
+            self.known[proc.pid] = old
+            self.ctx.procs.add(old)
 
     def leader_left(self, pid: int) -> bool:
         """The exit event of a process's main thread: True when other threads may run on
