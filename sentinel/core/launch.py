@@ -144,10 +144,12 @@ def parse(exe: str, argv: list[str]) -> Launch | None:
 
 
 def absolute(path: str, cwd: str) -> str:
-    """The payload path made absolute against the process's working directory."""
-    if not path or path.startswith("/") or not cwd:
+    """The payload path made absolute against the process's working directory and
+    normalised (`/usr/../tmp/x` and `//tmp/x` are /tmp/x); symlinks are not followed."""
+    if not path or not (path.startswith("/") or cwd):
         return path
-    return os.path.normpath(os.path.join(cwd, path))
+    joined = os.path.normpath(os.path.join(cwd, path))
+    return "/" + joined.lstrip("/") if joined.startswith("/") else joined
 
 
 def resolve(pid: int, path: str, procfs: str = "/proc") -> tuple[str, bool]:

@@ -115,9 +115,11 @@ def test_scripts_judged_by_path_system_scripts_quiet(agent: AgentRun, work: Path
     )
     try:
         rec = agent.wait_for(
-            lambda r: r["rule"] == "evasion.payload_from_pipe"
-            and r["process"] is not None
-            and piped.pid in [a["pid"] for a in r["process"]["ancestors"]]
+            lambda r: (
+                r["rule"] == "evasion.payload_from_pipe"
+                and r["process"] is not None
+                and piped.pid in [a["pid"] for a in r["process"]["ancestors"]]
+            )
         )
         assert rec["severity"] == "medium" and rec["evidence"]["payload"].startswith("pipe:[")
     finally:

@@ -63,6 +63,9 @@ def test_no_payload(exe: str, argv: list[str]) -> None:
 def test_absolute_against_cwd() -> None:
     assert launch.absolute("./w", "/tmp/x") == "/tmp/x/w"
     assert launch.absolute("/srv/w", "/tmp/x") == "/srv/w"
+    assert launch.absolute("/usr/../tmp/w", "") == "/tmp/w"  # no way around the temp dirs
+    assert launch.absolute("//tmp/./w", "/srv") == "/tmp/w"
+    assert launch.absolute("w", "") == "w"  # no working directory: left as given
 
 
 @pytest.mark.parametrize(
