@@ -87,6 +87,7 @@ def name_masquerade(
     # a forked child carries its parent's comm and argv until it execs, and a read that
     # straddles the exec pairs them with the new executable: a parent's name is no claim
     parent = fold(proc.ancestors[0].name) if proc.ancestors else ""
+    found: list[tuple[str, str, str]] = []
     for which, claim in (("comm", fold(proc.name)), ("argv0", claimed_name(proc.argv0))):
         if claim == parent or not (claim in carriers or claim.startswith("systemd-")):
             continue
@@ -94,8 +95,9 @@ def name_masquerade(
             continue
         problem = carrier_problem(proc, claim, carriers, system)
         if problem:
-            return which, claim, problem
-    return None
+            found.append((which, claim, problem))
+    # a claim the executable cannot carry at all outweighs one it carries from elsewhere
+    return min(found, key=lambda f: f[2] != "name", default=None)
 
 
 def _attr(name: str) -> None:
