@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sentinel.collectors import Collector, Emit, register
-from sentinel.core import proctable
+from sentinel.core import afterexec, proctable
 from sentinel.core.context import Context
 from sentinel.core.events import HostCpu, ProcCpu, ProcExec, ProcExit
 from sentinel.core.model import Proc, same_start
@@ -56,6 +57,7 @@ RECONCILE = 6  # with netlink events, the sweep only reconciles: every 6 agent.i
 SWEEP_CHUNK = 128  # new pids read between two turns of the loop
 ROTATE = 6  # an idle process is sampled every 6th sample at most (see `rotation`)
 QUIET_SHARE = 0.25  # unexplained host CPU below this share of the load margin: idle ones wait
+LEADER_GRACE = 0.2  # seconds after a leader's exit before its other threads are checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +178,7 @@ class ProcsCollector(Collector):
         self.idle: set[int] = set()  # used no CPU at their last read: sampled in rotation
         self.hunting = 0  # samples left of the rotation that unexplained host CPU started
         self.samples = 0
+        self.leaderless: set[int] = set()  # main thread exited, other threads run on
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -204,6 +207,7 @@ class ProcsCollector(Collector):
                     self.wake.clear()
                     with self.measure("sweep"):
                         await self.sweep_yielding()
+                        await self.recheck()
                     next_sweep = now + interval
                 if sampling and now >= next_sample:
                     with self.measure("cpu sample"):
@@ -269,6 +273,8 @@ class ProcsCollector(Collector):
         if ev.what == PROC_EVENT_FORK:  # the parent ran: it may have moved namespaces
             self.ctx.procs.ran(ev.parent_tgid if ev.pid == ev.tgid else ev.tgid)
         if ev.pid != ev.tgid:
+            if ev.what == PROC_EVENT_EXIT and ev.tgid in self.leaderless:
+                self.leader_check_soon(ev.tgid)  # perhaps the last thread of the process
             return  # a thread, not a process
         if ev.what == PROC_EVENT_EXEC:
             self.forks.pop(ev.tgid, None)
@@ -279,7 +285,8 @@ class ProcsCollector(Collector):
             asyncio.get_running_loop().call_later(FORK_GRACE, self.fork_due, ev.tgid)
         elif ev.what == PROC_EVENT_EXIT:
             self.forks.pop(ev.tgid, None)
-            self.exited(ev.tgid)
+            if not self.leader_left(ev.tgid):
+                self.exited(ev.tgid)
         elif ev.what == PROC_EVENT_COMM:
             self.renamed(ev.tgid)
 
@@ -358,9 +365,68 @@ class ProcsCollector(Collector):
                 severity="medium",
             )
 
+    # after exec (core/afterexec.py): deleted executables, leaders that exit before threads
+    async def recheck(self) -> None:
+        """Re-judge each live process whose executable or payload was deleted since it was
+        read (an lstat per distinct path, a readlink at most per live process: see
+        core/afterexec.py), and end those whose last thread is gone while their leader
+        waited as a zombie; the loop runs between chunks."""
+        items = list(self.known.items())
+        for start in range(0, len(items), SWEEP_CHUNK * 8):
+            chunk = dict(items[start : start + SWEEP_CHUNK * 8])
+            deleted, leaderless = afterexec.changes(chunk.items(), self.procfs)
+            for proc in deleted:
+                if self.known.get(proc.pid) is chunk[proc.pid]:  # not ended or re-read since
+                    self.rejudge(proc, "deleted")
+            for pid in leaderless:
+                self.leader_check(pid)
+            await asyncio.sleep(0)
+
+    def rejudge(self, proc: Proc, source: str) -> None:
+        """New facts of a known process: judged again (repeats fold in the engine); if the
+        engine could not take them, the old facts stay and the next sweep finds it again."""
+        old = self.known.get(proc.pid)
+        self.known[proc.pid] = proc
+        self.ctx.procs.add(proc)
+        if not self.queued(ProcExec(time=time.time(), proc=proc, source=source)) and old:
+            self.known[proc.pid] = old
+            self.ctx.procs.add(old)
+
+    def leader_left(self, pid: int) -> bool:
+        """The exit event of a process's main thread: True when other threads may run on
+        (checked again shortly: an exit_group takes them all within microseconds)."""
+        if pid not in self.known:
+            return False
+        try:
+            threads = len(os.listdir(f"{self.procfs}/{pid}/task"))
+        except OSError:
+            return False
+        if threads <= 1:
+            return False
+        self.leader_check_soon(pid)
+        return True
+
+    def leader_check_soon(self, pid: int) -> None:
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().call_later(LEADER_GRACE, self.leader_check, pid)
+
+    def leader_check(self, pid: int) -> None:
+        """A process whose leader exited: ended when no thread runs, else marked (once)."""
+        proc = self.known.get(pid)
+        if proc is None:
+            self.leaderless.discard(pid)
+            return
+        if proctable.live_task(pid, self.procfs) is None:
+            self.exited(pid)
+            return
+        self.leaderless.add(pid)
+        if not proc.leader_exited:
+            self.rejudge(dataclasses.replace(proc, leader_exited=True), "leader")
+
     def exited(self, pid: int) -> None:
         """Forget the process; what it had used by its last read is its tree's history, so
         the reaper's cutime rise by that much is not the reaper's load."""
+        self.leaderless.discard(pid)
         proc = self.known.pop(pid, None)
         prev = self.cpu_prev.pop(pid, None)
         parent = self.parent.pop(pid, proc.ppid if proc is not None else 0)

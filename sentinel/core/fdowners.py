@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from sentinel.core import proctable
 from sentinel.ops import metrics
 
 BUDGET = 2.0  # seconds one scan may take
@@ -34,6 +35,12 @@ def _scan(
         fd_dir = f"{procfs}/{pid}/fd"
         try:
             fds = os.listdir(fd_dir)
+            if not fds:  # a leader that exited holds no fds: its live threads do
+                tid = proctable.live_task(pid, procfs)
+                if tid is None:
+                    continue
+                fd_dir = f"{procfs}/{pid}/task/{tid}/fd"
+                fds = os.listdir(fd_dir)
         except OSError:
             continue
         for i, fd in enumerate(fds):

@@ -97,6 +97,12 @@ class Proc:
     tty: bool = False
     cgroup: str = ""
     argv0: str = ""
+    payload: str = ""  # what a loader or interpreter runs (core/launch.py), made absolute
+    payload_deleted: bool = False  # that payload is gone from disk (or a memfd)
+    exe_replaced: bool = False  # exe_deleted, and a new file stands at its path
+    exe_trusted: bool = False  # the executable is root's and writable by no one else
+    exe_id: int = 0  # device and inode of the executable when read (proctable.file_id)
+    leader_exited: bool = False  # the main thread exited, other threads run on
     cmdline_sha256: str = ""  # set with cmdline_len once cmdline was capped
     cmdline_len: int = 0
 

@@ -6,10 +6,12 @@ import contextlib
 import errno
 import os
 import pwd
+import stat
 import sys
 import weakref
 from functools import lru_cache
 
+from sentinel.core import launch
 from sentinel.core.model import Ancestor, Proc, same_start
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -121,9 +123,20 @@ def _readlink(path: str) -> str:
         return ""
 
 
-def _uid(pid: int, procfs: str, strict: bool = False) -> int:
+def _read_or_empty(path: str) -> bytes:
     try:
-        for line in _read(f"{procfs}/{pid}/status").splitlines():
+        return _read(path)
+    except OSError:
+        return b""
+
+
+def _uid(pid: int, procfs: str, strict: bool = False) -> int:
+    return _uid_at(f"{procfs}/{pid}", strict)
+
+
+def _uid_at(where: str, strict: bool = False) -> int:
+    try:
+        for line in _read(f"{where}/status").splitlines():
             if line.startswith(b"Uid:"):
                 return int(line.split()[1])
     except OSError as exc:
@@ -131,6 +144,60 @@ def _uid(pid: int, procfs: str, strict: bool = False) -> int:
     except (ValueError, IndexError):
         pass
     return -1
+
+
+def file_id(st: os.stat_result) -> int:
+    """Device and inode of a file as one number."""
+    return st.st_dev << 64 | st.st_ino
+
+
+def _exe_facts(exe_link: str) -> tuple[bool, int]:
+    """(whether the running executable is owned by root and writable by no one else, its
+    file_id), from one stat through the link: the file itself, whatever its path became."""
+    try:
+        st = os.stat(exe_link)
+    except OSError:
+        return False, 0
+    return st.st_uid == 0 and not st.st_mode & 0o022, file_id(st)
+
+
+def replaced(pid: int, exe: str, procfs: str = "/proc") -> bool:
+    """Whether a regular file stands again at the path of a deleted executable (an
+    upgrade wrote a new one), looked up inside the process's root without following it."""
+    try:
+        return stat.S_ISREG(os.lstat(f"{procfs}/{pid}/root{exe}").st_mode)
+    except OSError:
+        return False
+
+
+def _payload(proc: Proc, procfs: str) -> None:
+    """Fill in what a loader or interpreter process runs, and whether it is still there."""
+    found = launch.parse(proc.exe, proc.cmdline)
+    if found is not None and found.path:
+        path = launch.absolute(found.path, proc.cwd)
+        proc.payload, proc.payload_deleted = launch.resolve(proc.pid, path, procfs)
+        if proc.payload_deleted and "/" not in found.path:
+            # not in the working directory: a shell looks such a name up in PATH
+            proc.payload, proc.payload_deleted = found.path, False
+
+
+def live_task(pid: int, procfs: str = "/proc") -> int | None:
+    """A thread of `pid` other than its leader that has not exited, if any: the process
+    lives on after its main thread exited (pthread_exit in main)."""
+    try:
+        tids = os.listdir(f"{procfs}/{pid}/task")
+    except OSError:
+        return None
+    for name in tids:
+        if not name.isdigit() or int(name) == pid:
+            continue
+        try:
+            state = parse_stat(_read_stat(f"{procfs}/{pid}/task/{name}/stat"))[1][0]
+        except (OSError, ValueError, IndexError):
+            continue
+        if state not in (b"Z", b"X", b"x"):
+            return int(name)
+    return None
 
 
 def _cgroup(pid: int, procfs: str) -> str:
@@ -166,12 +233,24 @@ def read_proc(
     if cmdline and cmdline[-1] == "":
         cmdline.pop()
     exe = _readlink(f"{procfs}/{pid}/exe")
+    where = f"{procfs}/{pid}"
     if not raw and not exe:
-        return None  # a zombie or a kernel thread: no image, nothing to judge
+        # a zombie or a kernel thread has no image, nothing to judge; a leader that
+        # exited while its threads run on is read through one of them
+        tid = live_task(pid, procfs)
+        if tid is None:
+            return None
+        where = f"{procfs}/{pid}/task/{tid}"
+        raw = _read_or_empty(f"{where}/cmdline")
+        cmdline = [_shared(a.decode("utf-8", "surrogateescape")) for a in raw.split(b"\0")]
+        if cmdline and cmdline[-1] == "":
+            cmdline.pop()
+        exe = _readlink(f"{where}/exe")
     deleted = exe.endswith(" (deleted)")
     if deleted:
         exe = exe[: -len(" (deleted)")]
-    uid = _uid(pid, procfs, strict)
+    uid = _uid_at(where, strict)
+    trusted, exe_id = _exe_facts(f"{where}/exe")
     proc = Proc(
         pid=pid,
         ppid=ppid,
@@ -181,12 +260,17 @@ def read_proc(
         user=user_name(uid) if uid >= 0 else "",
         start_time=start,
         uid=uid,
-        cwd=_shared(_readlink(f"{procfs}/{pid}/cwd")),
+        cwd=_shared(_readlink(f"{where}/cwd")),
         exe_deleted=deleted,
         tty=tty_nr != 0,
         cgroup=_shared(_cgroup(pid, procfs)),
         argv0=cmdline[0] if cmdline else "",
+        exe_replaced=deleted and replaced(pid, exe, procfs),
+        exe_trusted=trusted,
+        exe_id=exe_id,
+        leader_exited=where != f"{procfs}/{pid}",
     )
+    _payload(proc, procfs)
     # a process that exited during the reads has a stat we can no longer confirm
     again = read_stat(pid, procfs, strict)
     if again is None or again[2] != start:

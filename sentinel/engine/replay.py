@@ -29,6 +29,17 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
+# Proc fields added after the golden records were written: written only when set
+LATER_PROC_FIELDS = (
+    "payload",
+    "payload_deleted",
+    "exe_replaced",
+    "exe_trusted",
+    "exe_id",
+    "leader_exited",
+)
+
+
 def proc_from(data: dict[str, Any]) -> Proc:
     fields = dict(data)
     fields["ancestors"] = [Ancestor(**a) for a in fields.get("ancestors", [])]
@@ -68,6 +79,10 @@ def owner_from(data: dict[str, Any]) -> OwnerFacts:
 def encode(event: Event) -> dict[str, Any]:
     """The JSONL record of an event (the inverse of decode)."""
     record = {"type": type(event).__name__, **dataclasses.asdict(event)}
+    if isinstance(record.get("proc"), dict):
+        for key in LATER_PROC_FIELDS:  # left out at their default, as older records were
+            if not record["proc"].get(key):
+                record["proc"].pop(key, None)
     if isinstance(record.get("conn"), dict) and not record["conn"]["aliases"]:
         del record["conn"]["aliases"]  # as records without CNAME targets were written
     if "owner" in record and record["owner"] is None:

@@ -6,11 +6,11 @@ import base64
 import binascii
 import re
 
+from sentinel.core import launch
 from sentinel.core.model import Proc, Severity
 from sentinel.core.paths import under
 
 TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
-INTERPRETERS = re.compile(r"^(python[\d.]*|perl[\d.]*|ruby[\d.]*|node|bash|sh|dash|zsh|ksh)$")
 
 STRATUM_URL = re.compile(
     r"(?<![\w+])(?P<scheme>stratum\d?(?:\+(?:tcp|ssl|tls|udp|ws|wss))?|daemon\+https?)://"
@@ -57,30 +57,36 @@ def is_local_host(host: str) -> bool:
     return host in LOCAL_HOSTS or host.startswith("127.") or host.endswith(".localhost")
 
 
+def payload(proc: Proc) -> launch.Launch | None:
+    """What a loader or interpreter process runs, its path made absolute (as the
+    collector resolved it, or parsed from argv for a test sample)."""
+    found = launch.parse(proc.exe, proc.cmdline)
+    if found is None or not found.path:
+        return None
+    path = proc.payload or launch.absolute(found.path, proc.cwd)
+    return launch.Launch(found.kind, path, found.argv0)
+
+
 def script_path(proc: Proc) -> str:
-    """The script an interpreter runs (`python3 /tmp/x.py`), or ''."""
-    if not INTERPRETERS.match(base(proc.exe)) or len(proc.cmdline) < 2:
-        return ""
-    for arg in proc.cmdline[1:]:
-        if arg.startswith("-"):
-            if arg in ("-c", "-e", "-m"):
-                return ""
-            continue
-        return arg
-    return ""
+    """The script an interpreter runs (`python3 /tmp/x.py`, made absolute), or ''."""
+    found = payload(proc)
+    return found.path if found is not None and found.kind == "script" else ""
 
 
 def names(proc: Proc) -> dict[str, str]:
-    """The names a process goes by: comm, exe, argv0 and script basenames, lower-cased."""
+    """The names a process goes by: comm, exe, argv0 and script (or loader payload)
+    basenames, lower-cased; a loader's argv0 is the one it gives its payload."""
     out = {"comm": proc.name.lower()}
     if proc.exe:
         out["exe"] = base(proc.exe)
     argv0 = proc.argv0.split()
     if argv0:
         out["argv0"] = base(argv0[0])
-    script = script_path(proc)
-    if script:
-        out["script"] = base(script)
+    found = payload(proc)
+    if found is not None:
+        out["script" if found.kind == "script" else "payload"] = base(found.path)
+        if found.kind == "loader":
+            out["argv0"] = base(found.argv0.split()[0]) if found.argv0.split() else ""
     return {k: v for k, v in out.items() if v}
 
 

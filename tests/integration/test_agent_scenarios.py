@@ -397,12 +397,18 @@ def test_control_runbook_job_at_full_cpu(agent: AgentRun, tmp_path: Path, procs)
 
 
 def test_control_setproctitle_renames(agent: AgentRun, tmp_path: Path, procs) -> None:
-    postgres = copy_of("/bin/sleep", tmp_path / "pg" / "postgres")
-    nginx = copy_of("/bin/sleep", tmp_path / "ng" / "nginx")
-    pg = spawn(procs, ["bash", "-c", f"exec -a 'postgres: checkpointer' {postgres} 30"])
-    ng = spawn(procs, ["bash", "-c", f"exec -a 'nginx: worker process' {nginx} 30"])
-    fake = spawn(procs, ["bash", "-c", f"exec -a 'sshd: root@pts/0' {nginx} 30"])
-    rec = agent.wait_for(about(fake.pid, "evasion", "evasion.name_masquerade"))
-    assert severity_at_least(rec, "high")
-    marker(agent, tmp_path, procs)
-    assert_quiet(agent, [pg.pid, ng.pid])
+    # daemons installed by hand (/opt, root's): a program named like a system daemon in a
+    # temp dir is a masquerade by path (tests/integration/test_agent_exec_evasion.py)
+    opt = Path("/opt") / f"sentinel-ctl-{os.getpid()}-{secrets.token_hex(3)}"
+    try:
+        postgres = copy_of("/bin/sleep", opt / "pg" / "postgres")
+        nginx = copy_of("/bin/sleep", opt / "ng" / "nginx")
+        pg = spawn(procs, ["bash", "-c", f"exec -a 'postgres: checkpointer' {postgres} 30"])
+        ng = spawn(procs, ["bash", "-c", f"exec -a 'nginx: worker process' {nginx} 30"])
+        fake = spawn(procs, ["bash", "-c", f"exec -a 'sshd: root@pts/0' {nginx} 30"])
+        rec = agent.wait_for(about(fake.pid, "evasion", "evasion.name_masquerade"))
+        assert severity_at_least(rec, "high")
+        marker(agent, tmp_path, procs)
+        assert_quiet(agent, [pg.pid, ng.pid])
+    finally:
+        shutil.rmtree(opt, ignore_errors=True)

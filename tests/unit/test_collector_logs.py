@@ -97,7 +97,7 @@ def test_symlinks_are_never_followed(tmp_path: Path) -> None:
 def test_no_patterns_turns_the_collector_off(tmp_path: Path) -> None:
     c = LogsCollector(context("[watch]\nlogs = []\n"), [].append)
     assert not c.enabled()
-    job = '[[runbook.jobs]]\nname = "t"\ncmdline = "train"\nlogs = ["/x/*.log"]\n'
+    job = '[[runbook.jobs]]\nname = "t"\nexe = "/usr/bin/py*"\nuser = "ml"\nlogs = ["/x/*.log"]\n'
     assert LogsCollector(context(f"[watch]\nlogs = []\n{job}"), [].append).enabled()
 
 

@@ -123,7 +123,7 @@ def test_base64_encoded_indicators(det: ProcessDetector) -> None:
         ("/memfd:", True, "evasion.exec_memfd", Severity.HIGH),
         ("/tmp/x", True, "evasion.exec_deleted", Severity.MEDIUM),
         ("/home/u/.cache/x", True, "evasion.exec_deleted", Severity.MEDIUM),
-        ("/usr/sbin/sshd", True, "evasion.exec_deleted", Severity.LOW),
+        ("/usr/sbin/sshd", True, "evasion.exec_deleted", Severity.MEDIUM),
     ],
 )
 def test_exec_locations(
@@ -131,6 +131,12 @@ def test_exec_locations(
 ) -> None:
     found = run(det, proc(name="x", exe=exe, cmdline=["x"], exe_deleted=deleted))
     assert found[rule].severity == severity and found[rule].category == Category.EVASION
+
+
+def test_replaced_system_binary_is_an_upgrade(det: ProcessDetector) -> None:
+    """A running daemon whose binary a package upgrade replaced: low, not medium."""
+    p = proc(name="x", exe="/usr/sbin/sshd", cmdline=["x"], exe_deleted=True, exe_replaced=True)
+    assert run(det, p)["evasion.exec_deleted"].severity == Severity.LOW
 
 
 def test_runc_memfd_and_ordinary_paths_are_quiet(det: ProcessDetector) -> None:
@@ -196,7 +202,7 @@ def test_name_masquerade(det: ProcessDetector, p: Proc) -> None:
         ),
         proc(pid=1, name="systemd", exe="/usr/lib/systemd/systemd", cmdline=["/sbin/init"]),
         proc(name="python3", exe="/usr/bin/python3.11", cmdline=["celery: worker"]),
-        proc(name="sh", exe="/bin/busybox", cmdline=["sh"]),
+        proc(name="sh", exe="/bin/busybox", cmdline=["sh"], exe_trusted=True),
         # read while a child of bash (the fixture's parent) was exec'ing /usr/bin/true
         proc(
             name="bash", exe="/usr/bin/true", cmdline=["bash", "-c", "for i in 1 2; do true; done"]
