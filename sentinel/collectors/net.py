@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 # kernel TCP states (UDP reuses ESTABLISHED for connected and CLOSE for unconnected)
 ESTABLISHED, SYN_SENT, CLOSE, LISTEN = 1, 2, 7, 10
 RECONCILE = 6  # namespace lookups between two listings of procfs (see Namespaces)
-FOLLOW_ROTATE = 12  # calls within which every known pid's namespace is read again
+LISTING_EVERY = 60  # with a complete process table, calls between listings of procfs
+FOLLOW_ROTATE = 60  # calls within which every known pid's namespace is read again (5 min)
 SERVERS_KEPT = 4096  # listener inode -> accepting pid entries, forgotten all at once beyond
 STATE_NAMES = {ESTABLISHED: "ESTABLISHED", SYN_SENT: "SYN_SENT"}
 WILDCARD = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
@@ -267,9 +268,9 @@ class Namespaces:
     whose process table entry changed since the last (the procs collector keeps the table
     from exec and exit events; an exec, as after a setns, counts), and every RECONCILE
     calls (every call when no procs collector keeps the table) procfs is listed to catch
-    the pids the table does not hold. Every call also re-reads the namespace of each known
-    pid (`follow`: one readlink each), so one that unshares or calls setns without an exec
-    is followed into its new namespace."""
+    the pids the table does not hold. Each call also re-reads the namespace of the known
+    pids seen running and of a share of the others (`follow`), so one that unshares or
+    calls setns without an exec is followed into its new namespace."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -277,6 +278,7 @@ class Namespaces:
         self.members: dict[str, set[int]] = {}  # namespace but the agent's -> its pids
         self.changes = ctx.procs.changes()
         self.active = ctx.procs.activity()
+        self.buckets: list[set[int]] = [set() for _ in range(FOLLOW_ROTATE)]  # by pid % R
         self.calls = 0
 
     def find(self) -> dict[str, int]:
@@ -288,7 +290,8 @@ class Namespaces:
             own = ""
         self.follow(own)
         changed = self.changes.take()
-        listing = self.calls % RECONCILE == 0 or not self.ctx.procs.complete
+        complete = self.ctx.procs.complete  # the table holds every process: a safety net
+        listing = self.calls % (LISTING_EVERY if complete else RECONCILE) == 0 or not complete
         self.calls += 1
         if listing:
             pids = set(proctable.list_pids(procfs))
@@ -302,12 +305,10 @@ class Namespaces:
             fresh = [pid for pid in changed if pid in table]
         for pid in fresh:
             try:
-                ns = sys.intern(os.readlink(f"{procfs}/{pid}/ns/net"))  # one copy per netns
+                ns = os.readlink(f"{procfs}/{pid}/ns/net")
             except OSError:
                 ns = ""
-            self.ns_of[pid] = ns
-            if ns and ns != own:
-                self.members.setdefault(ns, set()).add(pid)
+            self._set(pid, ns, own)
         found = {"": 0}
         for ns, members in self.members.items():
             if ns != own:
@@ -321,8 +322,7 @@ class Namespaces:
         share of the others, so the cost does not grow with sleeping processes and any
         move is seen within FOLLOW_ROTATE calls."""
         procfs = self.ctx.procfs
-        turn = self.calls % FOLLOW_ROTATE
-        due = {pid for pid in self.ns_of if pid % FOLLOW_ROTATE == turn}
+        due = self.buckets[self.calls % FOLLOW_ROTATE]
         for pid in due | (self.active.take() & self.ns_of.keys()):
             ns = self.ns_of[pid]
             try:
@@ -332,13 +332,17 @@ class Namespaces:
             if now == ns:
                 continue
             self._drop(pid)
-            if not now:
-                continue  # gone: forgotten until the table or a listing names it again
-            self.ns_of[pid] = now = sys.intern(now)
-            if now != own:
-                self.members.setdefault(now, set()).add(pid)
+            if now:  # else gone: forgotten until the table or a listing names it again
+                self._set(pid, now, own)
+
+    def _set(self, pid: int, ns: str, own: str) -> None:
+        self.ns_of[pid] = ns = sys.intern(ns)  # one copy per namespace
+        self.buckets[pid % FOLLOW_ROTATE].add(pid)
+        if ns and ns != own:
+            self.members.setdefault(ns, set()).add(pid)
 
     def _drop(self, pid: int) -> None:
+        self.buckets[pid % FOLLOW_ROTATE].discard(pid)
         ns = self.ns_of.pop(pid, None)
         members = self.members.get(ns) if ns else None
         if members is not None:

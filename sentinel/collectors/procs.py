@@ -176,7 +176,10 @@ class ProcsCollector(Collector):
         self.host_prev: HostTicks | None = None
         self.sampled_at = 0.0
         self.idle: set[int] = set()  # used no CPU at their last read: sampled in rotation
-        self.hunting = 0  # samples left of the rotation that unexplained host CPU started
+        # kernel threads and zombies (imageless): never judged, but their CPU is part of the
+        # host's task time (kdamond scans memory of every process): CPU at their last read
+        self.bg_prev: dict[int, float] = {}
+        self.bg_busy: set[int] = set()  # used CPU at their last read: read every sample
         self.samples = 0
         self.leaderless: set[int] = set()  # main thread exited, other threads run on
 
@@ -507,10 +510,10 @@ class ProcsCollector(Collector):
         cores x the time since its last read (more is a misread: clamped and counted).
 
         The cost does not grow with sleeping processes: one that used no CPU at its last
-        read (an idle one) is read only after the host ran more task time than the busy
-        processes account for (`quiet_limit`): then for a whole rotation of `rotation()`
-        samples, each of which reads another share of them; what it used since its last
-        read counts in this sample, so the CPU of every process is counted once."""
+        read (an idle one) is read only while the host runs more task time than the busy
+        processes (and busy kernel threads) account for (`quiet_limit`): then each sample
+        reads another share of them, all within `rotation()` samples; what one used since
+        its last read counts in this sample, so the CPU of every process is counted once."""
         now = time.time()
         span = now - self.sampled_at if self.sampled_at else 0.0
         cpu: dict[int, float] = {}
@@ -520,15 +523,17 @@ class ProcsCollector(Collector):
         self.cores = host.cores
         prev_host, self.host_prev = self.host_prev, host
         busy = [p for p in self.known if p not in self.idle]
-        read = self.read_cpu(busy, now, span, cpu, reused)
+        background = self.bg_busy & self.imageless
+        read = self.read_cpu(busy, now, span, cpu, reused) + self.background(background)
         unexplained = (host.tasks - prev_host.tasks) / proctable.CLK_TCK - read if prev_host else 0
-        turn = self.rotation()
-        if not span or unexplained > self.quiet_limit() * span:
-            self.hunting = turn  # a whole rotation: every idle process is read once
-        if self.hunting:
-            self.hunting -= 1
+        if span and unexplained > self.quiet_limit() * span:
+            # while the host runs more than the busy ones explain, each sample reads the next
+            # share of the idle ones (and the other kernel threads): a burner among them is
+            # read within rotation() samples
+            turn = self.rotation()
             due = [p for p in self.idle if not (p + self.samples) % turn]
             self.read_cpu(due, now, span, cpu, reused)
+            self.background(self.imageless - background)
         else:
             metrics.idle_samples_skipped.inc()
         for pid in reused:
@@ -547,6 +552,24 @@ class ProcsCollector(Collector):
         if prev_host is not None and host.total > prev_host.total:
             busy = (host.busy - prev_host.busy) / (host.total - prev_host.total)
             self.emit(HostCpu(time=now, busy=min(max(busy, 0.0), 1.0), cores=host.cores))
+
+    def background(self, pids: set[int]) -> float:
+        """Task time these kernel threads or zombies ran since their last read: never
+        judged, but part of the host's task time (kdamond scans every process's memory)."""
+        total = 0.0
+        for pid in pids:
+            st = proctable.stat_times(pid, self.procfs)
+            prev = self.bg_prev.pop(pid, None)
+            self.bg_busy.discard(pid)
+            if st is None:
+                continue
+            self.bg_prev[pid] = st[0]
+            if prev is not None and st[0] > prev:
+                total += st[0] - prev
+                self.bg_busy.add(pid)
+        if len(self.bg_prev) > 2 * len(self.imageless) + 64:
+            self.bg_prev = {p: c for p, c in self.bg_prev.items() if p in self.imageless}
+        return total
 
     def read_cpu(
         self, pids: list[int], now: float, span: float, cpu: dict[int, float], reused: list[int]
@@ -572,6 +595,9 @@ class ProcsCollector(Collector):
                 if span and proc.start_time >= self.sampled_at - START_CLOCK_SLACK:
                     prev = (0.0, 0.0, proc.start_time - START_CLOCK_SLACK)
                 else:
+                    # first read of one older than the last sample: what it used is not
+                    # counted, but it explains host time (at most the span's worth of it)
+                    total += min(times[0] + times[1], self.cores * span)
                     self.reaped.pop(pid, None)
                     continue
             if times[0] < prev[0] or times[1] < prev[1]:

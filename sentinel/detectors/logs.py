@@ -4,8 +4,10 @@ and the line."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 
+from sentinel.core.context import Context
 from sentinel.core.events import Event, LogLines
 from sentinel.core.model import Category, FileFacts, Finding
 from sentinel.detectors import Detector, register
@@ -15,6 +17,9 @@ from sentinel.rules.redact import redact
 
 WALLET_RULE = "wallet.log_line"
 EXCERPT = 200  # characters of the line kept (secrets redacted)
+PER_WINDOW = 5  # findings of one rule in one log per WINDOW, each line named
+WINDOW = 600.0  # seconds; past PER_WINDOW, a pass yields one rollup with the count
+MAX_KEYS = 4096  # (log, rule) pairs remembered
 
 
 def _where(path: str, line: int | None) -> str:
@@ -29,9 +34,42 @@ class LogsDetector(Detector):
     events = (LogLines,)
     threadable = True
 
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        # (log, rule) -> (start of its window, findings in it): lines the watched process
+        # writes to a followed log cannot turn into one finding each
+        self.counts: OrderedDict[tuple[str, str], tuple[float, int]] = OrderedDict()
+
     def handle(self, event: Event) -> Iterable[Finding]:
         if not isinstance(event, LogLines):
             return
+        held: dict[str, tuple[Finding, int]] = {}  # rule -> (its latest finding, lines held)
+        for f in self.judge(event):
+            if self.admit(event.path, f.rule, event.time):
+                yield f
+            else:
+                held[f.rule] = (f, held.get(f.rule, (f, 0))[1] + 1)
+        for f, n in held.values():
+            f.summary = (
+                f"{f.summary} (and {n - 1} more lines of it held back)" if n > 1 else f.summary
+            )
+            f.evidence["held_back"] = n
+            f.subject = f"file:{event.path}:{f.rule}:rollup"
+            yield f  # one per rule and pass: how many more lines matched
+
+    def admit(self, path: str, rule: str, now: float) -> bool:
+        """Whether a finding of `rule` in this log is still within its window's share."""
+        key = (path, rule)
+        start, n = self.counts.get(key, (now, 0))
+        if now - start > WINDOW:
+            start, n = now, 0
+        self.counts[key] = (start, n + 1)
+        self.counts.move_to_end(key)
+        while len(self.counts) > MAX_KEYS:
+            self.counts.popitem(last=False)
+        return n < PER_WINDOW
+
+    def judge(self, event: LogLines) -> Iterable[Finding]:
         place = filecontext.package_place(event.path)
         for line, body in event.lines:
             evidence = {"log": event.path, "line": line, "excerpt": redact(body[:EXCERPT])}

@@ -103,7 +103,10 @@ class Incidents:
     def suppress_reason(self, f: Finding, now: float) -> str:
         """'dedup' (drop: an exact repeat), 'incident' (log only: folded, and marked so) or
         '' (send it; it opens an incident of its own)."""
-        fingerprint = f"{f.severity}|{f.summary}"
+        # what was seen, not only how it reads: a file rewritten with another wallet, or a
+        # log line with other text, is news under the same summary
+        sha = f.file.sha256 if f.file is not None else ""
+        fingerprint = f"{f.severity}|{f.summary}|{sha}|{evidence_class(f)!r}"
         prev = self.recent.get(f.dedup_key)
         if prev and now - prev[0] < self.cfg.dedup_window and prev[1] == fingerprint:
             return "dedup"

@@ -20,7 +20,8 @@ from typing import Any, Protocol, TypeVar
 
 from sentinel.core.model import Category, Severity
 
-PACKAGE_DIRS = frozenset({"site-packages", "dist-packages", "node_modules", "tests", "test"})
+PACKAGE_DIRS = frozenset({"site-packages", "dist-packages", "node_modules"})
+TEST_DIRS = frozenset({"tests", "test"})  # a place only inside an installed package tree
 MAX_SHAPE_BYTES = 4 * 1024 * 1024  # larger files are never taken for detection content
 CONTENT_CAP = Severity.LOW
 NEVER_CAPPED = frozenset({Category.INTEGRITY})  # a scan timeout hides the rest of the file
@@ -78,9 +79,15 @@ G = TypeVar("G", bound=Graded)
 
 
 def package_place(path: str) -> str | None:
-    """The package or test directory the path lies in ('site-packages', 'tests', ...)."""
+    """The package directory the path lies in ('site-packages', ...), or its test folder
+    ('site-packages/.../tests'); a `tests/` anywhere else (/tmp/tests, made by anyone) is
+    no place: a crypto library's test vectors stand inside an installed tree."""
     parts = path.split("/")[:-1]
-    return next((p for p in reversed(parts) if p in PACKAGE_DIRS), None)
+    roots = [i for i, p in enumerate(parts) if p in PACKAGE_DIRS]
+    if not roots:
+        return None
+    tests = [p for p in parts[roots[0] + 1 :] if p in TEST_DIRS]
+    return f"{parts[roots[-1]]}/.../{tests[-1]}" if tests else parts[roots[-1]]
 
 
 def _sigma(text: str) -> bool:

@@ -15,7 +15,7 @@ import fakes
 import pytest
 from collector_run import Running
 
-from sentinel.collectors.net import RECONCILE, Namespaces, NetCollector, decode
+from sentinel.collectors.net import LISTING_EVERY, Namespaces, NetCollector, decode
 from sentinel.core import config
 from sentinel.core.events import NetConn
 
@@ -232,7 +232,7 @@ def test_namespaces_follow_the_process_table_between_listings() -> None:
         inside.wait()
         ctx.procs.forget(inside.pid)  # as its exit does
         assert spaces.find() == {"": 0}
-        for _ in range(RECONCILE - 3):
+        for _ in range(LISTING_EVERY - 3):
             assert other not in spaces.find()
         assert spaces.find() == {"": 0, other: untabled.pid}  # the listing
     finally:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
 import struct
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -214,6 +217,24 @@ def write_proc(root: Path, pid: int, name: str, ticks: int, start: int = 1000) -
     (d / "status").write_text("Name:\tx\nUid:\t0\t0\t0\t0\n")
 
 
+@contextlib.asynccontextmanager
+async def host_running(write: Callable[[int], None]) -> AsyncIterator[None]:
+    """Call write(t) every 0.05 s (t = 0, 1, ...): host counters that keep rising."""
+
+    async def run() -> None:
+        for t in itertools.count():
+            write(t)
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def write_host(root: Path, busy: int, idle: int) -> None:
     (root / "stat").write_text(
         f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\ncpu0 0 0 0 0\ncpu1 0 0 0 0\nbtime 1700000000\n"
@@ -236,11 +257,13 @@ async def test_fixture_procfs_sweep_and_samples(tmp_path: Path) -> None:
         await run.wait(ProcCpu)  # the first sample with a span before the change
         tick = 1 / proctable.CLK_TCK
         write_proc(root, 42, "xmrig", ticks=100 + int(0.2 * proctable.CLK_TCK))
-        write_host(root, busy=400, idle=1000)
-        cpu = await run.wait(ProcCpu, lambda e: 42 in e.cpu)
+        # the host keeps running time no busy process explains (42 burns as far as it can
+        # tell) until the idle 42 is read in its share of a sample
+        async with host_running(lambda t: write_host(root, busy=400 + 30 * t, idle=1000 + 10 * t)):
+            cpu = await run.wait(ProcCpu, lambda e: 42 in e.cpu)
+            host = await run.wait(HostCpu, lambda e: e.busy > 0)
         assert cpu.cpu[42] == pytest.approx(0.2, abs=tick)
-        host = await run.wait(HostCpu, lambda e: e.busy > 0)
-        assert host.busy == pytest.approx(300 / 400) and host.cores == 2
+        assert 0 < host.busy <= 1 and host.cores == 2
         # 300 s of CPU within one sample on 2 cores is a misread: clamped and counted
         clamped = metrics.cpu_clamped._value.get()
         write_proc(root, 42, "xmrig", ticks=100 + 300 * proctable.CLK_TCK)
@@ -332,8 +355,8 @@ async def test_idle_processes_wait_while_the_busy_ones_explain_the_host(tmp_path
         assert skipped() >= before + 3
         assert not run.of(ProcCpu, lambda e: 42 in e.cpu)
         # the host ran a second that no busy process explains: the idle ones are read
-        write_tasks(root, 1000 + proctable.CLK_TCK)
-        woke = await run.wait(ProcCpu, lambda e: 42 in e.cpu, timeout=10)
+        async with host_running(lambda t: write_tasks(root, 1000 + proctable.CLK_TCK * (1 + t))):
+            woke = await run.wait(ProcCpu, lambda e: 42 in e.cpu, timeout=10)
         assert woke.cpu[42] == pytest.approx(1.0)
     proctable.boot_time.cache_clear()
 

@@ -264,8 +264,12 @@ def test_wallet_severity_by_kind_key_and_place(tmp_path) -> None:
         "notes/keyed_btc.cfg": (f"address = {btc}\n", "medium"),
         "venv/lib/python3.11/site-packages/monero/vectors.txt": (f"{xmr}\n", "low"),
         "app/node_modules/bitcoinjs-lib/fixtures.json": (json.dumps({"address": btc}), "low"),
-        "crypto-lib/tests/test_addr.py": (f'ADDR = "{xmr}"\n', "low"),
-        "crypto-lib/test/vectors.txt": (f"wallet={eth}\n", "low"),
+        "venv/lib/python3.11/site-packages/cryptolib/tests/test_addr.py": (
+            f'ADDR = "{xmr}"\n',
+            "low",
+        ),
+        "app/node_modules/ethers/test/vectors.txt": (f"wallet={eth}\n", "low"),
+        "tmp/test/notes.txt": (f"payout {xmr}\n", "medium"),  # a tests/ outside a package tree
     }
     _write(tmp_path, {name: text for name, (text, _) in files.items()})
     code, doc = _scan(str(tmp_path))
@@ -274,8 +278,9 @@ def test_wallet_severity_by_kind_key_and_place(tmp_path) -> None:
     for name, (_, level) in files.items():
         hits = _wallet_findings(found, tmp_path / name)
         assert [f["severity"] for f in hits] == [level], (name, hits)
-    lowered = _wallet_findings(found, tmp_path / "crypto-lib/tests/test_addr.py")[0]
-    assert lowered["evidence"]["context"] == "in a package or test tree (tests)"
+    tests = tmp_path / "venv/lib/python3.11/site-packages/cryptolib/tests/test_addr.py"
+    lowered = _wallet_findings(found, tests)[0]
+    assert lowered["evidence"]["context"] == "in a package or test tree (site-packages/.../tests)"
     assert lowered["evidence"]["severity_before"] == "medium"
 
 

@@ -17,6 +17,7 @@ from sentinel.collectors import logs
 from sentinel.collectors.logs import LogsCollector, expand
 from sentinel.core.events import Event, LogLines
 from sentinel.core.model import Severity
+from sentinel.detectors import logs as logs_mod
 from sentinel.detectors.logs import WALLET_RULE, LogsDetector
 
 
@@ -117,6 +118,23 @@ def test_detector_grades_wallets_and_runs_text_rules() -> None:
     (vec,) = _judge("/srv/node_modules/x/test.log", xmr)
     assert vec.severity is Severity.LOW
     assert _judge("/var/log/app.log", "DataLoader worker pool started", "loss 0.1") == []
+
+
+def test_a_flood_of_matching_lines_is_a_few_findings_and_a_rollup() -> None:
+    """A watched process writing 2,000 pool URLs to a followed log: PER_WINDOW findings
+    that name their lines, then one finding per pass that counts the rest."""
+    det = LogsDetector(context())
+    lines = [(i + 1, f"w -o stratum+tcp://p{i}.test:3333") for i in range(2000)]
+    first = list(det.handle(LogLines(time.time(), "/var/log/app.log", lines, 100)))
+    named = [f for f in first if "held_back" not in f.evidence]
+    (rollup,) = [f for f in first if "held_back" in f.evidence]
+    assert len(named) == logs_mod.PER_WINDOW and named[0].evidence["line"] == 1
+    assert rollup.evidence["held_back"] == 2000 - logs_mod.PER_WINDOW
+    assert "more lines of it held back" in rollup.summary
+    again = list(det.handle(LogLines(time.time(), "/var/log/app.log", lines[:10], 100)))
+    assert len(again) == 1 and again[0].evidence["held_back"] == 10  # still in its window
+    other = list(det.handle(LogLines(time.time(), "/var/log/other.log", lines[:2], 100)))
+    assert len(other) == 2  # another log has its own share
 
 
 def test_line_numbers_are_unknown_past_the_counting_budget(

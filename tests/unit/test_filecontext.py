@@ -72,7 +72,9 @@ def test_look_alikes_are_not_detection_content(text: str) -> None:
     [
         ("/usr/lib/python3/dist-packages/x/y.py", "dist-packages"),
         ("/srv/app/node_modules/lib/fixtures.json", "node_modules"),
-        ("/home/u/lib/tests/vectors.txt", "tests"),
+        ("/home/u/v/lib/site-packages/crypt/tests/vectors.txt", "site-packages/.../tests"),
+        ("/home/u/lib/tests/vectors.txt", None),  # a tests/ outside an installed tree
+        ("/tmp/test/notes.txt", None),
         ("/home/u/tests.txt", None),
         ("/tmp/test_wallet/w.txt", None),
     ],

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from sentinel.core.config import EngineConfig
-from sentinel.core.model import Ancestor, Category, Finding, Proc, Severity
+from sentinel.core.model import Ancestor, Category, FileFacts, Finding, Proc, Severity
 from sentinel.engine.incidents import Incidents, evidence_class
 
 
@@ -52,3 +54,23 @@ def test_evidence_class_names_what_was_seen_not_how_much() -> None:
     assert deleted.process is not None
     deleted.process.exe_deleted = True
     assert evidence_class(deleted) != evidence_class(a)
+
+
+def test_a_rewritten_file_is_not_an_exact_repeat() -> None:
+    """Same path and summary, other content (a decoy wallet, then the real one): sent."""
+    inc = Incidents(EngineConfig())
+    now = time.time()
+
+    def about(sha: str) -> Finding:
+        return Finding(
+            "yara.wallet_monero",
+            Category.WALLET,
+            Severity.MEDIUM,
+            "wallet address in /home/u/.cache/notes.txt",
+            "filesig",
+            file=FileFacts("/home/u/.cache/notes.txt", sha, 120),
+        )
+
+    assert inc.suppress_reason(about("a" * 64), now) == ""
+    assert inc.suppress_reason(about("a" * 64), now + 600) == "dedup"  # the same bytes again
+    assert inc.suppress_reason(about("b" * 64), now + 601) == ""

@@ -187,6 +187,13 @@ def _masquerade(s: Subject) -> dict[str, str]:
     return {m[0]: m[1]} if m else {}
 
 
+@extractor(KIND, "masquerade.claim")
+def _masquerade_claim(s: Subject) -> str | None:
+    """The system program's name the process claims."""
+    m = _masquerade_found(s)
+    return m[1] if m else None
+
+
 @extractor(KIND, "masquerade.place")
 def _masquerade_place(s: Subject) -> str | None:
     """'name': the executable is another program; 'path': the right name elsewhere."""
