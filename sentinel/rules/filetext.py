@@ -32,9 +32,10 @@ if TYPE_CHECKING:
 DETECTOR = "filetext"
 MAX_BYTES = 256 * 1024  # bytes of a file judged line by line (YARA sees it all)
 MAX_LINES = 20_000  # lines judged per file
-MAX_JOINED = 16  # continuation lines joined into one
+MAX_JOINED = 64 * 1024  # characters of continuation lines joined into one
 TEXT_PROBE = 8192  # a NUL in the first bytes: not a text file
-COMMENTS = ("#", "//", ";")
+# a line that cannot run: `//tmp/x` runs in a shell (it is /tmp/x), a `;`-led one does not
+COMMENTS = ("#", ";")
 # shell files, units and command-holding configs; data formats (JSON, YAML, text) are
 # left to YARA's whole-file rules in a scan (thousands of them in any package tree)
 LINE_SUFFIXES = frozenset(
@@ -121,11 +122,9 @@ def judged_lines(text: str) -> Iterator[tuple[int, str]]:
     while i < len(raw):
         start, line = i + 1, raw[i].strip()
         i += 1
-        joined = 0
-        while line.endswith("\\") and i < len(raw) and joined < MAX_JOINED:
+        while line.endswith("\\") and i < len(raw) and len(line) < MAX_JOINED:
             line = line[:-1] + " " + raw[i].strip()
             i += 1
-            joined += 1
         if not line or (line.startswith(COMMENTS) and not line.startswith("#!")):
             continue
         yield start, line
@@ -135,7 +134,9 @@ def line_hits(cat: Catalogue, data: bytes | bytearray) -> list[LineHit]:
     """Each text rule that holds on a line of the file (base64 hidden texts included):
     once per rule, its most severe line."""
     if not is_text(data):
-        return []
+        if not data.startswith(b"#!"):
+            return []
+        data = bytes(data[:MAX_BYTES]).replace(b"\0", b"")  # bash runs a script with NULs
     whole = body(data)
     # one pass over the whole text first (continuations joined): a line can only hold a
     # rule the whole text holds (the rules' fields are monotone; tunnel.ssh_* look at the

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 
 SHELL = r"(?:/bin/|/usr/bin/)?(?:ba|z|k|da|a|c|tc)?sh\b"
+GAP = 64  # characters between two parts of one shell line: every gap is bounded and stays
+# on its line, so a crafted text (a 256 KiB line of "nc nc nc ...") costs linear time
 _DEV_NET = re.compile(r"/dev/(?:tcp|udp)/")
 _SHELL_WORD = re.compile(rf"(?<![\w.-]){SHELL}|\$line\b|\beval\b|\bexec\s+\d+<>")
 _TO_DEV_NET = re.compile(r"(?:\d?[<>]{1,2}&?|&>)\s*/dev/(?:tcp|udp)/")
@@ -18,24 +20,27 @@ _FIFO = re.compile(r"\bmk(?:fifo|nod)\b")
 _NET_CLIENT = re.compile(
     r"\b(?:nc|ncat|netcat|nc\.traditional|nc\.openbsd|telnet|socat|cryptcat)\b|\bopenssl\s+s_client\b"
 )
-_PIPE_SHELL = re.compile(rf"\|\s*{SHELL}|{SHELL}[^|;&]*\|")
-_TELNET_SANDWICH = re.compile(rf"\btelnet\s+\S+\s+\d+\s*\|\s*{SHELL}[^|]*\|\s*telnet\b")
+_PIPE_SHELL = re.compile(rf"\|\s*{SHELL}|{SHELL}[^|;&\n]{{0,{GAP}}}\|")
+_TELNET_SANDWICH = re.compile(
+    rf"\btelnet\s+\S{{1,{GAP}}}\s+\d+\s*\|\s*{SHELL}[^|\n]{{0,{GAP}}}\|\s*telnet\b"
+)
 _SSL_PIPE = re.compile(
-    rf"\bopenssl\s+s_client\b[^|;]*\|\s*{SHELL}|{SHELL}[^|;]*\|\s*openssl\s+s_client\b"
+    rf"\bopenssl\s+s_client\b[^|;\n]{{0,{GAP}}}\|\s*{SHELL}"
+    rf"|{SHELL}[^|;\n]{{0,{GAP}}}\|\s*openssl\s+s_client\b"
 )
 _NC_EXEC = re.compile(
-    r"\b(?:nc|ncat|netcat|nc\.traditional|nc\.openbsd)\b[^|;&]*?\s"
-    r"(?:-[a-z]*[ec]\s*['\"]?\S*sh\b|--(?:sh-)?exec[=\s])",
+    rf"\b(?:nc|ncat|netcat|nc\.traditional|nc\.openbsd)\b[^|;&\n]{{0,{GAP}}}?\s"
+    rf"(?:-[a-z]{{0,16}}[ec]\s*['\"]?\S{{0,{GAP}}}sh\b|--(?:sh-)?exec[=\s])",
     re.I,
 )
-_SOCAT_EXEC = re.compile(r"\bsocat\b.*\b(?:exec|system):", re.I)
+_SOCAT_EXEC = re.compile(rf"\bsocat\b[^\n]{{0,{GAP}}}\b(?:exec|system):", re.I)
 _AWK_INET = re.compile(r"/inet6?/(?:tcp|udp)/\d+/")
 _AWK_COPROC = re.compile(r"\|&|getline")
-_ZSH = re.compile(r"\bztcp\b.*>&\s*\$REPLY")
+_ZSH = re.compile(rf"\bztcp\b[^\n]{{0,{GAP}}}>&\s*\$REPLY")
 # interpreters: a socket API and a shell (or stdio) handed to it
 _PY_SOCKET = re.compile(
-    r"\bsocket\.socket\b|\bsocket\(\s*socket\.|\bcreate_connection\b|import\s+socket"
-    r"|\bsocket\b.*\.connect\("
+    rf"\bsocket\.socket\b|\bsocket\(\s*socket\.|\bcreate_connection\b|import\s+socket"
+    rf"|\bsocket\b[^\n]{{0,{GAP}}}\.connect\("
 )
 _PY_SHELL = re.compile(
     rf"\bpty\.spawn\b|\bos\.dup2\b|subprocess\.\w+\(\s*\[?\s*['\"]{SHELL}"
@@ -47,9 +52,13 @@ _PERL_SHELL = re.compile(
     rf"|\bexec\s*\(?\s*['\"]{SHELL}|\bsystem\s*\$_"
 )
 _PHP = re.compile(r"\b(?:fsockopen|pfsockopen|stream_socket_client|socket_create)\s*\(")
-_PHP_SHELL = re.compile(r"\b(?:exec|shell_exec|system|passthru|popen|proc_open)\s*\(|`[^`]*sh\b")
+_PHP_SHELL = re.compile(
+    rf"\b(?:exec|shell_exec|system|passthru|popen|proc_open)\s*\(|`[^`\n]{{0,{GAP}}}sh\b"
+)
 _RUBY = re.compile(r"\bTCPSocket\.(?:open|new)\b|-rsocket\b")
-_RUBY_SHELL = re.compile(rf"\bexec\b[^;]*{SHELL}|\bspawn\b|\bIO\.popen\b|\bsystem\b|\.gets\b")
+_RUBY_SHELL = re.compile(
+    rf"\bexec\b[^;\n]{{0,{GAP}}}{SHELL}|\bspawn\b|\bIO\.popen\b|\bsystem\b|\.gets\b"
+)
 _LUA = re.compile(r"\bsocket\.tcp\s*\(|require\s*\(?\s*['\"]socket['\"]")
 _LUA_SHELL = re.compile(r"\bos\.execute\s*\(|\bio\.popen\s*\(")
 _NODE = re.compile(r"\bnet\.(?:Socket|connect|createConnection)\b|require\(\s*['\"]net['\"]\s*\)")

