@@ -131,6 +131,19 @@ def netcat_exec(args: list[str]) -> bool:
     )
 
 
+def indirect(opts: list[tuple[str, str]]) -> bool:
+    """Whether the destination named is not where ssh goes: a jump (-J, ProxyJump), a
+    ProxyCommand, a config file (-F) or -o HostName (a local name for an outside host)."""
+    for letter, value in opts:
+        if letter in "JPF":
+            return True
+        if letter == "o":
+            key, _, rest = value.replace("=", " ", 1).partition(" ")
+            if key.lower() == "hostname" and not is_local_host(rest.strip()):
+                return True
+    return False
+
+
 def ssh_facts(args: list[str]) -> dict[str, Any]:
     """Destination and the first -R, -w, -D and non-local -L forward of an ssh command line."""
     if args and base(args[0]) == "autossh":  # autossh's own -M port, then ssh's options
@@ -144,7 +157,7 @@ def ssh_facts(args: list[str]) -> dict[str, Any]:
     ]
     return {
         "destination": dest,
-        "local_destination": bool(dest) and is_local_host(ssh_host(dest)),
+        "local_destination": bool(dest) and is_local_host(ssh_host(dest)) and not indirect(opts),
         "reverse": found.get("R"),
         "vpn": found.get("w"),
         "socks": found.get("D"),
