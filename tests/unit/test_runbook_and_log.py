@@ -56,6 +56,13 @@ def test_runbook_matches_process_or_same_exe_ancestor_and_kind() -> None:
     gone = proc(18, ["python3", "train.py"])
     gone.exe_deleted = True
     assert rb.explains(gone, table) is None
+    # the job's interpreter running a script from /tmp (or one deleted) is not the job
+    tmp = proc(21, ["python3", "/tmp/.x/train.py"])
+    tmp.payload = "/tmp/.x/train.py"
+    assert rb.explains(tmp, table) is None
+    erased = proc(22, ["python3", "train.py"])
+    erased.payload, erased.payload_deleted = "/home/ml/train.py", True
+    assert rb.explains(erased, table) is None
     # however broad the exe glob, a descendant is explained only running its job's exe
     broad = Runbook([RunbookJob(name="any", exe="*", user="ml", cmdline=r".*train\.py( .*)?")])
     assert broad.explains(worker, table) == "any"
