@@ -20,6 +20,9 @@ HOST_PORT = re.compile(
     r"|(?:[^@\s/]*@)?(?:\[[0-9a-f:.]+\]|[\w.-]+):\d{1,5})/?$",
     re.I,
 )
+BARE_HOST = re.compile(
+    r"^(?:\[[0-9a-f:.]+\]|[a-z0-9][\w-]*(?:\.[\w-]+)+|\d{1,3}(?:\.\d{1,3}){3})$", re.I
+)
 CHISEL_REMOTE = re.compile(r"^(?:R:)?(?:socks|stdio:|(?:[\w.\[\]-]+:)?\d{1,5}(?::|$))", re.I)
 GOST_SCHEMES = frozenset(
     {"socks", "socks4", "socks4a", "socks5", "http", "http2", "https", "h2", "h2c", "ss",
@@ -105,10 +108,16 @@ CHISEL_WITH_VALUE = frozenset(
 def chisel(args: list[str]) -> dict[str, Any]:
     """`client SERVER REMOTE...` with remotes, or `server --reverse`."""
     rest = _positional(args[1:], CHISEL_WITH_VALUE)
-    if len(rest) >= 3 and rest[0] == "client" and HOST_PORT.match(rest[1]):
+    if (
+        len(rest) >= 3
+        and rest[0] == "client"
+        and (HOST_PORT.match(rest[1]) or BARE_HOST.match(rest[1]))
+    ):
         remotes = [r for r in rest[2:] if CHISEL_REMOTE.match(r)]
-        if not remotes:
-            return {}
+        if not remotes or (
+            not HOST_PORT.match(rest[1]) and not any(r[:2] in ("R:", "r:") for r in remotes)
+        ):
+            return {}  # a server without a port (chisel adds :80) only with a reverse remote
         reverse = [r for r in remotes if r.upper().startswith("R:")]
         what = f"chisel-style client to {rest[1]} with remote {(reverse or remotes)[0]}"
         return _found("chisel", rest[1], reverse[0] if reverse else None, what)
@@ -199,10 +208,13 @@ def gost(args: list[str]) -> dict[str, Any]:
     A plain http(s) URL after -L is curl's `-L URL` (follow redirects), not a listener, unless
     it has no host (`http://:8080`); a forwarder needs an explicit port."""
     forwards = []
+    listening = bool(options(args, "-L"))
     for value in options(args, "-F"):
         node = _gost_node(value)
         if node and re.match(r"^(?:[^@/]*@)?[\w.\[\]:-]*:\d{1,5}(?:[/?]|$)", node[1]):
             forwards.append(value)
+        elif node is None and listening and HOST_PORT.match(value) and "://" not in value:
+            forwards.append(value)  # gost takes a node with no scheme (auto) beside -L
     listens = []
     for value in options(args, "-L"):
         node = _gost_node(value)
@@ -274,9 +286,9 @@ PARSERS: tuple[Callable[[list[str]], dict[str, Any]], ...] = (
 # starts with a literal, so that the regex engine skips ahead to where one can start)
 CUES = re.compile(
     r"client\s|--reverse|tunnel\b|service\s+install\b|--?(?:server[_-]addr|"
-    r"remote[_-]port|bind[_-]port|authtoken)\b|-r\s+\d|-c[\s=]\S*frp|"
-    r"-[LF][=\s]*[a-z0-9+]*://|(?:http|tcp|tls)\s+(?:\d|\S+:\d|https?://)|"
-    r"start\b.*--(?:all|config)|authtoken\b|local\s+\d+\b.*--to\b"
+    r"remote[_-]port|bind[_-]port|authtoken)\b|-r[\s=]*\d|-c[\s=]\S*frp|"
+    r"-[LF][=\s]*[a-z0-9+]*://|-F[=\s]*[\w.-]+:\d|(?:http|tcp|tls)\s|"
+    r"start\b.*--(?:all|config)|authtoken\b|local\s+(?:\d|-)"
 )
 
 
