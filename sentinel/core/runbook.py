@@ -18,7 +18,6 @@ from fnmatch import fnmatchcase
 from sentinel.core.config import RunbookJob
 from sentinel.core.model import Proc
 from sentinel.core.proctable import ProcTable
-from sentinel.rules.cmdline import in_temp_dir
 
 UNIT_SUFFIXES = (".service", ".scope")
 
@@ -48,8 +47,7 @@ class _Job:
         return (
             bool(p.exe)
             and not p.exe_deleted
-            and not p.payload_deleted  # what an interpreter or ld.so runs is the program:
-            and not (p.payload and in_temp_dir(p.payload))  # gone or in /tmp, not the job's
+            and not p.payload_deleted  # the script an interpreter runs is gone: not the job's
             and fnmatchcase(p.exe, self.exe)
             and p.user == self.user
             and (not self.unit or unit_of(p.cgroup) == self.unit)
