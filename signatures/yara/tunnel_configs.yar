@@ -41,6 +41,7 @@ rule tunnel_gost_config
         $v2a = /\bServeNodes"?\s*:/
         $v2b = /\bChainNodes"?\s*:/
         $node = /\b(socks[45]?|relay|rtcp|rudp|tls|mtls|wss?|mwss|kcp|quic|ss|ssu|http2|h2c?|sni|ohttp|otls|obfs4|forward|tcp|udp)(\+[a-z0-9]+)*:\/\//
+        $hostport = /"[\w.-]*:\d{1,5}"/  // a v2 node with no scheme (gost reads it as auto)
         $services = /\bservices"?\s*:/
         $handler = /\bhandler"?\s*:/
         $listener = /\blistener"?\s*:/
@@ -53,6 +54,7 @@ rule tunnel_gost_config
     condition:
         uint32(0) != 0x464c457f and filesize < 1MB and (
             (any of ($v2*) and $node) or
+            (all of ($v2*) and $hostport) or
             ($services and $handler and $listener and
              ($type or $chains or $hops or $connector or $dialer or $forwarder))
         )

@@ -333,6 +333,11 @@ CONFIGS = [
         "yara.tunnel_gost_config",
     ),
     hit(
+        "cfg/gost-auto.json",  # v2 nodes with no scheme: gost takes them as auto
+        f'{{"ServeNodes": [":1080"], "ChainNodes": ["{H}:8443"]}}\n',
+        "yara.tunnel_gost_config",
+    ),
+    hit(
         "cfg/gost.yaml",
         'services:\n- name: service-0\n  addr: ":2222"\n  handler:\n    type: rtcp\n'
         "  listener:\n    type: rtcp\n    chain: chain-0\n  forwarder:\n    nodes:\n"
