@@ -57,7 +57,7 @@ def _found(tool: str, peer: str | None, reverse: str | None, what: str) -> dict[
     return {"tool": tool, "peer": peer, "reverse": reverse, "what": what}
 
 
-def _positional(args: list[str], with_value: frozenset[str] = frozenset()) -> list[str]:
+def positional(args: list[str], with_value: frozenset[str] = frozenset()) -> list[str]:
     """Arguments that are not options nor option values (`--opt=v` and `--opt v` skipped)."""
     out, skip = [], False
     for arg in args:
@@ -107,7 +107,7 @@ CHISEL_WITH_VALUE = frozenset(
 
 def chisel(args: list[str]) -> dict[str, Any]:
     """`client SERVER REMOTE...` with remotes, or `server --reverse`."""
-    rest = _positional(args[1:], CHISEL_WITH_VALUE)
+    rest = positional(args[1:], CHISEL_WITH_VALUE)
     if (
         len(rest) >= 3
         and rest[0] == "client"
@@ -137,7 +137,7 @@ CLOUDFLARED_WITH_VALUE = frozenset(
 
 def cloudflared(args: list[str]) -> dict[str, Any]:
     """`tunnel --url URL`, `tunnel run [NAME]`, `tunnel --token T`, `service install T`."""
-    rest = _positional(args[1:], CLOUDFLARED_WITH_VALUE)
+    rest = positional(args[1:], CLOUDFLARED_WITH_VALUE)
     url = option(args, "--url")
     token = option(args, "--token", "--token-file")
     if rest[:1] == ["tunnel"]:
@@ -173,7 +173,7 @@ def frp(args: list[str]) -> dict[str, Any]:
     """frpc `-c frpc.toml`, frpc `tcp --server_addr S --remote_port N`, frps `--bind_port N`."""
     server = option(args, "-s", "--server_addr", "--server-addr")
     remote = option(args, "-r", "--remote_port", "--remote-port", "--sd", "--custom_domain")
-    rest = _positional(args[1:], FRP_WITH_VALUE)
+    rest = positional(args[1:], FRP_WITH_VALUE)
     if rest and rest[0] in FRP_PROXY_TYPES and server and remote:
         return _found(
             "frpc",
@@ -246,7 +246,7 @@ NGROK_WITH_VALUE = frozenset(
 
 def ngrok(args: list[str]) -> dict[str, Any]:
     """`http PORT`, `tcp PORT`, `tls PORT`, `start --all`/`start NAME`, authtoken commands."""
-    rest = _positional(args[1:], NGROK_WITH_VALUE)
+    rest = positional(args[1:], NGROK_WITH_VALUE)
     if len(rest) >= 2 and rest[0] in NGROK_PROTOS and NGROK_TARGET.match(rest[1]):
         target = f"{rest[0]} {rest[1]}"
         return _found("ngrok", None, target, f"ngrok-style {rest[0]} tunnel to {rest[1]}")
@@ -266,7 +266,7 @@ BORE_WITH_VALUE = frozenset({"to", "t", "port", "p", "secret", "s", "local-host"
 
 def bore(args: list[str]) -> dict[str, Any]:
     """`local PORT --to HOST`."""
-    rest = _positional(args[1:], BORE_WITH_VALUE)
+    rest = positional(args[1:], BORE_WITH_VALUE)
     to = option(args, "--to", "-t")
     if len(rest) >= 2 and rest[0] == "local" and rest[1].isdigit() and to:
         return _found(

@@ -284,31 +284,6 @@ def _netcat_exec(s: Subject) -> bool:
     return bool(set(s.get("names")) & NETCAT) and netcat_exec(s.obj.cmdline)
 
 
-def _positional(args: list[str], with_value: frozenset[str]) -> list[str]:
-    """Arguments that are not options nor option values (`--opt=v` and `--opt v` skipped)."""
-    out, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg.startswith("-"):
-            skip = "=" not in arg and arg.lstrip("-") in with_value
-        else:
-            out.append(arg)
-    return out
-
-
-def _option(args: list[str], *names: str) -> str | None:
-    """The value of the first of the options given (`-o v`, `--opt v`, `--opt=v`)."""
-    for i, arg in enumerate(args):
-        key, eq, value = arg.partition("=")
-        if key in names:
-            if eq:
-                return value
-            if i + 1 < len(args):
-                return args[i + 1]
-    return None
-
-
 CHISEL_WITH_VALUE = frozenset(
     {"fingerprint", "auth", "keepalive", "max-retry-count", "max-retry-interval", "proxy",
      "header", "hostname", "sni", "tls-ca", "tls-cert", "tls-key", "pid"}
@@ -317,7 +292,7 @@ CHISEL_WITH_VALUE = frozenset(
 
 def chisel_facts(args: list[str]) -> dict[str, Any]:
     """`chisel client [opts] SERVER REMOTE...`: the server and the first reverse (R:) remote."""
-    rest = _positional(args[1:], CHISEL_WITH_VALUE)
+    rest = shapes.positional(args[1:], CHISEL_WITH_VALUE)
     if not rest or rest[0] != "client" or len(rest) < 2:
         return {}
     reverse = [r for r in rest[2:] if r.startswith("R:")]
@@ -326,20 +301,20 @@ def chisel_facts(args: list[str]) -> dict[str, Any]:
 
 def frp_facts(args: list[str]) -> dict[str, Any]:
     """frpc's server (`-s`/`--server_addr`, or the config file it reads)."""
-    server = _option(args, "-s", "--server_addr", "--server-addr")
-    port = _option(args, "-P", "--server_port", "--server-port")
+    server = shapes.option(args, "-s", "--server_addr", "--server-addr")
+    port = shapes.option(args, "-P", "--server_port", "--server-port")
     if server:
         return {"peer": f"{server}:{port}" if port else server}
-    config = _option(args, "-c", "--config")
+    config = shapes.option(args, "-c", "--config")
     return {"peer": f"config {config}"} if config else {}
 
 
 def gost_facts(args: list[str]) -> dict[str, Any]:
     """gost's forward chain (-F) or, without one, its first listener (-L)."""
-    forward = _option(args, "-F")
+    forward = shapes.option(args, "-F")
     if forward:
         return {"peer": forward}
-    listen = _option(args, "-L")
+    listen = shapes.option(args, "-L")
     return {"peer": f"listen {listen}"} if listen else {}
 
 
@@ -347,10 +322,10 @@ def cloudflared_facts(args: list[str]) -> dict[str, Any]:
     """cloudflared's tunnel: the local --url it publishes, or the named tunnel it runs."""
     if "tunnel" not in args:
         return {}
-    url = _option(args, "--url")
+    url = shapes.option(args, "--url")
     if url:
         return {"peer": f"publishes {url}"}
-    rest = _positional(args[args.index("tunnel") + 1 :], frozenset({"config", "cred-file"}))
+    rest = shapes.positional(args[args.index("tunnel") + 1 :], frozenset({"config", "cred-file"}))
     return {"peer": f"tunnel {' '.join(rest)}".strip()}
 
 
