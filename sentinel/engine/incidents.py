@@ -91,7 +91,8 @@ class Incidents:
 
     def __init__(self, cfg: EngineConfig) -> None:
         self.cfg = cfg
-        self.recent: dict[tuple[str, str], tuple[float, str]] = {}
+        # dedup key -> (when, what was seen: severity, summary, file hash, evidence class)
+        self.recent: dict[tuple[str, str], tuple[float, tuple[Any, ...]]] = {}
         self.groups: dict[tuple[str, ...], Incident] = {}
         # per pid: the incident each rule's finding about it opened or joined
         self.of_pid: dict[int, dict[str, Incident]] = defaultdict(dict)
@@ -105,8 +106,8 @@ class Incidents:
         '' (send it; it opens an incident of its own)."""
         # what was seen, not only how it reads: a file rewritten with another wallet, or a
         # log line with other text, is news under the same summary
-        sha = f.file.sha256 if f.file is not None else ""
-        fingerprint = f"{f.severity}|{f.summary}|{sha}|{evidence_class(f)!r}"
+        kind = evidence_class(f)
+        fingerprint = (f.severity, f.summary, f.file.sha256 if f.file is not None else "", kind)
         prev = self.recent.get(f.dedup_key)
         if prev and now - prev[0] < self.cfg.dedup_window and prev[1] == fingerprint:
             return "dedup"
@@ -115,7 +116,6 @@ class Incidents:
             self.expire(now)
         if f.process is None:
             return ""
-        kind = evidence_class(f)
         window = self.cfg.incident_window
         # siblings: same rule, parent, program and first argument (a miner's workers)
         group = (f.rule, str(f.process.ppid), f.process.exe or f.process.name)
