@@ -32,26 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "suppo
 
 from agent_harness import AgentRun, Record, record_time
 from fakes import fake_elf_miner, free_pool_port, write_burner
-from netpair import INET_IP, Pair, netpair, ready
+from netpair import HOLD, INET_IP, Pair, netpair, ready
 
 HOLD_PORT, EGRESS_BASE = 4444, 8100  # the egress scenario's n-th rep goes to EGRESS_BASE + n
-HOLD = r"""
-import socket, sys, threading
-def drain(c):
-    while c.recv(4096):
-        pass
-def serve(s):
-    while True:
-        threading.Thread(target=drain, args=(s.accept()[0],), daemon=True).start()
-for port in sys.argv[1:]:
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", int(port)))
-    s.listen(16)
-    threading.Thread(target=serve, args=(s,), daemon=True).start()
-print("up", flush=True)
-threading.Event().wait()
-"""
 
 
 class Poller:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from agent_harness import AgentRun, Record
 from fakes import fake_monero_address, free_pool_port, write_burner
-from netpair import BOX_IP, INET_IP, Pair, netpair, ready
+from netpair import BOX_IP, HOLD, INET_IP, Pair, netpair, ready
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -33,26 +33,6 @@ HOLD_PORTS = (4444, 4445, 9001, 3333, ALLOWED, DENIED, MARKER)
 REUSED = 7070  # a box-side listener's port an outbound client binds too
 FINDING_TIMEOUT = 10.0
 COUNT = itertools.count()
-
-# accepts on every port given and holds each connection open, reading and discarding
-HOLD = r"""
-import socket, sys, threading
-def drain(c):
-    while c.recv(4096):
-        pass
-def serve(s):
-    while True:
-        c, _ = s.accept()
-        threading.Thread(target=drain, args=(c,), daemon=True).start()
-for port in sys.argv[1:]:
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", int(port)))
-    s.listen(16)
-    threading.Thread(target=serve, args=(s,), daemon=True).start()
-print("up", flush=True)
-threading.Event().wait()
-"""
 
 # connects to each host:port given, in order, prints a line after each, and holds them
 CLIENT = r"""

@@ -17,6 +17,26 @@ from pathlib import Path
 
 BOX_IP, INET_IP = "198.51.100.2", "198.51.100.1"
 
+# accepts on every port given and holds each connection open, reading and discarding
+HOLD = r"""
+import socket, sys, threading
+def drain(c):
+    while c.recv(4096):
+        pass
+def serve(s):
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=drain, args=(c,), daemon=True).start()
+for port in sys.argv[1:]:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", int(port)))
+    s.listen(16)
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
+print("up", flush=True)
+threading.Event().wait()
+"""
+
 
 def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
