@@ -550,8 +550,8 @@ class ProcsCollector(Collector):
             self.emit(ProcCpu(time=now, span=span, cpu=cpu, procs=procs))
         self.sampled_at = now
         if prev_host is not None and host.total > prev_host.total:
-            busy = (host.busy - prev_host.busy) / (host.total - prev_host.total)
-            self.emit(HostCpu(time=now, busy=min(max(busy, 0.0), 1.0), cores=host.cores))
+            share = (host.busy - prev_host.busy) / (host.total - prev_host.total)
+            self.emit(HostCpu(time=now, busy=min(max(share, 0.0), 1.0), cores=host.cores))
 
     def background(self, pids: set[int]) -> float:
         """Task time these kernel threads or zombies ran since their last read: never
