@@ -204,7 +204,8 @@ class ProcsCollector(Collector):
                 due = min(next_sweep, next_sample) if sampling else next_sweep
                 if due > now:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wake.wait(), due - now)
+                        async with asyncio.timeout(due - now):
+                            await self.wake.wait()
                 now = time.monotonic()
                 if self.wake.is_set() or now >= next_sweep:
                     self.wake.clear()

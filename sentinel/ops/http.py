@@ -117,7 +117,8 @@ class MetricsServer:
         if self.server is not None:
             self.server.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.wait_closed(), 2)
+                async with asyncio.timeout(2):
+                    await self.server.wait_closed()
             self.server = None
             if self.cfg.unix_socket:
                 with contextlib.suppress(OSError):
@@ -130,14 +131,16 @@ class MetricsServer:
             return
         self.open += 1
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.cfg.idle_timeout)
+            async with asyncio.timeout(self.cfg.idle_timeout):
+                head = await reader.readuntil(b"\r\n\r\n")
             status, ctype, body = self._answer(head)
             writer.write(
                 f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                 + body
             )
-            await asyncio.wait_for(writer.drain(), self.cfg.idle_timeout)
+            async with asyncio.timeout(self.cfg.idle_timeout):
+                await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             metrics.errors.labels("http.client").inc()
         finally:

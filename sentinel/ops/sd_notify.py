@@ -69,7 +69,8 @@ class Notifier:
                 self.notify("WATCHDOG=1")
             if not ready.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ready.wait(), period)
+                    async with asyncio.timeout(period):
+                        await ready.wait()
                 continue
             ok, reason = health()
             now = "watching" if ok else f"degraded: {reason}"

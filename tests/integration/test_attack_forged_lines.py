@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 from agent_harness import AgentRun
@@ -22,6 +23,18 @@ pytestmark = [
 FORGED = "drop\n2026-01-01T00:00:00.000Z CRITICAL miner all clear\r\x1b[2J\u2028x"
 
 
+def stdout_lines(agent: AgentRun, wanted: str, timeout: float = 10.0) -> list[str]:
+    """The agent's stdout lines once one holds `wanted`: the JSONL sink may write its record
+    a moment before the stdout sink writes the same finding."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = agent.out.read_text().splitlines()
+        if any(wanted in line for line in lines):
+            return lines
+        assert time.monotonic() < deadline, f"no stdout line holds {wanted!r}: {lines[-5:]}"
+        time.sleep(0.05)
+
+
 def test_forged_file_name_cannot_forge_journal_or_scan_lines() -> None:
     root = world_dir("attack12")
     try:
@@ -32,10 +45,9 @@ def test_forged_file_name_cannot_forge_journal_or_scan_lines() -> None:
             target = str(agent.watch / FORGED)
             siege.python(f"import sys; open({target!r}, 'wb').write(sys.stdin.buffer.read())", elf)
             agent.wait_for(lambda r: (r["file"] or {}).get("path") == str(agent.watch / FORGED))
-            lines = agent.out.read_text().splitlines()
+            lines = stdout_lines(agent, "drop\\n2026-01-01T00:00:00.000Z CRITICAL")
             assert lines and all(line.startswith("20") and " " in line for line in lines)
             assert not any("\x1b" in line or "\u2028" in line for line in lines)
-            assert any("drop\\n2026-01-01T00:00:00.000Z CRITICAL" in line for line in lines)
             assert siege.miner_latency() < 10
         # the same name through `sentinel scan`, on a pipe and on a (forced) terminal
         scan_dir = root / "scan"

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -326,3 +327,26 @@ def test_bad_fake_script_is_a_config_error(tmp_path) -> None:
     cfg = config.parse("[gpu]\nbackend = 'cuda'\n")
     with pytest.raises(config.ConfigError, match=r"unknown gpu\.backend 'cuda'"):
         GpuCollector(Context(cfg, intel.load()), lambda ev: None)
+
+
+async def test_a_stop_that_meets_a_finished_nvml_call_still_stops(tmp_path) -> None:
+    """The cancel lands after the NVML thread finished but before the collector resumed:
+    asyncio.wait_for in 3.11 returns the result and drops such a cancel (gh-86296)."""
+    cfg = gpu_config(tmp_path, {"devices": [{"uuid": "GPU-fake-0"}]})
+    collector = GpuCollector(Context(cfg, intel.load()), lambda ev: None)
+    collector._executor = ThreadPoolExecutor(max_workers=1)
+    try:
+        for steps in range(8):  # the cancel after 0..7 loop steps of the result's callbacks
+            task = asyncio.create_task(collector._blocking(lambda: 1))
+            await asyncio.sleep(0)  # the call is submitted
+            collector._busy.result(timeout=5)  # and finished
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            if task.done():
+                break
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            assert task.cancelled(), "the stop was swallowed: the collector would run on"
+    finally:
+        collector._executor.shutdown()

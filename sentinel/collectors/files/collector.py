@@ -92,7 +92,8 @@ class FilesCollector(Collector):
             self.report_state()
             while True:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), RECOVER_EVERY)
+                    async with asyncio.timeout(RECOVER_EVERY):
+                        await self.wake.wait()
                 if (self.recovering is None or self.recovering.done()) and self.drops.can_recover():
                     self.recovering = asyncio.create_task(self.recover())
                 if not self.wake.is_set():

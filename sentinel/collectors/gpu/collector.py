@@ -102,7 +102,8 @@ class GpuCollector(Collector):
         self._busy = fut
         waiter = asyncio.wrap_future(fut)
         waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
-        return await asyncio.wait_for(asyncio.shield(waiter), self.cfg.timeout)
+        async with asyncio.timeout(self.cfg.timeout):  # wait_for (3.11) can swallow a cancel
+            return await asyncio.shield(waiter)
 
     async def poll_once(self) -> GpuSample | None:
         """One pass: read every device in the worker thread, emit a GpuSample, report state."""

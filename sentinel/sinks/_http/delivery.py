@@ -527,7 +527,8 @@ class HttpSink(Sink):
         if self.worker is not None:
             if self.pending and self.streak == 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.idle.wait(), CLOSE_FLUSH)
+                    async with asyncio.timeout(CLOSE_FLUSH):
+                        await self.idle.wait()
             self.worker.cancel()
             await asyncio.gather(self.worker, return_exceptions=True)
             self.worker = None
