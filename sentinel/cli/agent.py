@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sentinel.engine import Engine
     from sentinel.engine.state import check_state_dir
+    from sentinel.ops import loopwatch
     from sentinel.ops.limits import set_open_files
 
     cfg = config.load(args.config)
@@ -29,4 +30,5 @@ def run(args: argparse.Namespace) -> int:
     if args.procfs != "/proc":
         logging.getLogger("sentinel").info("reading processes from %s", args.procfs)
     engine = Engine(cfg, procfs=args.procfs, config_path=args.config)
-    return asyncio.run(engine.run())
+    with asyncio.Runner(loop_factory=loopwatch.new_loop) as runner:
+        return runner.run(engine.run())

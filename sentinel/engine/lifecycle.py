@@ -25,7 +25,7 @@ from sentinel.engine.state import RestartState, send_heartbeat
 from sentinel.evidence import hidden
 from sentinel.evidence.hub import Hub
 from sentinel.ops import http as httpserver
-from sentinel.ops import loopwatch, metrics
+from sentinel.ops import metrics
 from sentinel.ops import sd_notify as systemd_notify
 from sentinel.response.responder import Responder
 from sentinel.rules import intel
@@ -166,7 +166,6 @@ class Engine:
             asyncio.create_task(self._ticker(), name="ticker"),
             *(asyncio.create_task(self._blocking_worker(), name="scan") for _ in range(2)),
             asyncio.create_task(self.notifier.run(self.ready, self.health), name="sd_notify"),
-            asyncio.create_task(loopwatch.watch(), name="loopwatch"),
         ]
         self._start_collectors()
         if not self.collectors:

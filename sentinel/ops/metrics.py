@@ -145,7 +145,7 @@ traffic_packets = Counter(
 )
 loop_slowest_step = Gauge(
     "sentinel_loop_slowest_step_seconds",
-    "Longest the event loop was held by one step since start (timer lateness)",
+    "Longest the event loop was held by one step (its work between two waits) since start",
     registry=REGISTRY,
 )
 idle_samples_skipped = Counter(

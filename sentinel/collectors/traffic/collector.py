@@ -140,6 +140,7 @@ class TrafficCollector(Collector):
         self.failed: set[str] = set()
         self.changes: queue.SimpleQueue[tuple[str, Watch | None]] = queue.SimpleQueue()
         self.stop = threading.Event()
+        self.waker: tuple[int, int] | None = None  # a pipe that ends the capture thread's wait
         self.flows = Reassembly(self.cfg.flow_bytes)
         self.budget = LRU(FLOWS_KEPT)
         self.sent = LRU(FLOWS_KEPT)
@@ -157,6 +158,7 @@ class TrafficCollector(Collector):
         return self.cfg.enabled
 
     async def run(self) -> None:
+        self.waker = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         thread = threading.Thread(target=self.capture, name="sentinel-traffic", daemon=True)
         thread.start()
         try:
@@ -166,14 +168,28 @@ class TrafficCollector(Collector):
                 await asyncio.sleep(self.ctx.config.agent.interval)
         finally:
             self.stop.set()
+            self.wake()
             await asyncio.to_thread(thread.join, 5)
+            if not thread.is_alive():
+                for fd in self.waker:
+                    os.close(fd)
+
+    def wake(self) -> None:
+        """End the capture thread's wait: a change of watches, or the stop."""
+        if self.waker is not None:
+            with contextlib.suppress(BlockingIOError):  # a byte is already waiting
+                os.write(self.waker[1], b"w")
+
+    def change(self, ns: str, watch: Watch | None) -> None:
+        self.changes.put((ns, watch))
+        self.wake()
 
     async def refresh(self) -> None:
         """Open a watch for each namespace with a process in it; retire the empty ones."""
         found = self.netns.find()
         for ns in self.watched.keys() - found.keys():
             del self.watched[ns]
-            self.changes.put((ns, None))
+            self.change(ns, None)
             self.ctx.names.forget(ns)
         self.failed &= found.keys()
         cap, unwatched = min(self.cfg.max_namespaces, max_watches()), 0
@@ -195,7 +211,7 @@ class TrafficCollector(Collector):
                 log.info("traffic: cannot watch %s: %s", ns, exc)
                 continue
             self.watched[ns] = watch
-            self.changes.put((ns, watch))
+            self.change(ns, watch)
         if "" not in self.watched:
             return
         if unwatched:
@@ -214,9 +230,11 @@ class TrafficCollector(Collector):
     # --- the capture thread --------------------------------------------------------------
 
     def capture(self) -> None:
+        assert self.waker is not None
         watches: dict[str, Watch] = {}
         sel = selectors.DefaultSelector()  # epoll: no FD_SETSIZE limit as select() has
-        last_stats = time.monotonic()
+        sel.register(self.waker[0], selectors.EVENT_READ, None)
+        next_stats = time.monotonic() + STATS_EVERY
         try:
             while not self.stop.is_set():
                 while not self.changes.empty():
@@ -228,23 +246,32 @@ class TrafficCollector(Collector):
                     if watch is not None:
                         watches[ns] = watch
                         sel.register(watch.packets, selectors.EVENT_READ, watch)
-                if not watches:
-                    self.stop.wait(POLL)
-                    continue
-                ready = sel.select(POLL)
-                for key, _ in ready:
-                    self.drain(key.data)
+                packets = False
+                for key, _ in sel.select(self.wait_time(next_stats)):
+                    if key.data is None:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self.waker[0], 64)
+                    else:
+                        self.drain(key.data)
+                        packets = True
                 self.resolve()
                 self.flush(watches.values())
-                if time.monotonic() - last_stats > STATS_EVERY:
-                    last_stats = time.monotonic()
+                if time.monotonic() >= next_stats:
+                    next_stats = time.monotonic() + STATS_EVERY
                     self.kernel_drops(watches.values())
-                if ready:
+                if packets:
                     self.stop.wait(GATHER)
         finally:
             sel.close()
             for watch in watches.values():
                 watch.close()
+
+    def wait_time(self, next_stats: float) -> float:
+        """How long the capture thread may wait for packets: POLL while copies or partial
+        flows wait on the clock, else until the drop counters are due (no idle wake-ups)."""
+        if self.ownerless or self.flows.pending:
+            return POLL
+        return max(0.0, next_stats - time.monotonic())
 
     def drain(self, watch: Watch) -> None:
         for _ in range(BATCH):
