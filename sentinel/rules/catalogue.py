@@ -207,6 +207,7 @@ class Catalogue:
     lists: dict[str, Any]
     rules: dict[str, list[Rule]] = field(default_factory=dict)
     patterns: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    memos: dict[str, Callable[..., Any]] = field(default_factory=dict, repr=False)
 
     def pattern(self, name: str) -> re.Pattern[str]:
         """A list of regular expressions as one alternation (compiled once, checked at load)."""

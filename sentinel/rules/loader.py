@@ -200,11 +200,16 @@ class _Compiler:
         needs = op in ("any", "prefix_in", "suffix_in", "contains") or (op == "exists" and want)
         if op == "matches" and value.search("") is None:
             needs = True
+        if (op == "equals" and value) or (op == "in" and all(value)):
+            needs = True  # no unset (None, '', 0, empty) value equals a set one
         gate = name if needs and not negate else ""
-        if op == "exists" and not negate and not cap:  # the common case, kept cheap
+        if op == "exists" and not negate and not cap:  # the common cases, kept cheap
             if want:
                 return Condition(lambda s, caps: bool(s.get(name)), gate)
             return Condition(lambda s, caps: not s.get(name))
+        if op == "equals" and not negate and not cap:
+            same = lower(value)
+            return Condition(lambda s, caps: lower(s.get(name)) == same, gate)
 
         def check(s: Subject, caps: dict[str, Any]) -> bool:
             got = fn(s.get(name), value)

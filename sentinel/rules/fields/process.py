@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sentinel.core.model import Ancestor, Proc
 from sentinel.rules import cmdline
 from sentinel.rules.cmdline import base
 from sentinel.rules.confusables import fold
 from sentinel.rules.kinds import extractor, sample_builder
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from sentinel.rules.catalogue import Subject
@@ -115,23 +118,37 @@ extractor(KIND, "parent")(lambda s: s.obj.ancestors[0].name.lower() if s.obj.anc
 extractor(KIND, "kthread_claim")(
     lambda s: kthread_claim(s.obj, s.catalogue.pattern("kthread_names"))
 )
-extractor(KIND, "script")(lambda s: cmdline.script_path(s.obj))
+extractor(KIND, "script")(lambda s: cmdline.script_path(s.obj, _launch(s)))
 extractor(KIND, "exe_temp_dir")(lambda s: cmdline.in_temp_dir(s.obj.exe))
 for _name in ("exe_replaced", "exe_trusted", "leader_exited", "payload_deleted"):
     _attr(_name)
 
 
+def _once(key: str, fn: Callable[[Subject], T]) -> Callable[[Subject], T]:
+    """fn's value kept in the subject under `key`: several fields read one parse."""
+
+    def get(s: Subject) -> T:
+        if key not in s.cache:
+            s.cache[key] = fn(s)
+        return cast(T, s.cache[key])
+
+    return get
+
+
+_launch = _once("_launch", lambda s: cmdline.payload(s.obj))
+
+
 @extractor(KIND, "payload")
 def _payload(s: Subject) -> str | None:
     """The program the dynamic loader runs or the script an interpreter runs (absolute)."""
-    found = cmdline.payload(s.obj)
+    found = _launch(s)
     return found.path if found is not None else None
 
 
 @extractor(KIND, "payload_kind")
 def _payload_kind(s: Subject) -> str | None:
     """'loader' (ld.so ./payload) or 'script' (an interpreter's script)."""
-    found = cmdline.payload(s.obj)
+    found = _launch(s)
     return found.kind if found is not None else None
 
 
@@ -148,7 +165,7 @@ def _names(s: Subject) -> list[str]:
 @extractor(KIND, "names_by")
 def _names_by(s: Subject) -> dict[str, str]:
     """{comm|exe|argv0|script|payload: name}, each folded (NFKC, confusables)."""
-    return {k: fold(v) for k, v in cmdline.names(s.obj).items()}
+    return {k: fold(v) for k, v in cmdline.names(s.obj, _launch(s)).items()}
 
 
 @extractor(KIND, "miner_name")
@@ -175,8 +192,10 @@ def _tunnel_tool(s: Subject) -> str | None:
     return tools[0] if tools else None
 
 
-def _masquerade_found(s: Subject) -> tuple[str, str, str] | None:
-    return name_masquerade(s.obj, s.list("masquerade_carriers"), s.list("system_exe_dirs"))
+_masquerade_found = _once(
+    "_masquerade",
+    lambda s: name_masquerade(s.obj, s.list("masquerade_carriers"), s.list("system_exe_dirs")),
+)
 
 
 @extractor(KIND, "masquerade")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sentinel.rules import cmdline, revshell
@@ -19,6 +21,8 @@ WORD_SPLIT = re.compile(r"[^a-z0-9._-]+")
 BASE64_DEPTH = 2
 WALLET_RUN = re.compile(r"[0-9A-Za-z]{14}")  # the shortest address (bech32) is 14 alnum
 USER_HINTS = ("-u", "--login", "--wallet", "-O")  # a substring of every user option
+MEMO_TEXTS = 1024  # texts whose matches are kept
+MEMO_CHARS = 1024  # a longer text is judged afresh (bounds the memo: about 1 MB at most)
 
 
 def _text(s: Subject) -> str:
@@ -107,8 +111,20 @@ def _sample(sample: dict[str, Any]) -> str:
 def matches(cat: Catalogue, text: str, depth: int = BASE64_DEPTH) -> list[Match]:
     """Text rules on the text and on base64 texts hidden inside it (up to `depth` layers).
 
-    The hidden texts of one layer are judged together, one per line, so that their cost is
-    their size, whatever their number."""
+    Their matches depend on the text alone, and a box runs the same command lines again and
+    again: those of the last MEMO_TEXTS texts up to MEMO_CHARS long are kept, per catalogue.
+    """
+    if len(text) > MEMO_CHARS:
+        return _matches(cat, text, depth)
+    judge = cat.memos.get(KIND)
+    if judge is None:
+        judge = cat.memos[KIND] = functools.lru_cache(MEMO_TEXTS)(partial(_matches, cat))
+    return [replace(m, evidence=dict(m.evidence)) for m in judge(text, depth)]
+
+
+def _matches(cat: Catalogue, text: str, depth: int) -> list[Match]:
+    """The hidden texts of one layer are judged together, one per line, so that their cost
+    is their size, whatever their number."""
     found = cat.evaluate(KIND, text)
     decoded = cmdline.decoded_base64(text) if depth > 0 else []
     if decoded:
