@@ -114,6 +114,7 @@ def main() -> None:
 
     def scan_engine(cache: str) -> Callable[[], None]:
         def go() -> None:
+            catalogue.memos.clear()  # each scan starts with no text matches kept, as the CLI
             options = ScanOptions(cap, threads, cache_path=cache)
             scanner = Scanner(rules, options, None, catalogue)  # YARA and the text rules
             scanner.scan_paths([args.tree])
