@@ -25,7 +25,7 @@ from sentinel.engine.state import RestartState, send_heartbeat
 from sentinel.evidence import hidden
 from sentinel.evidence.hub import Hub
 from sentinel.ops import http as httpserver
-from sentinel.ops import metrics
+from sentinel.ops import loopwatch, metrics
 from sentinel.ops import sd_notify as systemd_notify
 from sentinel.response.responder import Responder
 from sentinel.rules import intel
@@ -344,6 +344,7 @@ class Engine:
 
     def _mark_ready(self) -> None:
         self.ready.set()
+        loopwatch.arm()
         summary = self.health_state.summary()
         print(f"sentinel: ready; collectors: {summary or 'none'}", file=sys.stderr, flush=True)
 

@@ -208,6 +208,7 @@ class Catalogue:
     rules: dict[str, list[Rule]] = field(default_factory=dict)
     patterns: dict[str, re.Pattern[str]] = field(default_factory=dict)
     memos: dict[str, Callable[..., Any]] = field(default_factory=dict, repr=False)
+    failures: int = 0  # rules that raised on a subject (a memo keeps no result with one)
 
     def pattern(self, name: str) -> re.Pattern[str]:
         """A list of regular expressions as one alternation (compiled once, checked at load)."""
@@ -238,6 +239,7 @@ class Catalogue:
                         continue
                 m = rule.evaluate(s)
             except Exception:  # one failing field on hostile input loses only its rule
+                self.failures += 1
                 _rule_failed(rule, s)
                 continue
             if m is not None:

@@ -3,6 +3,7 @@ caller its own copy, and a text too long to keep is judged afresh."""
 
 from __future__ import annotations
 
+import pytest
 from fakes import context, fake_monero_address
 
 from sentinel.rules.fields import text
@@ -32,3 +33,21 @@ def test_a_long_text_is_not_kept_and_catalogues_keep_their_own() -> None:
     other = context().catalogue
     text.matches(cat, "sleep 60")
     assert text.KIND not in other.memos  # a reloaded catalogue starts with nothing kept
+
+
+def test_a_text_on_which_a_rule_failed_is_judged_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    cat = context().catalogue
+    fields = cat.kinds[text.KIND].fields
+    wallets = fields["wallets"]
+
+    def fragile(s: object) -> object:
+        if "boom" in str(s.obj):  # type: ignore[attr-defined]
+            raise ValueError("hostile text")
+        return wallets(s)
+
+    monkeypatch.setitem(fields, "wallets", fragile)
+    line = "boom stratum+tcp://10.1.2.3:3333"
+    for seen in (1, 2):  # not kept: the failure is logged and counted each time
+        ids = {m.rule.id for m in text.matches(cat, line)}
+        assert "miner.cmdline.stratum_url" in ids and "wallet.cmdline" not in ids
+        assert cat.failures == seen

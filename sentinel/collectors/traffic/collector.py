@@ -173,6 +173,7 @@ class TrafficCollector(Collector):
             if not thread.is_alive():
                 for fd in self.waker:
                     os.close(fd)
+                self.waker = None
 
     def wake(self) -> None:
         """End the capture thread's wait: a change of watches, or the stop."""

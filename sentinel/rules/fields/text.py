@@ -22,7 +22,7 @@ BASE64_DEPTH = 2
 WALLET_RUN = re.compile(r"[0-9A-Za-z]{14}")  # the shortest address (bech32) is 14 alnum
 USER_HINTS = ("-u", "--login", "--wallet", "-O")  # a substring of every user option
 MEMO_TEXTS = 1024  # texts whose matches are kept
-MEMO_CHARS = 1024  # a longer text is judged afresh (bounds the memo: about 1 MB at most)
+MEMO_CHARS = 1024  # a longer text is judged afresh (keys: at most 4 MB, 1 MB if Latin-1)
 
 
 def _text(s: Subject) -> str:
@@ -118,8 +118,28 @@ def matches(cat: Catalogue, text: str, depth: int = BASE64_DEPTH) -> list[Match]
         return _matches(cat, text, depth)
     judge = cat.memos.get(KIND)
     if judge is None:
-        judge = cat.memos[KIND] = functools.lru_cache(MEMO_TEXTS)(partial(_matches, cat))
-    return [replace(m, evidence=dict(m.evidence)) for m in judge(text, depth)]
+        judge = cat.memos[KIND] = functools.lru_cache(MEMO_TEXTS)(partial(_kept, cat))
+    try:
+        kept = judge(text, depth)
+    except _Unkept as exc:
+        return exc.found
+    return [replace(m, evidence=dict(m.evidence)) for m in kept]
+
+
+class _Unkept(Exception):
+    """Matches not to keep: a rule raised while they were found (lru_cache keeps no raise),
+    so the same text is judged, logged and counted again next time."""
+
+    def __init__(self, found: list[Match]) -> None:
+        self.found = found
+
+
+def _kept(cat: Catalogue, text: str, depth: int) -> list[Match]:
+    failures = cat.failures
+    found = _matches(cat, text, depth)
+    if cat.failures != failures:
+        raise _Unkept(found)
+    return found
 
 
 def _matches(cat: Catalogue, text: str, depth: int) -> list[Match]:
