@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -43,7 +44,13 @@ def comm_cut(comm: str) -> bool:
 
 def in_dirs(path: str, dirs: list[str]) -> bool:
     """Whether `path` lies below one of the directories (shell globs: /usr/lib*)."""
-    return any(fnmatch.fnmatchcase(path, d.rstrip("/") + "/*") for d in dirs)
+    return _below(tuple(dirs)).match(path) is not None
+
+
+@functools.lru_cache(maxsize=16)
+def _below(dirs: tuple[str, ...]) -> re.Pattern[str]:
+    """One pattern for 'below one of dirs' (a list is compiled once, not per process)."""
+    return re.compile("|".join(fnmatch.translate(d.rstrip("/") + "/*") for d in dirs))
 
 
 def claimed_name(argv0: str) -> str:
@@ -60,7 +67,13 @@ def carrier_name(claim: str, exe_base: str, carriers: Carriers) -> bool:
     allowed = carriers.get(claim, [claim])
     if exe_base in allowed:
         return True
-    return any(re.fullmatch(re.escape(a) + _VERSION_SUFFIX, exe_base) for a in allowed)
+    return any(_versioned(a).fullmatch(exe_base) for a in allowed)
+
+
+@functools.lru_cache(maxsize=1024)
+def _versioned(name: str) -> re.Pattern[str]:
+    """`name` with an optional version suffix: python3 -> python3.11, gcc -> gcc-12."""
+    return re.compile(re.escape(name) + _VERSION_SUFFIX)
 
 
 def carrier_problem(proc: Proc, claim: str, carriers: Carriers, system: list[str]) -> str:
