@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import enum
 import re
 
 from sentinel.core import launch
@@ -37,15 +36,6 @@ DOWNLOAD_EXEC = re.compile(
     re.IGNORECASE,
 )
 TEMP_PATH = re.compile(r"(?<![\w.-])(?:/tmp|/var/tmp|/dev/shm)/[^\s'\";|&]+")
-
-
-class Missing(enum.Enum):
-    """The type of MISSING: an argument not given (None is a value: no payload)."""
-
-    MISSING = 0
-
-
-MISSING = Missing.MISSING
 LOCAL_HOSTS = frozenset({"localhost", "ip6-localhost", "ip6-loopback", "::1", "0.0.0.0", "::"})
 
 
@@ -77,26 +67,25 @@ def payload(proc: Proc) -> launch.Launch | None:
     return launch.Launch(found.kind, path, found.argv0)
 
 
-def script_path(proc: Proc, found: launch.Launch | Missing | None = MISSING) -> str:
-    """The script an interpreter runs (`python3 /tmp/x.py`, made absolute), or ''.
-    `found`: the process's payload when the caller has it already."""
-    if isinstance(found, Missing):
-        found = payload(proc)
+def script_path(proc: Proc) -> str:
+    """The script an interpreter runs (`python3 /tmp/x.py`, made absolute), or ''."""
+    return script_of(payload(proc))
+
+
+def script_of(found: launch.Launch | None) -> str:
+    """The script of a payload (see `payload`), or '' for none or a loader's program."""
     return found.path if found is not None and found.kind == "script" else ""
 
 
-def names(proc: Proc, found: launch.Launch | Missing | None = MISSING) -> dict[str, str]:
-    """The names a process goes by: comm, exe, argv0 and script (or loader payload)
-    basenames, lower-cased; a loader's argv0 is the one it gives its payload.
-    `found`: the process's payload when the caller has it already."""
+def names(proc: Proc, found: launch.Launch | None) -> dict[str, str]:
+    """The names a process goes by: comm, exe, argv0 and script (or loader payload `found`,
+    see `payload`) basenames, lower-cased; a loader's argv0 is the one it gives its payload."""
     out = {"comm": proc.name.lower()}
     if proc.exe:
         out["exe"] = base(proc.exe)
     argv0 = proc.argv0.split()
     if argv0:
         out["argv0"] = base(argv0[0])
-    if isinstance(found, Missing):
-        found = payload(proc)
     if found is not None:
         out["script" if found.kind == "script" else "payload"] = base(found.path)
         if found.kind == "loader":

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     from sentinel.rules.catalogue import Subject
 
 Extractor = Callable[["Subject"], Any]
+T = TypeVar("T")
 SampleBuilder = Callable[[dict[str, Any]], Any]
 
 
@@ -51,6 +52,18 @@ def extractor(kind_name: str, name: str) -> Callable[[Extractor], Extractor]:
         return fn
 
     return deco
+
+
+def once(key: str, fn: Callable[[Subject], T]) -> Callable[[Subject], T]:
+    """fn's value kept in the subject's cache under `key` (not a field): several fields
+    that read one parse or scan do it once per subject."""
+
+    def get(s: Subject) -> T:
+        if key not in s.cache:
+            s.cache[key] = fn(s)
+        return cast(T, s.cache[key])
+
+    return get
 
 
 def fact_group(

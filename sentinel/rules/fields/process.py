@@ -5,16 +5,13 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 from sentinel.core.model import Ancestor, Proc
 from sentinel.rules import cmdline
 from sentinel.rules.cmdline import base
 from sentinel.rules.confusables import fold
-from sentinel.rules.kinds import extractor, sample_builder
-
-T = TypeVar("T")
+from sentinel.rules.kinds import extractor, once, sample_builder
 
 if TYPE_CHECKING:
     from sentinel.rules.catalogue import Subject
@@ -131,24 +128,13 @@ extractor(KIND, "parent")(lambda s: s.obj.ancestors[0].name.lower() if s.obj.anc
 extractor(KIND, "kthread_claim")(
     lambda s: kthread_claim(s.obj, s.catalogue.pattern("kthread_names"))
 )
-extractor(KIND, "script")(lambda s: cmdline.script_path(s.obj, _launch(s)))
+extractor(KIND, "script")(lambda s: cmdline.script_of(_launch(s)))
 extractor(KIND, "exe_temp_dir")(lambda s: cmdline.in_temp_dir(s.obj.exe))
 for _name in ("exe_replaced", "exe_trusted", "leader_exited", "payload_deleted"):
     _attr(_name)
 
 
-def _once(key: str, fn: Callable[[Subject], T]) -> Callable[[Subject], T]:
-    """fn's value kept in the subject under `key`: several fields read one parse."""
-
-    def get(s: Subject) -> T:
-        if key not in s.cache:
-            s.cache[key] = fn(s)
-        return cast(T, s.cache[key])
-
-    return get
-
-
-_launch = _once("_launch", lambda s: cmdline.payload(s.obj))
+_launch = once("_launch", lambda s: cmdline.payload(s.obj))
 
 
 @extractor(KIND, "payload")
@@ -205,7 +191,7 @@ def _tunnel_tool(s: Subject) -> str | None:
     return tools[0] if tools else None
 
 
-_masquerade_found = _once(
+_masquerade_found = once(
     "_masquerade",
     lambda s: name_masquerade(s.obj, s.list("masquerade_carriers"), s.list("system_exe_dirs")),
 )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sentinel.rules import shapes
 from sentinel.rules.cmdline import base, is_local_host
-from sentinel.rules.kinds import extractor, fact_group
+from sentinel.rules.kinds import extractor, fact_group, once
 
 if TYPE_CHECKING:
     from sentinel.rules.catalogue import Subject
@@ -228,20 +228,20 @@ TEXT_CUES = re.compile(
 CUED = "commands.cued"  # a subject cache key of its own: split once for both groups
 
 
-def _cued_commands(s: Subject) -> list[list[str]]:
+def _split_cued(s: Subject) -> list[list[str]]:
     """The commands of each line of the text that holds a cue (found in one scan)."""
-    found = s.cache.get(CUED)
-    if found is None:
-        text, found, end = s.get("text"), [], -1
-        for m in TEXT_CUES.finditer(text):
-            if m.start() <= end:
-                continue  # a second cue on a line already split
-            start = text.rfind("\n", 0, m.start()) + 1
-            end = text.find("\n", m.end())
-            end = len(text) if end < 0 else end
-            found.extend(shapes.line_commands(text[start:end]))
-        s.cache[CUED] = found
+    text, found, end = s.get("text"), [], -1
+    for m in TEXT_CUES.finditer(text):
+        if m.start() <= end:
+            continue  # a second cue on a line already split
+        start = text.rfind("\n", 0, m.start()) + 1
+        end = text.find("\n", m.end())
+        end = len(text) if end < 0 else end
+        found.extend(shapes.line_commands(text[start:end]))
     return found
+
+
+_cued_commands = once(CUED, _split_cued)
 
 
 @fact_group("text", "tunnel_shape", SHAPE_KEYS)
